@@ -1,0 +1,31 @@
+# One entry for every task. `make test` and `make demo` set up .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo diagrams check-diagrams bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+# The README's test command: diagrams in sync, then every test.
+test: $(STAMP) check-diagrams
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) -m tests.standin.demo
+
+diagrams: $(STAMP)
+	$(PY) -m machines.diagram write diagrams
+
+check-diagrams: $(STAMP)
+	$(PY) -m machines.diagram check diagrams
+
+bench: $(STAMP)
+	$(PY) -m bench.machines
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,4 @@
+"""What happens on each input: decode, authorize, validate, fire the trigger, queue
+side effects. Nothing here talks to lightningd except through `handlers.effects`."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,185 @@
+"""The plugin's options, declared once as data, and the immutable `ConfigSnapshot`.
+
+lightningd checks an option's type when it parses it; we still check types here (init
+and `setconfig` hand us JSON values and strings respectively), then ranges, choices and
+rules that join two options. Handlers only ever see a whole, valid snapshot.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+
+class ConfigError(ValueError):
+    def __init__(self, option: str, message: str):
+        self.option = option
+        super().__init__(f"{option}: {message}")
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    name: str
+    field: str
+    type: str                      # lightningd option type: int | bool | string
+    default: Any
+    description: str
+    min: int | None = None
+    max: int | None = None
+    choices: tuple[str, ...] = ()
+    dynamic: bool = False
+
+    def allowed(self) -> str:
+        if self.choices:
+            return "one of " + "|".join(self.choices)
+        if self.min is not None:
+            return f"an integer from {self.min} to {self.max}"
+        return {"bool": "true or false", "string": "a string"}.get(self.type, self.type)
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("hive-db-path", "db_path", "string", None,
+               "SQLite database file; unset means <lightning-dir>/cl-hive.db. A relative "
+               "path is taken from the lightning-dir."),
+    OptionSpec("hive-governance-mode", "governance_mode", "string", "advisor",
+               "Who approves coordinated actions: advisor (the operator), autonomous "
+               "(the plugin), oracle (an external decider).",
+               choices=("advisor", "autonomous", "oracle"), dynamic=True),
+    OptionSpec("hive-heartbeat-interval", "heartbeat_interval", "int", 300,
+               "Seconds between state broadcasts when nothing else was sent (60-3600).",
+               min=60, max=3600, dynamic=True),
+    OptionSpec("hive-gossip-capacity-threshold-pct", "gossip_capacity_threshold_pct", "int", 10,
+               "Broadcast our state when capacity changed by more than this percent (1-100).",
+               min=1, max=100, dynamic=True),
+    OptionSpec("hive-intent-hold-seconds", "intent_hold_seconds", "int", 60,
+               "Seconds an announced intent waits for conflicts before it commits (5-3600).",
+               min=5, max=3600, dynamic=True),
+    OptionSpec("hive-intent-expire-seconds", "intent_expire_seconds", "int", 600,
+               "Seconds after its announce at which an unfinished intent expires; must "
+               "exceed hive-intent-hold-seconds (10-86400).",
+               min=10, max=86400, dynamic=True),
+    OptionSpec("hive-ticket-valid-hours", "ticket_valid_hours", "int", 24,
+               "Default validity of an invite ticket in hours (1-720).",
+               min=1, max=720, dynamic=True),
+    OptionSpec("hive-max-members", "max_members", "int", 50,
+               "Most members the hive admits (2-500).", min=2, max=500, dynamic=True),
+    OptionSpec("hive-handshake-timeout-seconds", "handshake_timeout_seconds", "int", 60,
+               "Seconds a handshake step may wait for the peer's answer (5-600).",
+               min=5, max=600, dynamic=True),
+    OptionSpec("hive-max-handshake-sessions", "max_handshake_sessions", "int", 16,
+               "Most handshake sessions an admin keeps open at once (1-256).",
+               min=1, max=256, dynamic=True),
+    OptionSpec("hive-pending-action-expire-hours", "pending_action_expire_hours", "int", 24,
+               "Hours a governance action waits for approval before it expires (1-720).",
+               min=1, max=720, dynamic=True),
+    OptionSpec("hive-breaker-failure-threshold", "breaker_failure_threshold", "int", 3,
+               "Consecutive failed bridge calls that open the circuit breaker (1-100).",
+               min=1, max=100, dynamic=True),
+    OptionSpec("hive-breaker-reset-seconds", "breaker_reset_seconds", "int", 60,
+               "Seconds an open circuit breaker waits before one probe call (1-3600).",
+               min=1, max=3600, dynamic=True),
+    OptionSpec("hive-tick-seconds", "tick_seconds", "int", 5,
+               "Seconds between scheduler ticks that fire due deadlines (1-60).",
+               min=1, max=60),
+    OptionSpec("hive-log-file", "log_file", "string", None,
+               "Also write every log event to this file as JSON lines; unset means no file."),
+)
+
+BY_NAME = {o.name: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class ConfigSnapshot:
+    lightning_dir: str
+    db_path: str
+    governance_mode: str
+    heartbeat_interval: int
+    gossip_capacity_threshold_pct: int
+    intent_hold_seconds: int
+    intent_expire_seconds: int
+    ticket_valid_hours: int
+    max_members: int
+    handshake_timeout_seconds: int
+    max_handshake_sessions: int
+    pending_action_expire_hours: int
+    breaker_failure_threshold: int
+    breaker_reset_seconds: int
+    tick_seconds: int
+    log_file: str | None
+
+    @property
+    def pending_action_expire_seconds(self) -> int:
+        return self.pending_action_expire_hours * 3600
+
+    def public(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def coerce(opt: OptionSpec, value: Any) -> Any:
+    """Turn an init value (typed JSON) or a setconfig value (always a string) into the
+    option's type, then check its range or choices."""
+    if opt.type == "int":
+        if isinstance(value, bool):
+            raise ConfigError(opt.name, f"expected {opt.allowed()}, got {value!r}")
+        if isinstance(value, str):
+            try:
+                value = int(value.strip(), 10)
+            except ValueError:
+                raise ConfigError(opt.name, f"expected {opt.allowed()}, got {value!r}") from None
+        if not isinstance(value, int):
+            raise ConfigError(opt.name, f"expected {opt.allowed()}, got {value!r}")
+        if not opt.min <= value <= opt.max:
+            raise ConfigError(opt.name, f"{value} is out of range: expected {opt.allowed()}")
+        return value
+    if opt.type == "bool":
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        if not isinstance(value, bool):
+            raise ConfigError(opt.name, f"expected {opt.allowed()}, got {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(opt.name, f"expected {opt.allowed()}, got {value!r}")
+    if opt.choices and value not in opt.choices:
+        raise ConfigError(opt.name, f"{value!r} is not allowed: expected {opt.allowed()}")
+    return value
+
+
+def _check_joint(values: dict) -> None:
+    if values["intent_expire_seconds"] <= values["intent_hold_seconds"]:
+        raise ConfigError(
+            "hive-intent-expire-seconds",
+            f"{values['intent_expire_seconds']} must exceed hive-intent-hold-seconds "
+            f"({values['intent_hold_seconds']})")
+
+
+def from_init(options: dict, lightning_dir: str) -> ConfigSnapshot:
+    """Build the snapshot from init's `options` (unset options may be absent)."""
+    unknown = sorted(set(options) - set(BY_NAME))
+    if unknown:
+        raise ConfigError(unknown[0], "not an option of cl-hive")
+    values: dict[str, Any] = {"lightning_dir": lightning_dir}
+    for opt in OPTIONS:
+        raw = options.get(opt.name)
+        values[opt.field] = opt.default if raw is None else coerce(opt, raw)
+    db_path = values["db_path"] or "cl-hive.db"
+    if db_path == "" or db_path.endswith(os.sep):
+        raise ConfigError("hive-db-path", "expected a file name, got a directory")
+    values["db_path"] = os.path.join(lightning_dir, os.path.expanduser(db_path))
+    if values["log_file"] is not None:
+        values["log_file"] = os.path.join(lightning_dir, os.path.expanduser(values["log_file"]))
+    _check_joint(values)
+    return ConfigSnapshot(**values)
+
+
+def with_change(snapshot: ConfigSnapshot, name: str, raw: Any) -> ConfigSnapshot:
+    """The snapshot after `setconfig name raw`, or ConfigError (the old one stays)."""
+    opt = BY_NAME.get(name)
+    if opt is None:
+        raise ConfigError(name, "not an option of cl-hive")
+    if not opt.dynamic:
+        raise ConfigError(name, "cannot be changed while running; restart the plugin")
+    if raw is None:
+        raise ConfigError(name, f"a value is required: expected {opt.allowed()}")
+    new = replace(snapshot, **{opt.field: coerce(opt, raw)})
+    _check_joint(new.public())
+    return new

@@ -1,0 +1,105 @@
+"""Fires machine triggers with persistence: load the row, run the machine's table, and
+commit the new state, its transition-log record and its outbound messages together.
+
+Every transition is logged (structlog `fsm.transition`) after it commits; every refusal
+(`fsm.trigger_refused`) is logged and changes nothing. Refusals are not written to the
+SQLite log, so a peer sending junk cannot grow the database.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import structlog
+
+from machines.runtime import Instance, Outcome, runtime_for
+from storage import machine_rows, outbox, transition_log
+
+log = structlog.get_logger("hive.fsm")
+
+
+@dataclass(frozen=True)
+class Send:
+    """A message to a peer, queued in the outbox only if the transition happens."""
+    peer_id: str
+    msg_hex: str
+
+
+def _fields(inst: Instance) -> dict:
+    return {"state": inst.state, "deadline": inst.deadline,
+            "deadline_trigger": inst.deadline_trigger, "created_at": inst.created_at,
+            "state_since": inst.state_since, "version": inst.version, "data": inst.data}
+
+
+class Dispatcher:
+    def __init__(self, db, clock, config: Callable[[], object]):
+        self.db = db
+        self.clock = clock
+        self.config = config          # returns the current ConfigSnapshot
+
+    def load(self, kind: str, instance_id: str) -> Instance | None:
+        row = machine_rows.load(self.db.conn(), kind, instance_id)
+        return None if row is None else Instance(kind, instance_id, **row)
+
+    def create(self, kind: str, instance_id: str, *, state: str | None = None,
+               data: dict | None = None, domain: dict | None = None,
+               peer_id: str | None = None, sends: Iterable[Send] = (),
+               context: dict | None = None) -> Instance:
+        now = self.clock.now()
+        inst = runtime_for(kind).create(instance_id, now, self.config(), state=state, data=data)
+        with self.db.transaction() as conn:
+            machine_rows.insert(conn, kind, instance_id, _fields(inst), domain)
+            self._record(conn, now, inst, "create", None, peer_id, context, sends)
+        self._log_transition(kind, instance_id, "create", None, inst.state, peer_id, context)
+        return inst
+
+    def fire(self, kind: str, instance_id: str, trigger: str, *, peer_id: str | None = None,
+             sends: Iterable[Send] = (), data_update: dict | None = None,
+             context: dict | None = None, **guard_context) -> Outcome:
+        """Apply `trigger`; `sends` and `data_update` take effect only if it moves."""
+        now = self.clock.now()
+        sends = tuple(sends)
+        with self.db.transaction() as conn:
+            row = machine_rows.load(conn, kind, instance_id)
+            if row is None:
+                outcome = Outcome(kind, instance_id, trigger, source="-", dest="-", ok=False,
+                                  refused="unknown_instance")
+            else:
+                inst = Instance(kind, instance_id, **row)
+                expected = inst.version
+                outcome = runtime_for(kind).fire(inst, trigger, now, self.config(),
+                                                 peer_id=peer_id, **guard_context)
+                if outcome.ok:
+                    if data_update:
+                        inst.data.update(data_update)
+                    machine_rows.update(conn, kind, instance_id, _fields(inst), expected)
+                    self._record(conn, now, inst, trigger, outcome.source, peer_id, context,
+                                 sends)
+        if outcome.ok:
+            self._log_transition(kind, instance_id, trigger, outcome.source, outcome.dest,
+                                 peer_id, context, internal=outcome.internal)
+        else:
+            log.info("fsm.trigger_refused", machine=kind, instance_id=instance_id,
+                     trigger=trigger, source=outcome.source, reason=outcome.refused,
+                     peer_id=peer_id, context=context or {})
+        return outcome
+
+    def fire_due(self) -> list[Outcome]:
+        """Fire every deadline that has passed (the scheduler's tick)."""
+        now = self.clock.now()
+        due = machine_rows.due(self.db.conn(), now)
+        return [self.fire(kind, instance_id, trigger) for kind, instance_id, trigger in due]
+
+    def _record(self, conn, now, inst, trigger, source, peer_id, context, sends) -> None:
+        transition_log.append(conn, at=now, kind=inst.kind, instance_id=inst.id,
+                              trigger=trigger, source=source, dest=inst.state,
+                              peer_id=peer_id, context=context or {})
+        for send in sends:
+            outbox.add(conn, peer_id=send.peer_id, msg_hex=send.msg_hex, now=now)
+
+    @staticmethod
+    def _log_transition(kind, instance_id, trigger, source, dest, peer_id, context,
+                        internal=False) -> None:
+        log.info("fsm.transition", machine=kind, instance_id=instance_id, trigger=trigger,
+                 source=source, dest=dest, internal=internal, peer_id=peer_id,
+                 context=context or {})

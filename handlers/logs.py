@@ -1,0 +1,73 @@
+"""structlog, configured once: every event becomes one JSON line in lightningd's log
+(through pyln's `plugin.log`, never stdout) and, when `hive-log-file` is set, one JSON
+line in that file."""
+from __future__ import annotations
+
+import logging
+
+import structlog
+
+# Python level -> lightningd level. `error` is recorded as BROKEN: only real faults.
+LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
+          logging.ERROR: "error", logging.CRITICAL: "error"}
+
+_SHARED = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+]
+
+
+class LightningdLogHandler(logging.Handler):
+    """Hands each formatted record to a sink such as `plugin.log(message, level)`."""
+
+    def __init__(self, sink):
+        super().__init__()
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = LEVELS.get(record.levelno, "info" if record.levelno < logging.ERROR
+                               else "error")
+            self.sink(self.format(record), level)
+        except Exception:   # logging must never take the plugin down; stdlib's own path
+            self.handleError(record)
+
+
+def _formatter(timestamps: bool) -> logging.Formatter:
+    chain = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    if timestamps:
+        chain.append(structlog.processors.TimeStamper(fmt="iso", utc=True))
+    chain.append(structlog.processors.JSONRenderer(sort_keys=True, default=str))
+    return structlog.stdlib.ProcessorFormatter(foreign_pre_chain=_SHARED, processors=chain)
+
+
+def configure(sink, level: int = logging.DEBUG, log_file: str | None = None) -> None:
+    """Route structlog and stdlib logging to `sink` (and `log_file`). Call after pyln's
+    `Plugin()` exists: it installs its own root handler, which this replaces."""
+    structlog.configure(
+        processors=_SHARED + [
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = LightningdLogHandler(sink)
+    handler.setFormatter(_formatter(timestamps=False))   # lightningd stamps its own lines
+    handlers: list[logging.Handler] = [handler]
+    if log_file:
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(_formatter(timestamps=True))
+        handlers.append(file_handler)
+    root = logging.getLogger()
+    for old in root.handlers:
+        if isinstance(old, logging.FileHandler):
+            old.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    # transitions logs every callback at INFO; its refusals we log ourselves.
+    logging.getLogger("transitions").setLevel(logging.ERROR)
+    logging.captureWarnings(True)

@@ -1,0 +1,59 @@
+"""Every guard a machine table may name, as pure functions of the event.
+
+Guards see the trigger's keyword context (`ev.kwargs`, always holding `now`) and the
+instance (`ev.model`); they never do I/O. Shared rules such as the quorum formula live
+here once, so no handler carries its own copy.
+"""
+from __future__ import annotations
+
+
+def majority_quorum(eligible: int) -> int:
+    """Votes needed for a strict majority (the seed's 51%) of `eligible` voters."""
+    if eligible < 0:
+        raise ValueError("eligible voters cannot be negative")
+    return eligible // 2 + 1
+
+
+def deadline_passed(ev) -> bool:
+    deadline = ev.model.deadline
+    return deadline is not None and ev.kwargs["now"] >= deadline
+
+
+def quorum_reached(ev) -> bool:
+    return ev.kwargs.get("votes", 0) >= majority_quorum(ev.kwargs.get("eligible", 0))
+
+
+def from_session_peer(ev) -> bool:
+    # A handshake message moves a session only when it comes from that session's peer.
+    return ev.kwargs.get("peer_id") == ev.model.data.get("peer_id")
+
+
+def is_local(ev) -> bool:
+    return ev.model.data.get("role") == "local"
+
+
+def is_remote(ev) -> bool:
+    return ev.model.data.get("role") == "remote"
+
+
+def mode_advisor(ev) -> bool:
+    return ev.kwargs.get("mode") == "advisor"
+
+
+def mode_autonomous(ev) -> bool:
+    return ev.kwargs.get("mode") == "autonomous"
+
+
+def mode_oracle(ev) -> bool:
+    return ev.kwargs.get("mode") == "oracle"
+
+
+def failure_threshold_reached(ev) -> bool:
+    return ev.kwargs.get("failures", 0) >= ev.kwargs.get("threshold", 1)
+
+
+GUARDS = {
+    f.__name__: f
+    for f in (deadline_passed, quorum_reached, from_session_peer, is_local, is_remote,
+              mode_advisor, mode_autonomous, mode_oracle, failure_threshold_reached)
+}

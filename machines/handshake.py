@@ -1,0 +1,41 @@
+"""The handshake session, one table per role (HELLO → CHALLENGE → ATTEST → WELCOME).
+
+The joiner's session exists from the moment it sends HELLO; the admin's from the moment
+it answers a valid HELLO with a CHALLENGE. A message that fails validation is its own
+trigger (`*_invalid`), so a failed check is a logged transition, not an exception.
+Every message-driven rule requires the message to come from the session's own peer.
+"""
+from machines.spec import Deadline, MachineSpec, Rule
+
+JOINER = MachineSpec(
+    kind="handshake_joiner",
+    title="Handshake session, joiner (initiator) role",
+    states=("hello_sent", "attest_sent", "joined", "failed", "expired"),
+    initial="hello_sent",
+    terminal=("joined", "failed", "expired"),
+    rules=(
+        Rule("challenge_valid", ("hello_sent",), "attest_sent", guards=("from_session_peer",)),
+        Rule("challenge_invalid", ("hello_sent",), "failed", guards=("from_session_peer",)),
+        Rule("welcome_valid", ("attest_sent",), "joined", guards=("from_session_peer",)),
+        Rule("welcome_invalid", ("attest_sent",), "failed", guards=("from_session_peer",)),
+        Rule("expire", ("hello_sent", "attest_sent"), "expired", guards=("deadline_passed",)),
+    ),
+    deadlines=(
+        Deadline("hello_sent", "expire", "handshake_timeout_seconds"),
+        Deadline("attest_sent", "expire", "handshake_timeout_seconds"),
+    ),
+)
+
+ADMIN = MachineSpec(
+    kind="handshake_admin",
+    title="Handshake session, admin (responder) role",
+    states=("challenge_sent", "welcomed", "failed", "expired"),
+    initial="challenge_sent",
+    terminal=("welcomed", "failed", "expired"),
+    rules=(
+        Rule("attest_valid", ("challenge_sent",), "welcomed", guards=("from_session_peer",)),
+        Rule("attest_invalid", ("challenge_sent",), "failed", guards=("from_session_peer",)),
+        Rule("expire", ("challenge_sent",), "expired", guards=("deadline_passed",)),
+    ),
+    deadlines=(Deadline("challenge_sent", "expire", "handshake_timeout_seconds"),),
+)

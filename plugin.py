@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""cl-hive: a Core Lightning plugin that makes a fleet of nodes act as one.
+
+Wiring only: options, hooks, subscriptions and commands, each routed to `handlers/`.
+Importing this file does nothing; lightningd runs it as a program.
+"""
+# lightningd runs us by path, so Python puts this file's folder (and our packages) on
+# sys.path whatever the cwd is.
+import signal
+from pathlib import Path
+
+from pyln.client import Plugin
+
+from handlers import config as cfg
+from handlers import logs
+from handlers import status as status_view
+from handlers.effects import ThreadLocalRpc
+from handlers.hive import Hive, StartupError
+
+
+def _answer(request, future) -> None:
+    """Hand a worker's result back to lightningd from whichever thread finishes it."""
+    def done(f):
+        error = f.exception()
+        if error is None:
+            request.set_result(f.result())
+        else:
+            request.set_exception(error)
+    future.add_done_callback(done)
+
+
+def build(hive=None) -> Plugin:
+    hive = hive or Hive()
+    plugin = Plugin(dynamic=True)
+
+    for opt in cfg.OPTIONS:
+        plugin.add_option(
+            opt.name, opt.default, opt.description, opt_type=opt.type, dynamic=opt.dynamic,
+            on_change=(lambda _p, name, value: hive.change_config(name, value))
+            if opt.dynamic else None)
+
+    @plugin.init()
+    def init(options, configuration, plugin, **kwargs):
+        try:
+            snapshot = cfg.from_init(options, configuration["lightning-dir"])
+        except cfg.ConfigError as e:
+            return {"disable": str(e)}
+        logs.configure(plugin.log, log_file=snapshot.log_file)
+        rpc_path = str(Path(configuration["lightning-dir"]) / configuration["rpc-file"])
+        try:
+            hive.start(snapshot, ThreadLocalRpc(rpc_path))
+        except StartupError as e:
+            return {"disable": str(e)}
+        return None
+
+    @plugin.hook("custommsg")
+    def on_custommsg(peer_id, payload, plugin, **kwargs):
+        hive.on_custommsg(peer_id, payload)
+        return {"result": "continue"}
+
+    @plugin.hook("peer_connected")
+    def on_peer_connected(peer, plugin, **kwargs):
+        hive.on_peer_connected(peer["id"])
+        return {"result": "continue"}
+
+    @plugin.subscribe("connect")
+    def on_connect(plugin, **kwargs):
+        hive.on_peer_connected(kwargs["connect"]["id"])
+
+    @plugin.subscribe("disconnect")
+    def on_disconnect(plugin, **kwargs):
+        hive.on_disconnect(kwargs["disconnect"]["id"])
+
+    @plugin.subscribe("forward_event")
+    def on_forward_event(plugin, **kwargs):
+        hive.on_forward_event(kwargs["forward_event"])
+
+    @plugin.subscribe("shutdown")
+    def on_shutdown(plugin, **kwargs):
+        hive.stop()
+        raise SystemExit(0)   # leaves pyln's read loop; lightningd expects us to exit
+
+    @plugin.async_method("hive-status")
+    def hive_status(request, plugin):
+        """Plugin version, governance mode, database, and machines per kind and state."""
+        _answer(request, hive.status())
+
+    @plugin.async_method("hive-diagram")
+    def hive_diagram(request, plugin, machine):
+        """The Mermaid state diagram of one machine kind, e.g. machine=intent_lock."""
+        _answer(request, hive.command(lambda: status_view.diagram(machine)))
+
+    plugin.hive = hive
+    return plugin
+
+
+def main() -> None:
+    plugin = build()
+
+    def on_sigterm(_signum, _frame):
+        plugin.hive.stop()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    plugin.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Every SQL statement of cl-hive lives in this package."""

@@ -1,0 +1,85 @@
+"""The SQLite database: WAL mode, one connection per thread, migrations, transactions."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import contextmanager
+
+from storage.migrations import LATEST, MIGRATIONS
+
+
+class SchemaTooNew(RuntimeError):
+    """The file was written by a newer cl-hive; refusing to run on it rather than guess."""
+
+
+class Database:
+    def __init__(self, path: str):
+        self.path = path
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (sqlite3 connections must not be shared by threads)."""
+        if self._closed:
+            raise sqlite3.ProgrammingError("database is closed")
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            # Autocommit mode: transactions are explicit (see `transaction`), so Python's
+            # sqlite3 never opens or commits one behind our back. check_same_thread is off
+            # only so `close()` can close every thread's connection at shutdown.
+            c = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                timeout=10.0)
+            c.row_factory = sqlite3.Row
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute("PRAGMA synchronous=NORMAL")
+            c.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = c
+            with self._lock:
+                self._all.append(c)
+        return c
+
+    def schema_version(self) -> int:
+        return self.conn().execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self, target: int = LATEST) -> int:
+        """Bring the schema to `target`; returns the version it started from."""
+        c = self.conn()
+        start = self.schema_version()
+        if start > LATEST:
+            raise SchemaTooNew(f"{self.path} has schema version {start}; this cl-hive knows "
+                               f"up to {LATEST}. Upgrade cl-hive or restore a backup.")
+        for number, _about, statements in MIGRATIONS:
+            if number <= start or number > target:
+                continue
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in statements:
+                    c.execute(stmt)
+                c.execute(f"PRAGMA user_version = {int(number)}")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+        return start
+
+    @contextmanager
+    def transaction(self):
+        """One atomic unit: everything done through the yielded connection commits
+        together (a state change, its log record, its outbound messages) or not at all."""
+        c = self.conn()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conns, self._all = self._all, []
+        for c in conns:
+            c.close()

@@ -1,0 +1,105 @@
+"""Numbered schema migrations; `PRAGMA user_version` holds the number applied last.
+
+Append a new entry to change the schema; never edit one that has shipped. Each runs in
+one transaction together with the version bump, so a crash mid-migration leaves the
+previous version intact.
+"""
+
+# Columns every machine table carries; `storage.machine_rows` reads and writes them.
+MACHINE_COLUMNS = """
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    deadline REAL,
+    deadline_trigger TEXT,
+    created_at REAL NOT NULL,
+    state_since REAL NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0,
+    data TEXT NOT NULL DEFAULT '{}'
+"""
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (1, "the seed's tables", [
+        f"""CREATE TABLE hive_members (
+            peer_id TEXT PRIMARY KEY,
+            {MACHINE_COLUMNS})""",
+        f"""CREATE TABLE intent_locks (
+            intent_id TEXT PRIMARY KEY,
+            intent_type TEXT NOT NULL,
+            target TEXT NOT NULL,
+            initiator TEXT NOT NULL,
+            {MACHINE_COLUMNS})""",
+        "CREATE INDEX intent_locks_target ON intent_locks (intent_type, target, state)",
+        "CREATE INDEX intent_locks_deadline ON intent_locks (deadline) WHERE deadline IS NOT NULL",
+        """CREATE TABLE hive_state (
+            peer_id TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            timestamp REAL NOT NULL,
+            state_json TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            updated_at REAL NOT NULL)""",
+        """CREATE TABLE contribution_ledger (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            peer_id TEXT NOT NULL,
+            direction TEXT NOT NULL CHECK (direction IN ('forwarded', 'received')),
+            amount_msat INTEGER NOT NULL CHECK (amount_msat >= 0),
+            channel TEXT,
+            at REAL NOT NULL)""",
+        "CREATE INDEX contribution_ledger_peer ON contribution_ledger (peer_id, at)",
+        """CREATE TABLE hive_bans (
+            peer_id TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            banned_at REAL NOT NULL,
+            expires_at REAL,
+            proof TEXT NOT NULL DEFAULT '{}')""",
+    ]),
+    (2, "machines of the FSM framework, the transition log and the outbox", [
+        f"""CREATE TABLE pending_actions (
+            action_id TEXT PRIMARY KEY,
+            action_type TEXT NOT NULL,
+            target TEXT NOT NULL,
+            payload TEXT NOT NULL DEFAULT '{{}}',
+            {MACHINE_COLUMNS})""",
+        f"""CREATE TABLE handshake_sessions (
+            session_id TEXT PRIMARY KEY,
+            peer_id TEXT NOT NULL,
+            {MACHINE_COLUMNS})""",
+        "CREATE INDEX handshake_sessions_peer ON handshake_sessions (peer_id, state)",
+        f"""CREATE TABLE circuit_breakers (
+            name TEXT PRIMARY KEY,
+            {MACHINE_COLUMNS})""",
+        "CREATE INDEX hive_members_deadline ON hive_members (deadline) WHERE deadline IS NOT NULL",
+        "CREATE INDEX pending_actions_deadline ON pending_actions (deadline) WHERE deadline IS NOT NULL",
+        "CREATE INDEX handshake_sessions_deadline ON handshake_sessions (deadline) WHERE deadline IS NOT NULL",
+        "CREATE INDEX circuit_breakers_deadline ON circuit_breakers (deadline) WHERE deadline IS NOT NULL",
+        """CREATE TABLE transition_log (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            instance_id TEXT NOT NULL,
+            trigger TEXT NOT NULL,
+            source TEXT,
+            dest TEXT NOT NULL,
+            peer_id TEXT,
+            context TEXT NOT NULL DEFAULT '{}')""",
+        "CREATE INDEX transition_log_instance ON transition_log (kind, instance_id, seq)",
+        # The log is evidence: SQLite itself refuses to rewrite it.
+        """CREATE TRIGGER transition_log_no_update BEFORE UPDATE ON transition_log
+           BEGIN SELECT RAISE(ABORT, 'transition_log is append-only'); END""",
+        """CREATE TRIGGER transition_log_no_delete BEFORE DELETE ON transition_log
+           BEGIN SELECT RAISE(ABORT, 'transition_log is append-only'); END""",
+        """CREATE TABLE outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at REAL NOT NULL,
+            peer_id TEXT NOT NULL,
+            msg_hex TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            sent_at REAL,
+            abandoned_at REAL,
+            last_error TEXT)""",
+        """CREATE INDEX outbox_due ON outbox (next_attempt_at)
+           WHERE sent_at IS NULL AND abandoned_at IS NULL""",
+    ]),
+]
+
+LATEST = MIGRATIONS[-1][0]
