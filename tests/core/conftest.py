@@ -1,0 +1,38 @@
+"""Fixtures for machine, storage and handler tests: real SQLite files, a manual clock."""
+import pytest
+import structlog
+
+from handlers import config as cfg
+from handlers.clock import ManualClock
+from handlers.dispatch import Dispatcher
+from storage.db import Database
+
+
+@pytest.fixture
+def clock():
+    return ManualClock()
+
+
+@pytest.fixture
+def config(tmp_path):
+    return cfg.from_init({}, str(tmp_path))
+
+
+@pytest.fixture
+def db(config):
+    database = Database(config.db_path)
+    database.migrate()
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def dispatcher(db, clock, config):
+    return Dispatcher(db, clock, lambda: config)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog():
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()

@@ -1,0 +1,39 @@
+"""For tests: the instance data and trigger context that make a guard pass or fail."""
+
+PASS = {
+    "deadline_passed": ({}, {}),            # handled by setting the deadline, see below
+    "quorum_reached": ({}, {"votes": 2, "eligible": 3}),
+    "from_session_peer": ({"peer_id": "02" + "11" * 32}, {"peer_id": "02" + "11" * 32}),
+    "is_local": ({"role": "local"}, {}),
+    "is_remote": ({"role": "remote"}, {}),
+    "mode_advisor": ({}, {"mode": "advisor"}),
+    "mode_autonomous": ({}, {"mode": "autonomous"}),
+    "mode_oracle": ({}, {"mode": "oracle"}),
+    "failure_threshold_reached": ({}, {"failures": 3, "threshold": 3}),
+}
+
+FAIL = {
+    "deadline_passed": ({}, {}),
+    "quorum_reached": ({}, {"votes": 1, "eligible": 3}),
+    "from_session_peer": ({"peer_id": "02" + "11" * 32}, {"peer_id": "03" + "22" * 32}),
+    "is_local": ({"role": "remote"}, {}),
+    "is_remote": ({"role": "local"}, {}),
+    # A mode no guard accepts, so failing one mode guard never passes another.
+    "mode_advisor": ({}, {"mode": "none"}),
+    "mode_autonomous": ({}, {"mode": "none"}),
+    "mode_oracle": ({}, {"mode": "none"}),
+    "failure_threshold_reached": ({}, {"failures": 1, "threshold": 3}),
+}
+
+
+def context_for(guards, table, now):
+    """(data, kwargs, deadline) that put every named guard in the given table's outcome."""
+    data, kwargs = {}, {}
+    deadline = None
+    for g in guards:
+        d, k = table[g]
+        data.update(d)
+        kwargs.update(k)
+        if g == "deadline_passed":
+            deadline = now - 1 if table is PASS else now + 1
+    return data, kwargs, deadline

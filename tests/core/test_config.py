@@ -1,0 +1,65 @@
+"""Option parsing and validation: init values, setconfig strings, joint rules."""
+import pytest
+
+from handlers import config as cfg
+
+
+def test_defaults(tmp_path):
+    c = cfg.from_init({}, str(tmp_path))
+    assert c.db_path == str(tmp_path / "cl-hive.db")
+    assert (c.governance_mode, c.heartbeat_interval, c.gossip_capacity_threshold_pct) == \
+        ("advisor", 300, 10)
+    assert c.intent_expire_seconds > c.intent_hold_seconds
+    assert c.log_file is None
+
+
+def test_relative_and_absolute_db_paths(tmp_path):
+    assert cfg.from_init({"hive-db-path": "x/h.db"}, "/ld").db_path == "/ld/x/h.db"
+    assert cfg.from_init({"hive-db-path": str(tmp_path / "h.db")}, "/ld").db_path == \
+        str(tmp_path / "h.db")
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"hive-heartbeat-interval": 5}, "hive-heartbeat-interval: 5 is out of range: expected "
+                                     "an integer from 60 to 3600"),
+    ({"hive-governance-mode": "dictator"}, "hive-governance-mode: 'dictator' is not allowed: "
+                                           "expected one of advisor|autonomous|oracle"),
+    ({"hive-max-members": "many"}, "hive-max-members: expected an integer from 2 to 500"),
+    ({"hive-max-members": True}, "hive-max-members: expected an integer"),
+    ({"hive-intent-hold-seconds": 600, "hive-intent-expire-seconds": 600},
+     "hive-intent-expire-seconds: 600 must exceed hive-intent-hold-seconds \\(600\\)"),
+    ({"hive-db-path": "dir/"}, "hive-db-path: expected a file name"),
+    ({"hive-bogus": 1}, "hive-bogus: not an option of cl-hive"),
+])
+def test_invalid_init_values_name_the_option_and_the_allowed_range(options, message):
+    with pytest.raises(cfg.ConfigError, match=message):
+        cfg.from_init(options, "/ld")
+
+
+def test_setconfig_parses_strings_and_keeps_the_old_snapshot_on_error():
+    c = cfg.from_init({}, "/ld")
+    c2 = cfg.with_change(c, "hive-heartbeat-interval", "120")
+    assert c2.heartbeat_interval == 120 and c.heartbeat_interval == 300
+    with pytest.raises(cfg.ConfigError, match="hive-intent-expire-seconds: 30 must exceed"):
+        cfg.with_change(c, "hive-intent-expire-seconds", "30")
+    with pytest.raises(cfg.ConfigError, match="cannot be changed while running"):
+        cfg.with_change(c, "hive-db-path", "/tmp/other.db")
+    with pytest.raises(cfg.ConfigError, match="a value is required"):
+        cfg.with_change(c, "hive-max-members", None)
+
+
+def test_every_option_is_named_hive_and_typed_as_lightningd_knows():
+    for opt in cfg.OPTIONS:
+        assert opt.name.startswith("hive-")
+        assert opt.type in ("int", "bool", "string")
+        assert (opt.min is None) == (opt.type != "int")
+        if opt.default is not None:
+            assert cfg.coerce(opt, opt.default) == opt.default
+        snapshot_fields = set(cfg.ConfigSnapshot.__dataclass_fields__)
+        assert opt.field in snapshot_fields
+
+
+def test_snapshot_is_immutable():
+    c = cfg.from_init({}, "/ld")
+    with pytest.raises(AttributeError):
+        c.max_members = 3

@@ -1,0 +1,162 @@
+"""Storage on real SQLite files: migrations, transactions, the append-only log."""
+import sqlite3
+import threading
+
+import pytest
+
+from storage import machine_rows, outbox, transition_log
+from storage.db import Database, SchemaTooNew
+from storage.migrations import LATEST, MIGRATIONS
+
+SEED_TABLES = {"hive_members", "intent_locks", "hive_state", "contribution_ledger", "hive_bans"}
+FRAMEWORK_TABLES = {"pending_actions", "handshake_sessions", "circuit_breakers",
+                    "transition_log", "outbox"}
+
+
+def tables(db):
+    return {r[0] for r in db.conn().execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")}
+
+
+def machine_fields(state="pending", data=None):
+    return {"state": state, "deadline": None, "deadline_trigger": None, "created_at": 1.0,
+            "state_since": 1.0, "version": 0, "data": data or {}}
+
+
+def test_migrates_an_empty_file_to_the_latest_schema(tmp_path):
+    db = Database(str(tmp_path / "h.db"))
+    assert db.migrate() == 0
+    assert db.schema_version() == LATEST
+    assert tables(db) == SEED_TABLES | FRAMEWORK_TABLES
+    assert db.conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+
+
+@pytest.mark.parametrize("start", [n for n, _, _ in MIGRATIONS[:-1]])
+def test_migrates_from_each_earlier_version_keeping_data(tmp_path, start):
+    path = str(tmp_path / "h.db")
+    db = Database(path)
+    db.migrate(target=start)
+    assert db.schema_version() == start
+    with db.transaction() as conn:
+        machine_rows.insert(conn, "member_tier", "02aa", machine_fields("admin"))
+    db.close()
+    db = Database(path)
+    assert db.migrate() == start
+    assert db.schema_version() == LATEST
+    assert machine_rows.load(db.conn(), "member_tier", "02aa")["state"] == "admin"
+    db.close()
+
+
+def test_migrating_twice_is_a_no_op(db):
+    assert db.migrate() == LATEST
+    assert db.schema_version() == LATEST
+
+
+def test_refuses_a_schema_from_a_newer_release(tmp_path):
+    path = str(tmp_path / "h.db")
+    raw = sqlite3.connect(path)
+    raw.execute(f"PRAGMA user_version = {LATEST + 1}")
+    raw.close()
+    db = Database(path)
+    with pytest.raises(SchemaTooNew, match=f"schema version {LATEST + 1}"):
+        db.migrate()
+    db.close()
+
+
+def test_transaction_rolls_back_every_step_when_one_fails(db):
+    with pytest.raises(RuntimeError, match="boom"):
+        with db.transaction() as conn:
+            machine_rows.insert(conn, "intent_lock", "i1", machine_fields(),
+                                {"intent_type": "rebalance", "target": "t", "initiator": "me"})
+            transition_log.append(conn, at=1.0, kind="intent_lock", instance_id="i1",
+                                  trigger="create", source=None, dest="pending", peer_id=None,
+                                  context={})
+            outbox.add(conn, peer_id="02bb", msg_hex="8001", now=1.0)
+            raise RuntimeError("boom")
+    conn = db.conn()
+    assert machine_rows.load(conn, "intent_lock", "i1") is None
+    assert transition_log.recent(conn) == []
+    assert outbox.pending_count(conn) == 0
+
+
+def test_a_failing_sql_statement_rolls_back_the_earlier_ones(db):
+    with pytest.raises(sqlite3.IntegrityError):
+        with db.transaction() as conn:
+            machine_rows.insert(conn, "member_tier", "02aa", machine_fields("neophyte"))
+            machine_rows.insert(conn, "member_tier", "02aa", machine_fields("member"))
+    assert machine_rows.load(db.conn(), "member_tier", "02aa") is None
+
+
+def test_transition_log_is_append_only(db):
+    with db.transaction() as conn:
+        transition_log.append(conn, at=1.0, kind="member_tier", instance_id="02aa",
+                              trigger="create", source=None, dest="neophyte", peer_id="02aa",
+                              context={"why": "test"})
+    for stmt in ("UPDATE transition_log SET dest = 'admin'", "DELETE FROM transition_log"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.conn().execute(stmt)
+    assert transition_log.recent(db.conn())[0]["context"] == {"why": "test"}
+
+
+def test_stale_write_is_refused(db):
+    with db.transaction() as conn:
+        machine_rows.insert(conn, "member_tier", "02aa", machine_fields("neophyte"))
+    with db.transaction() as conn:
+        machine_rows.update(conn, "member_tier", "02aa", machine_fields("member"), 0)
+    with pytest.raises(machine_rows.StaleWrite):
+        with db.transaction() as conn:
+            machine_rows.update(conn, "member_tier", "02aa", machine_fields("banned"), 0)
+    assert machine_rows.load(db.conn(), "member_tier", "02aa")["state"] == "member"
+
+
+def test_counts_and_due_span_every_machine_table(db):
+    with db.transaction() as conn:
+        f = machine_fields("challenge_sent")
+        f["deadline"], f["deadline_trigger"] = 5.0, "expire"
+        machine_rows.insert(conn, "handshake_admin", "s1", f, {"peer_id": "02aa"})
+        machine_rows.insert(conn, "member_tier", "02aa", machine_fields("admin"))
+        machine_rows.insert(conn, "member_tier", "02bb", machine_fields("admin"))
+    assert machine_rows.counts(db.conn()) == {"handshake_admin": {"challenge_sent": 1},
+                                              "member_tier": {"admin": 2}}
+    assert machine_rows.due(db.conn(), now=4.9) == []
+    assert machine_rows.due(db.conn(), now=5.0) == [("handshake_admin", "s1", "expire")]
+
+
+def test_each_thread_gets_its_own_connection(db):
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(db.conn()))
+    t.start()
+    t.join()
+    assert seen[0] is not db.conn()
+    # and a write on one thread is visible on the other once committed
+    with db.transaction() as conn:
+        machine_rows.insert(conn, "member_tier", "02aa", machine_fields("admin"))
+    out = []
+    t = threading.Thread(target=lambda: out.append(
+        machine_rows.load(db.conn(), "member_tier", "02aa")["state"]))
+    t.start()
+    t.join()
+    assert out == ["admin"]
+
+
+def test_outbox_retries_then_abandons(db):
+    with db.transaction() as conn:
+        seq = outbox.add(conn, peer_id="02aa", msg_hex="8001", now=10.0)
+    with db.transaction() as conn:
+        outbox.mark_failed(conn, seq, "Peer is not connected", 10.0, retry_at=20.0)
+    assert outbox.due(db.conn(), 19.0) == []
+    assert [r["seq"] for r in outbox.due(db.conn(), 20.0)] == [seq]
+    with db.transaction() as conn:
+        outbox.mark_failed(conn, seq, "Peer is not connected", 20.0, retry_at=None)
+    assert outbox.due(db.conn(), 1e12) == [] and outbox.pending_count(db.conn()) == 0
+    with db.transaction() as conn:
+        assert outbox.prune_sent(conn, before=11.0) == 1
+
+
+def test_closed_database_refuses_use(tmp_path):
+    db = Database(str(tmp_path / "h.db"))
+    db.migrate()
+    db.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        db.conn()
