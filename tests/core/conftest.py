@@ -1,4 +1,6 @@
 """Fixtures for machine, storage and handler tests: real SQLite files, a manual clock."""
+import logging
+
 import pytest
 import structlog
 
@@ -32,7 +34,15 @@ def dispatcher(db, clock, config):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_structlog():
+def _fresh_logging():
+    """Each test starts with structlog's defaults and the root logger as it found it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     structlog.reset_defaults()
     yield
     structlog.reset_defaults()
+    for h in root.handlers:
+        if h not in handlers:
+            h.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
