@@ -53,7 +53,9 @@ def configure(sink, level: int = logging.DEBUG, log_file: str | None = None) -> 
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        # Caching would pin module-level loggers to this configuration for good, and
+        # tests swap it (structlog.testing.capture_logs); it costs a few us per event.
+        cache_logger_on_first_use=False,
     )
     handler = LightningdLogHandler(sink)
     handler.setFormatter(_formatter(timestamps=False))   # lightningd stamps its own lines
