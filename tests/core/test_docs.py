@@ -1,0 +1,21 @@
+"""The README's options table describes the options the plugin declares."""
+import re
+from pathlib import Path
+
+from handlers.config import OPTIONS
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_readme_lists_every_option_with_its_type_default_and_dynamism():
+    rows = {m.group(1): (m.group(2), m.group(3), m.group(4)) for m in re.finditer(
+        r"^\| `(hive-[a-z-]+)` \| (\w+) \| ([^|]+) \|[^|]+\| (yes|no) \|$", README, re.M)}
+    assert set(rows) == {o.name for o in OPTIONS}
+    for o in OPTIONS:
+        typ, default, dynamic = rows[o.name]
+        assert typ == o.type
+        assert dynamic == ("yes" if o.dynamic else "no")
+        if o.default is not None:
+            assert default.strip() == f"`{o.default}`"
+        if o.min is not None:
+            assert f"{o.min} to {o.max}" in README.split(f"`{o.name}`")[1].split("\n")[0]
