@@ -1,17 +1,45 @@
-"""Peek and check for incoming custom messages: is this one of ours at all?
+"""Framing of every hive message: `u16 type (big-endian) || b"HIVE" || UTF-8 JSON object`.
 
-Full framing (size, JSON depth, schema, protocol version) arrives with the handshake;
-until then the plugin only has to recognise its own messages and ignore everyone else's.
+`peek` recognises our messages without parsing them (other plugins use custom messages
+too); `decode` then applies, in this order and before any expensive work: the size
+limit, the JSON nesting limit, UTF-8 and JSON validity, the object shape and the
+protocol version. Unknown fields are ignored so a newer peer can add some.
 """
 from __future__ import annotations
 
+import json
+from enum import IntEnum
+
 MAGIC = b"HIVE"
-# Our message types are odd (peers that do not know them ignore them) from 32769 up.
-FIRST_TYPE = 32769
-LAST_TYPE = 32799
+PROTOCOL = "cl-hive"
+VERSION = 1
+MAX_MESSAGE_BYTES = 65535          # BOLT #1: a whole message, type included
+MAX_JSON_DEPTH = 6
 
 
-def peek(payload_hex: str) -> int | None:
+class MsgType(IntEnum):
+    # Odd: a peer that does not know them ignores them (BOLT #1 "it's ok to be odd").
+    HELLO = 32769
+    CHALLENGE = 32771
+    ATTEST = 32773
+    WELCOME = 32775
+    # Later phases take the next odd numbers; the seed fixes these already:
+    GOSSIP = 32777
+    STATE_HASH = 32779
+    FULL_SYNC = 32781
+    INTENT = 32783
+    MEMBER_ADDED = 32785
+    INTENT_ABORT = 32787
+
+
+KNOWN_TYPES = frozenset(int(t) for t in MsgType)
+
+
+class WireError(ValueError):
+    """A message of ours that cannot be accepted; the reason is logged, never sent back."""
+
+
+def peek(payload_hex) -> int | None:
     """The hive message type of a custommsg payload, or None when it is not ours."""
     if not isinstance(payload_hex, str) or len(payload_hex) < 12:
         return None
@@ -20,6 +48,67 @@ def peek(payload_hex: str) -> int | None:
     except ValueError:
         return None
     msg_type = int.from_bytes(head[:2], "big")
-    if head[2:6] != MAGIC or not FIRST_TYPE <= msg_type <= LAST_TYPE or msg_type % 2 == 0:
+    if head[2:6] != MAGIC or msg_type not in KNOWN_TYPES:
         return None
     return msg_type
+
+
+def encode(msg_type: MsgType, body: dict) -> str:
+    """The `msg` hex for sendcustommsg. Raises WireError rather than send an oversize one."""
+    data = json.dumps({"v": VERSION, **body}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")
+    raw = int(msg_type).to_bytes(2, "big") + MAGIC + data
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise WireError(f"{MsgType(msg_type).name} would be {len(raw)} bytes; "
+                        f"the limit is {MAX_MESSAGE_BYTES}")
+    return raw.hex()
+
+
+def _depth(text: str) -> int:
+    """Deepest nesting of [ and { outside strings, without building anything."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_JSON_DEPTH:
+                    return deepest
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def decode(payload_hex: str) -> tuple[MsgType, dict]:
+    msg_type = peek(payload_hex)
+    if msg_type is None:
+        raise WireError("not a hive message")
+    if len(payload_hex) > 2 * MAX_MESSAGE_BYTES:
+        raise WireError(f"message over {MAX_MESSAGE_BYTES} bytes")
+    try:
+        raw = bytes.fromhex(payload_hex)
+        text = raw[6:].decode("utf-8")
+    except ValueError as e:     # odd-length or non-hex payload, or invalid UTF-8
+        raise WireError(f"undecodable payload: {e}") from None
+    if _depth(text) > MAX_JSON_DEPTH:
+        raise WireError(f"JSON nested deeper than {MAX_JSON_DEPTH}")
+    try:
+        body = json.loads(text)
+    except ValueError as e:
+        raise WireError(f"not JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise WireError("body is not a JSON object")
+    v = body.get("v")
+    if type(v) is not int or v < 1:
+        raise WireError(f"bad protocol version {v!r}")
+    return MsgType(msg_type), body

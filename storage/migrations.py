@@ -100,6 +100,24 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         """CREATE INDEX outbox_due ON outbox (next_attempt_at)
            WHERE sent_at IS NULL AND abandoned_at IS NULL""",
     ]),
+    (3, "the hive's identity, invite tickets, members' admission proofs", [
+        """CREATE TABLE hive_meta (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            hive_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            admin_id TEXT NOT NULL,
+            genesis TEXT NOT NULL,
+            joined_at REAL NOT NULL)""",
+        """CREATE TABLE tickets (
+            ticket_id TEXT PRIMARY KEY,
+            tier TEXT NOT NULL,
+            peer_id TEXT,
+            issued_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            used_by TEXT,
+            used_at REAL)""",
+        "ALTER TABLE hive_members ADD COLUMN admission TEXT NOT NULL DEFAULT '{}'",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

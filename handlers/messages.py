@@ -1,0 +1,133 @@
+"""The typed shape of every hive message and signed record, as data.
+
+`parse(SCHEMA, body)` returns only the fields the schema names, each checked for type and
+bounds; a failure raises WireError naming the field. Unknown fields are dropped, so a
+newer peer may add fields. docs/PROTOCOL.md lists the same fields and bounds.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+from handlers.wire import WireError
+
+_HEX = re.compile(r"[0-9a-f]*")
+_ZBASE = re.compile(r"[ybndrfg8ejkmcpqxot1uwisza345h769]{104}")
+TIERS = ("neophyte", "member", "admin")
+INVITE_TIERS = ("neophyte", "member")
+MAX_MEMBERS_IN_WELCOME = 100
+
+Check = Callable[[object], object]
+
+
+def hex_str(length: int) -> Check:
+    def check(v):
+        if not isinstance(v, str) or len(v) != length or not _HEX.fullmatch(v):
+            raise ValueError(f"expected {length} lowercase hex characters")
+        return v
+    return check
+
+
+def node_id(v):
+    if not isinstance(v, str) or len(v) != 66 or v[:2] not in ("02", "03") \
+            or not _HEX.fullmatch(v):
+        raise ValueError("expected a node id (66 hex characters starting 02 or 03)")
+    return v
+
+
+def zbase(v):
+    if not isinstance(v, str) or not _ZBASE.fullmatch(v):
+        raise ValueError("expected a 104-character zbase32 signature")
+    return v
+
+
+def text(max_len: int) -> Check:
+    def check(v):
+        if not isinstance(v, str) or len(v) > max_len:
+            raise ValueError(f"expected a string of at most {max_len} characters")
+        return v
+    return check
+
+
+def integer(lo: int, hi: int) -> Check:
+    def check(v):
+        if type(v) is not int or not lo <= v <= hi:
+            raise ValueError(f"expected an integer from {lo} to {hi}")
+        return v
+    return check
+
+
+def one_of(*values: str) -> Check:
+    def check(v):
+        if v not in values:
+            raise ValueError(f"expected one of {'|'.join(values)}")
+        return v
+    return check
+
+
+def optional(inner: Check) -> Check:
+    def check(v):
+        return None if v is None else inner(v)
+    return check
+
+
+def list_of(inner: Check, max_items: int) -> Check:
+    def check(v):
+        if not isinstance(v, list) or len(v) > max_items:
+            raise ValueError(f"expected a list of at most {max_items} items")
+        return [inner(x) for x in v]
+    return check
+
+
+def record(schema: dict) -> Check:
+    def check(v):
+        return parse(schema, v)
+    return check
+
+
+def parse(schema: dict, body) -> dict:
+    if not isinstance(body, dict):
+        raise WireError("expected a JSON object")
+    out = {}
+    for name, check in schema.items():
+        try:
+            # An absent field is null: only `optional` fields accept that.
+            out[name] = check(body.get(name))
+        except ValueError as e:       # WireError is a ValueError: nested names chain
+            reason = "missing" if name not in body else str(e)
+            raise WireError(f"{name}: {reason}") from None
+    return out
+
+
+TIMESTAMP = integer(0, 2**40)
+SESSION = hex_str(32)
+HIVE_ID = hex_str(32)
+NONCE = hex_str(64)
+
+# Signed records: the fields below are exactly what the signature covers.
+GENESIS = {"name": text(64), "admin": node_id, "created_at": TIMESTAMP, "nonce": hex_str(32)}
+TICKET = {"hive_id": HIVE_ID, "admin": node_id, "tier": one_of(*INVITE_TIERS),
+          "ticket_id": hex_str(32), "issued_at": TIMESTAMP, "expires_at": TIMESTAMP,
+          "peer_id": optional(node_id)}
+ADMISSION = {"hive_id": HIVE_ID, "member": node_id, "tier": one_of(*TIERS),
+             "admitted_at": TIMESTAMP, "ticket_id": optional(hex_str(32))}
+# The attest manifest as the joiner signs it (the nonce binds it to one session).
+MANIFEST = {"session": SESSION, "nonce": NONCE, "pubkey": node_id, "admin": node_id,
+            "plugin_version": text(32), "features": list_of(text(32), 16)}
+
+SIGNED_GENESIS = {**GENESIS, "sig": zbase}
+SIGNED_ADMISSION = {**ADMISSION, "sig": zbase}
+
+# Messages (the `v` field is checked by wire.decode).
+HELLO = {"session": SESSION, "ticket": text(2048)}
+CHALLENGE = {"session": SESSION, "hive_id": HIVE_ID, "nonce": NONCE}
+ATTEST = {"session": SESSION, "nonce": NONCE, "pubkey": node_id, "plugin_version": text(32),
+          "features": list_of(text(32), 16), "sig": zbase}
+WELCOME = {"session": SESSION, "hive_id": HIVE_ID, "genesis": record(SIGNED_GENESIS),
+           "admission": record(SIGNED_ADMISSION),
+           "members": list_of(record(SIGNED_ADMISSION), MAX_MEMBERS_IN_WELCOME)}
+MEMBER_ADDED = {"hive_id": HIVE_ID, "admission": record(SIGNED_ADMISSION)}
+
+
+def unsigned(signed: dict) -> dict:
+    return {k: v for k, v in signed.items() if k != "sig"}

@@ -1,0 +1,85 @@
+"""The hive's identity, its invite tickets, members with their admission proofs, bans,
+and the handshake-session lookups the handshake handlers need."""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+
+def get_meta(conn: sqlite3.Connection) -> dict | None:
+    row = conn.execute("SELECT hive_id, name, admin_id, genesis, joined_at FROM hive_meta "
+                       "WHERE id = 1").fetchone()
+    if row is None:
+        return None
+    out = dict(row)
+    out["genesis"] = json.loads(out["genesis"])
+    return out
+
+
+def set_meta(conn: sqlite3.Connection, *, hive_id: str, name: str, admin_id: str,
+             genesis: dict, joined_at: float) -> None:
+    """Record the hive we belong to; fails (IntegrityError) if we already belong to one."""
+    conn.execute("INSERT INTO hive_meta (id, hive_id, name, admin_id, genesis, joined_at) "
+                 "VALUES (1, ?, ?, ?, ?, ?)",
+                 (hive_id, name, admin_id, json.dumps(genesis, sort_keys=True), joined_at))
+
+
+def add_ticket(conn: sqlite3.Connection, *, ticket_id: str, tier: str, peer_id: str | None,
+               issued_at: float, expires_at: float) -> None:
+    conn.execute("INSERT INTO tickets (ticket_id, tier, peer_id, issued_at, expires_at) "
+                 "VALUES (?, ?, ?, ?, ?)", (ticket_id, tier, peer_id, issued_at, expires_at))
+
+
+def get_ticket(conn: sqlite3.Connection, ticket_id: str) -> dict | None:
+    row = conn.execute("SELECT * FROM tickets WHERE ticket_id = ?", (ticket_id,)).fetchone()
+    return None if row is None else dict(row)
+
+
+def use_ticket(conn: sqlite3.Connection, ticket_id: str, peer_id: str, now: float) -> bool:
+    """Mark a ticket used; False if it was already used (tickets are single-use)."""
+    return conn.execute("UPDATE tickets SET used_by = ?, used_at = ? "
+                        "WHERE ticket_id = ? AND used_by IS NULL",
+                        (peer_id, now, ticket_id)).rowcount == 1
+
+
+def members(conn: sqlite3.Connection) -> list[dict]:
+    return [_member(r) for r in conn.execute(
+        "SELECT peer_id, state, admission FROM hive_members ORDER BY peer_id")]
+
+
+def member(conn: sqlite3.Connection, peer_id: str) -> dict | None:
+    row = conn.execute("SELECT peer_id, state, admission FROM hive_members WHERE peer_id = ?",
+                       (peer_id,)).fetchone()
+    return None if row is None else _member(row)
+
+
+def _member(row) -> dict:
+    return {"peer_id": row["peer_id"], "tier": row["state"],
+            "admission": json.loads(row["admission"])}
+
+
+def is_banned(conn: sqlite3.Connection, peer_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM hive_bans WHERE peer_id = ?", (peer_id,)).fetchone() \
+        is not None or conn.execute(
+            "SELECT 1 FROM hive_members WHERE peer_id = ? AND state = 'banned'",
+            (peer_id,)).fetchone() is not None
+
+
+def add_ban(conn: sqlite3.Connection, *, peer_id: str, reason: str, now: float) -> None:
+    conn.execute("INSERT OR REPLACE INTO hive_bans (peer_id, reason, banned_at) VALUES (?, ?, ?)",
+                 (peer_id, reason, now))
+
+
+def open_sessions(conn: sqlite3.Connection, kind: str, states: tuple[str, ...]) -> int:
+    marks = ", ".join("?" for _ in states)
+    return conn.execute(f"SELECT COUNT(*) FROM handshake_sessions WHERE kind = ? "
+                        f"AND state IN ({marks})", (kind, *states)).fetchone()[0]
+
+
+def session_for_peer(conn: sqlite3.Connection, kind: str, peer_id: str,
+                     states: tuple[str, ...]) -> str | None:
+    marks = ", ".join("?" for _ in states)
+    row = conn.execute(f"SELECT session_id FROM handshake_sessions WHERE kind = ? "
+                       f"AND peer_id = ? AND state IN ({marks}) ORDER BY created_at DESC",
+                       (kind, peer_id, *states)).fetchone()
+    return None if row is None else row["session_id"]
