@@ -36,6 +36,7 @@ class Dispatcher:
         self.db = db
         self.clock = clock
         self.config = config          # returns the current ConfigSnapshot
+        self.observers: list[Callable[[Outcome], None]] = []   # called after each commit
 
     def load(self, kind: str, instance_id: str) -> Instance | None:
         row = machine_rows.load(self.db.conn(), kind, instance_id)
@@ -50,7 +51,8 @@ class Dispatcher:
         with self.db.transaction() as conn:
             machine_rows.insert(conn, kind, instance_id, _fields(inst), domain)
             self._record(conn, now, inst, "create", None, peer_id, context, sends)
-        self._log_transition(kind, instance_id, "create", None, inst.state, peer_id, context)
+            outcome = Outcome(kind, instance_id, "create", source="-", dest=inst.state, ok=True)
+            self._after_commit(outcome, peer_id, context)
         return inst
 
     def fire(self, kind: str, instance_id: str, trigger: str, *, peer_id: str | None = None,
@@ -75,14 +77,26 @@ class Dispatcher:
                     machine_rows.update(conn, kind, instance_id, _fields(inst), expected)
                     self._record(conn, now, inst, trigger, outcome.source, peer_id, context,
                                  sends)
-        if outcome.ok:
-            self._log_transition(kind, instance_id, trigger, outcome.source, outcome.dest,
-                                 peer_id, context, internal=outcome.internal)
-        else:
+                    self._after_commit(outcome, peer_id, context)
+        if not outcome.ok:
             log.info("fsm.trigger_refused", machine=kind, instance_id=instance_id,
                      trigger=trigger, source=outcome.source, reason=outcome.refused,
                      peer_id=peer_id, context=context or {})
         return outcome
+
+    def allows(self, kind: str, instance_id: str, trigger: str, *,
+               peer_id: str | None = None, **guard_context) -> bool:
+        """Would `trigger` move this instance now? Runs the table on a copy and changes
+        nothing, so a handler can check before doing costly or irreversible work (such as
+        signing) with exactly the rules the trigger itself will apply."""
+        inst = self.load(kind, instance_id)
+        if inst is None:
+            return False
+        probe = Instance(kind, instance_id, inst.state, deadline=inst.deadline,
+                         deadline_trigger=inst.deadline_trigger, created_at=inst.created_at,
+                         state_since=inst.state_since, data=inst.data, version=inst.version)
+        return runtime_for(kind).fire(probe, trigger, self.clock.now(), self.config(),
+                                      peer_id=peer_id, **guard_context).ok
 
     def fire_due(self, batch: int = 500) -> list[Outcome]:
         """Fire every deadline that has passed (the scheduler's tick), in bounded batches.
@@ -105,9 +119,14 @@ class Dispatcher:
         for send in sends:
             outbox.add(conn, peer_id=send.peer_id, msg_hex=send.msg_hex, now=now)
 
-    @staticmethod
-    def _log_transition(kind, instance_id, trigger, source, dest, peer_id, context,
-                        internal=False) -> None:
-        log.info("fsm.transition", machine=kind, instance_id=instance_id, trigger=trigger,
-                 source=source, dest=dest, internal=internal, peer_id=peer_id,
-                 context=context or {})
+    def _after_commit(self, outcome: Outcome, peer_id, context) -> None:
+        """Log the transition and tell observers, once it is durable."""
+        def done():
+            log.info("fsm.transition", machine=outcome.kind, instance_id=outcome.instance_id,
+                     trigger=outcome.trigger,
+                     source=None if outcome.trigger == "create" else outcome.source,
+                     dest=outcome.dest, internal=outcome.internal, peer_id=peer_id,
+                     context=context or {})
+            for observer in self.observers:
+                observer(outcome)
+        self.db.after_commit(done)

@@ -67,15 +67,45 @@ class Database:
     @contextmanager
     def transaction(self):
         """One atomic unit: everything done through the yielded connection commits
-        together (a state change, its log record, its outbound messages) or not at all."""
+        together (a state change, its log record, its outbound messages) or not at all.
+
+        Nested calls on the same thread join the outer transaction through a savepoint,
+        so a handler can compose several steps that each use a transaction themselves."""
         c = self.conn()
-        c.execute("BEGIN IMMEDIATE")
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            self._local.after_commit = []
+            c.execute("BEGIN IMMEDIATE")
+        else:
+            c.execute(f"SAVEPOINT sp{depth}")
+        self._local.depth = depth + 1
         try:
             yield c
         except BaseException:
-            c.execute("ROLLBACK")
+            self._local.depth = depth
+            if depth == 0:
+                c.execute("ROLLBACK")
+                self._local.after_commit = []
+            else:
+                c.execute(f"ROLLBACK TO sp{depth}")
+                c.execute(f"RELEASE sp{depth}")
             raise
+        self._local.depth = depth
+        if depth > 0:
+            c.execute(f"RELEASE sp{depth}")
+            return
         c.execute("COMMIT")
+        callbacks, self._local.after_commit = self._local.after_commit, []
+        for fn in callbacks:
+            fn()
+
+    def after_commit(self, fn) -> None:
+        """Run `fn` once the outermost transaction of this thread commits (never if it
+        rolls back); outside a transaction, run it now."""
+        if getattr(self._local, "depth", 0) == 0:
+            fn()
+        else:
+            self._local.after_commit.append(fn)
 
     def close(self) -> None:
         with self._lock:

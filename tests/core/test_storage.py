@@ -161,3 +161,33 @@ def test_closed_database_refuses_use(tmp_path):
     db.close()
     with pytest.raises(sqlite3.ProgrammingError):
         db.conn()
+
+
+def test_nested_transactions_commit_with_the_outer_one_and_roll_back_alone(db):
+    ran = []
+    with db.transaction() as conn:
+        machine_rows.insert(conn, "member_tier", "02aa", machine_fields("admin"))
+        db.after_commit(lambda: ran.append("outer"))
+        with pytest.raises(RuntimeError):
+            with db.transaction() as inner:
+                machine_rows.insert(inner, "member_tier", "02bb", machine_fields("member"))
+                raise RuntimeError("inner step fails")
+        with db.transaction() as inner:
+            machine_rows.insert(inner, "member_tier", "02cc", machine_fields("member"))
+            db.after_commit(lambda: ran.append("inner"))
+        assert ran == []                     # nothing runs before the outer commit
+    assert ran == ["outer", "inner"]
+    assert machine_rows.counts(db.conn()) == {"member_tier": {"admin": 1, "member": 1}}
+
+
+def test_after_commit_callbacks_are_dropped_on_rollback(db):
+    ran = []
+    with pytest.raises(RuntimeError):
+        with db.transaction():
+            with db.transaction():
+                db.after_commit(lambda: ran.append("never"))
+            raise RuntimeError("outer fails")
+    assert ran == []
+    with db.transaction():
+        db.after_commit(lambda: ran.append("next"))
+    assert ran == ["next"]
