@@ -85,6 +85,26 @@ def build(hive=None) -> Plugin:
         """Plugin version, governance mode, database, and machines per kind and state."""
         _answer(request, hive.status())
 
+    @plugin.async_method("hive-genesis")
+    def hive_genesis(request, plugin, name=None):
+        """Create a hive with this node as its admin."""
+        _answer(request, hive.genesis(name))
+
+    @plugin.async_method("hive-invite")
+    def hive_invite(request, plugin, valid_hours=None, tier=None, peer_id=None):
+        """An admin-signed, single-use invite ticket (tier neophyte|member)."""
+        _answer(request, hive.invite(valid_hours, tier, peer_id))
+
+    @plugin.async_method("hive-join")
+    def hive_join(request, plugin, ticket, address=None, timeout=None):
+        """Join the hive of a ticket: handshake with its admin (address=host:port)."""
+        _answer(request, hive.join(ticket, address, timeout))
+
+    @plugin.async_method("hive-members")
+    def hive_members(request, plugin):
+        """The hive id, this node's tier, and every member with its tier."""
+        _answer(request, hive.members())
+
     @plugin.async_method("hive-diagram")
     def hive_diagram(request, plugin, machine):
         """The Mermaid state diagram of one machine kind, e.g. machine=intent_lock."""

@@ -61,8 +61,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("hive-ticket-valid-hours", "ticket_valid_hours", "int", 24,
                "Default validity of an invite ticket in hours (1-720).",
                min=1, max=720, dynamic=True),
+    # 100: a WELCOME carries every member's admission record in one custom message.
     OptionSpec("hive-max-members", "max_members", "int", 50,
-               "Most members the hive admits (2-500).", min=2, max=500, dynamic=True),
+               "Most members the hive admits (2-100).", min=2, max=100, dynamic=True),
     OptionSpec("hive-handshake-timeout-seconds", "handshake_timeout_seconds", "int", 60,
                "Seconds a handshake step may wait for the peer's answer (5-600).",
                min=5, max=600, dynamic=True),

@@ -31,6 +31,7 @@ class Engine:
         self._queue: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.on_tick: list[Callable[[], None]] = []    # more work for each tick
 
     # -- feeding the queue ---------------------------------------------------------
     def submit(self, fn: Callable[[], object]) -> Future:
@@ -59,8 +60,10 @@ class Engine:
         return not any(t.is_alive() for t in self._threads)
 
     def tick(self) -> None:
-        """Fire every deadline that has passed. Runs on the worker."""
+        """Fire every deadline that has passed, then the tick's other work. On the worker."""
         self.dispatcher.fire_due()
+        for fn in self.on_tick:
+            fn()
 
     def drain_outbox(self) -> int:
         """Send what is due; a failed send is retried with backoff, then abandoned."""

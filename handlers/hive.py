@@ -10,13 +10,20 @@ import structlog
 from pyln.client import RpcException
 
 from handlers import config as cfg
+from handlers import errors, handshake, membership, wire
 from handlers import status as status_view
-from handlers import wire
 from handlers.clock import SystemClock
+from handlers.context import Context
 from handlers.engine import Engine
+from handlers.ratelimit import RateLimiter
 from storage.db import Database, SchemaTooNew
 
 log = structlog.get_logger("hive")
+
+# Per-peer budget for all hive messages, checked in the hook before anything is queued.
+MESSAGE_RATE, MESSAGE_BURST = 20.0, 100
+# HELLOs cost the admin a signature check: a few, then one per 10 seconds.
+HELLO_RATE, HELLO_BURST = 0.1, 3
 
 
 class StartupError(RuntimeError):
@@ -29,6 +36,9 @@ class Hive:
         self.config: cfg.ConfigSnapshot | None = None
         self.db: Database | None = None
         self.engine: Engine | None = None
+        self.ctx: Context | None = None
+        self.message_limiter = RateLimiter(self.clock, MESSAGE_RATE, MESSAGE_BURST)
+        self._join_waiters: dict[str, tuple[Future, float]] = {}
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self, snapshot: cfg.ConfigSnapshot, lightning) -> None:
@@ -44,6 +54,11 @@ class Hive:
             raise StartupError(f"hive-db-path: cannot use {snapshot.db_path}: {e}") from e
         self.db = db
         self.engine = Engine(db, self.clock, lambda: self.config, lightning)
+        self.ctx = Context(db=db, dispatcher=self.engine.dispatcher, lightning=lightning,
+                           clock=self.clock, config=lambda: self.config,
+                           hello_limiter=RateLimiter(self.clock, HELLO_RATE, HELLO_BURST))
+        self.engine.dispatcher.observers.append(self._on_outcome)
+        self.engine.on_tick.append(self._expire_join_waiters)
         self.engine.start()
         log.info("hive.started", db_path=snapshot.db_path, schema_from=before,
                  schema_version=db.schema_version(), governance_mode=snapshot.governance_mode)
@@ -51,8 +66,7 @@ class Hive:
     def stop(self) -> None:
         """Stop the threads and close the database; safe to call more than once."""
         if self.engine is not None:
-            clean = self.engine.stop()
-            if not clean:
+            if not self.engine.stop():
                 log.warning("hive.stop_timeout")
             self.engine = None
         if self.db is not None:
@@ -70,17 +84,19 @@ class Hive:
         try:
             new = cfg.with_change(self.config, name, value)
         except cfg.ConfigError as e:
-            raise RpcException(str(e), status_view.INVALID_PARAMS) from None
+            raise RpcException(str(e), errors.INVALID_PARAMS) from None
         self.config = new
         log.info("config.changed", option=name, value=getattr(new, cfg.BY_NAME[name].field))
 
     # -- inputs from lightningd -------------------------------------------------------------
     def on_custommsg(self, peer_id: str, payload: str) -> None:
         """Never raises: whatever a peer sends, the hook answers `continue`."""
-        msg_type = wire.peek(payload)
-        if msg_type is None or not self.running:
+        if wire.peek(payload) is None or not self.running:
+            return      # not ours (another plugin's), or not started
+        if not self.message_limiter.allow(peer_id):
+            log.info("wire.rate_limited", peer_id=peer_id)
             return
-        log.debug("custommsg.unhandled", peer_id=peer_id, msg_type=msg_type)
+        self.engine.submit(lambda: handshake.on_message(self.ctx, peer_id, payload))
 
     def on_peer_connected(self, peer_id: str) -> None:
         log.debug("peer.connected", peer_id=peer_id)
@@ -102,4 +118,60 @@ class Hive:
         return self.engine.submit(fn)
 
     def status(self) -> Future:
-        return self.command(lambda: status_view.status(self.db, self.config))
+        def run():
+            out = status_view.status(self.db, self.config)
+            view = membership.members_view(self.ctx)
+            out["hive"] = {k: view.get(k) for k in ("hive_id", "name", "admin", "our_tier")}
+            out["hive"]["members"] = len(view["members"])
+            return out
+        return self.command(run)
+
+    def genesis(self, name) -> Future:
+        return self.command(lambda: membership.genesis(self.ctx, name))
+
+    def invite(self, valid_hours, tier, peer_id) -> Future:
+        return self.command(lambda: membership.invite(self.ctx, valid_hours, tier, peer_id))
+
+    def members(self) -> Future:
+        return self.command(lambda: membership.members_view(self.ctx))
+
+    def join(self, ticket, address, timeout) -> Future:
+        """Answers when the joiner's session ends, or after `timeout` seconds with the
+        session's state at that moment."""
+        if timeout is None:
+            timeout = 2 * self.config.handshake_timeout_seconds + 2 * self.config.tick_seconds
+        if type(timeout) is not int or not 1 <= timeout <= 3600:
+            return _failed(errors.bad_param("timeout", "expected an integer from 1 to 3600"))
+        answer: Future = Future()
+
+        def begin():
+            session = handshake.start_join(self.ctx, ticket, address)
+            self._join_waiters[session] = (answer, self.clock.now() + timeout)
+
+        def started(f: Future):
+            if f.exception() is not None:
+                answer.set_exception(f.exception())
+        self.command(begin).add_done_callback(started)
+        return answer
+
+    # -- completion of hive-join ----------------------------------------------------------
+    def _on_outcome(self, outcome) -> None:
+        if outcome.kind != handshake.JOINER or outcome.instance_id not in self._join_waiters:
+            return
+        result = handshake.join_result(self.ctx, outcome.instance_id)
+        if result["done"]:
+            answer, _ = self._join_waiters.pop(outcome.instance_id)
+            answer.set_result(result)
+
+    def _expire_join_waiters(self) -> None:
+        now = self.clock.now()
+        for session, (answer, deadline) in list(self._join_waiters.items()):
+            if now >= deadline:
+                del self._join_waiters[session]
+                answer.set_result(handshake.join_result(self.ctx, session))
+
+
+def _failed(error: Exception) -> Future:
+    fut: Future = Future()
+    fut.set_exception(error)
+    return fut

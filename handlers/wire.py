@@ -64,7 +64,7 @@ def encode(msg_type: MsgType, body: dict) -> str:
     return raw.hex()
 
 
-def _depth(text: str) -> int:
+def json_depth(text: str) -> int:
     """Deepest nesting of [ and { outside strings, without building anything."""
     depth = deepest = 0
     in_string = escaped = False
@@ -100,7 +100,7 @@ def decode(payload_hex: str) -> tuple[MsgType, dict]:
         text = raw[6:].decode("utf-8")
     except ValueError as e:     # odd-length or non-hex payload, or invalid UTF-8
         raise WireError(f"undecodable payload: {e}") from None
-    if _depth(text) > MAX_JSON_DEPTH:
+    if json_depth(text) > MAX_JSON_DEPTH:
         raise WireError(f"JSON nested deeper than {MAX_JSON_DEPTH}")
     try:
         body = json.loads(text)

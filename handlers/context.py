@@ -1,0 +1,30 @@
+"""What every handler is given: storage, the dispatcher, the door to lightningd, the
+clock and the current configuration. Built once by the engine; handlers hold no state."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from handlers.dispatch import Dispatcher
+from handlers.ratelimit import RateLimiter
+
+
+@dataclass
+class Context:
+    db: object
+    dispatcher: Dispatcher
+    lightning: object
+    clock: object
+    config: Callable[[], object]
+    hello_limiter: RateLimiter
+    _node_id: str | None = field(default=None, repr=False)
+
+    @property
+    def node_id(self) -> str:
+        """Our node id, asked of lightningd once (on the worker, after init)."""
+        if self._node_id is None:
+            self._node_id = self.lightning.call("getinfo", {})["id"]
+        return self._node_id
+
+    def now(self) -> int:
+        return int(self.clock.now())

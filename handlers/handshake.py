@@ -1,0 +1,341 @@
+"""The handshake, HELLO → CHALLENGE → ATTEST → WELCOME, for both roles, and the admin's
+MEMBER_ADDED announcement to the rest of the hive.
+
+Each incoming message is checked cheapest first: session and sender (through the
+machine's own rules, `Dispatcher.allows`) before any signature work, so unsolicited or
+replayed messages cost nothing and never make us sign. A check that fails on a message
+of a live session from that session's peer is the machine's `*_invalid` trigger; any
+other refusal is logged and dropped. Nothing is ever sent back about a refusal.
+"""
+from __future__ import annotations
+
+import secrets
+
+import structlog
+from pyln.client import RpcError, RpcException
+
+from handlers import __version__, errors, messages, signing
+from handlers import membership as ms
+from handlers.dispatch import Send
+from handlers.wire import MsgType, WireError, decode, encode
+from storage import hive as hive_store
+
+log = structlog.get_logger("hive.handshake")
+
+JOINER, ADMIN = "handshake_joiner", "handshake_admin"
+FEATURES = ["handshake/1"]
+LIVE_JOINER = ("hello_sent", "attest_sent")
+LIVE_ADMIN = ("challenge_sent",)
+ACTIVE_TIERS = ("neophyte", "member", "admin")
+
+
+def _refuse(peer_id: str, msg: str, reason: str, **extra) -> None:
+    log.info("handshake.refused", peer_id=peer_id, msg=msg, reason=reason, **extra)
+
+
+def _session_of(body) -> str | None:
+    s = body.get("session") if isinstance(body, dict) else None
+    try:
+        return messages.SESSION(s)
+    except ValueError:
+        return None
+
+
+# -- inbound dispatch -----------------------------------------------------------------
+def on_message(ctx, peer_id: str, payload_hex: str) -> None:
+    try:
+        msg_type, body = decode(payload_hex)
+    except WireError as e:
+        log.info("wire.rejected", peer_id=peer_id, reason=str(e))
+        return
+    handler = HANDLERS.get(msg_type)
+    if handler is None:
+        log.debug("wire.unhandled", peer_id=peer_id, msg=msg_type.name)
+        return
+    handler(ctx, peer_id, body)
+
+
+# -- joiner: hive-join ----------------------------------------------------------------
+def start_join(ctx, ticket, address) -> str:
+    """Check the ticket, reach the admin, open the session and queue HELLO."""
+    meta = hive_store.get_meta(ctx.db.conn())
+    if meta is not None:
+        raise RpcException(f"already in hive {meta['hive_id']} ({meta['name']})",
+                           errors.ALREADY_IN_HIVE)
+    try:
+        fields, sig = ms.decode_ticket(ticket)
+    except WireError as e:
+        raise errors.bad_param("ticket", str(e)) from None
+    if fields["expires_at"] <= ctx.now():
+        raise errors.bad_param("ticket", f"expired at {fields['expires_at']}")
+    if fields["peer_id"] is not None and fields["peer_id"] != ctx.node_id:
+        raise errors.bad_param("ticket", f"issued for node {fields['peer_id']}, not this one")
+    admin = fields["admin"]
+    if admin == ctx.node_id:
+        raise errors.bad_param("ticket", "issued by this node itself")
+    if not signing.verify(ctx.lightning, admin, fields["hive_id"], "TICKET", fields, sig):
+        raise errors.bad_param("ticket", "the signature is not the issuing admin's")
+    if address is not None and not isinstance(address, str):
+        raise errors.bad_param("address", "expected host:port")
+    if hive_store.session_for_peer(ctx.db.conn(), JOINER, admin, LIVE_JOINER):
+        raise RpcException(f"a handshake with {admin} is already in progress",
+                           errors.HANDSHAKE_BUSY)
+    _reach(ctx, admin, address)
+    session = secrets.token_hex(16)
+    ctx.dispatcher.create(
+        JOINER, session, domain={"peer_id": admin}, peer_id=admin,
+        data={"peer_id": admin, "hive_id": fields["hive_id"], "ticket_id": fields["ticket_id"],
+              "tier": fields["tier"]},
+        sends=[Send(admin, encode(MsgType.HELLO, {"session": session, "ticket": ticket}))])
+    return session
+
+
+def _reach(ctx, admin: str, address) -> None:
+    peers = ctx.lightning.call("listpeers", {"id": admin}).get("peers", [])
+    if peers and peers[0].get("connected"):
+        return
+    target = admin if address is None else f"{admin}@{address}"
+    try:
+        ctx.lightning.call("connect", {"id": target})
+    except RpcError as e:
+        message = e.error.get("message") if isinstance(e.error, dict) else str(e)
+        hint = "" if address is not None else "; give address=host:port"
+        raise RpcException(f"address: cannot connect to admin {admin}: {message}{hint}",
+                           errors.PEER_UNREACHABLE) from None
+
+
+def join_result(ctx, session: str) -> dict:
+    inst = ctx.dispatcher.load(JOINER, session)
+    out = {"session": session, "state": inst.state, "admin": inst.data.get("peer_id"),
+           "done": inst.state not in LIVE_JOINER}
+    if inst.state == "joined":
+        view = ms.members_view(ctx)
+        out.update(hive_id=view["hive_id"], tier=view["our_tier"],
+                   members=len(view["members"]))
+    elif "failure" in inst.data:
+        out["reason"] = inst.data["failure"]
+    return out
+
+
+# -- admin: HELLO ---------------------------------------------------------------------
+def on_hello(ctx, peer_id: str, body: dict) -> None:
+    if not ctx.hello_limiter.allow(peer_id):
+        return _refuse(peer_id, "HELLO", "rate limited")
+    meta = hive_store.get_meta(ctx.db.conn())
+    conn = ctx.db.conn()
+    me = hive_store.member(conn, ctx.node_id) if meta else None
+    if me is None or me["tier"] != "admin":
+        return _refuse(peer_id, "HELLO", "this node admits no one (not a hive admin)")
+    try:
+        hello = messages.parse(messages.HELLO, body)
+        fields, sig = ms.decode_ticket(hello["ticket"])
+    except WireError as e:
+        return _refuse(peer_id, "HELLO", f"malformed: {e}")
+    known = hive_store.member(conn, peer_id)
+    if known is not None and known["tier"] in ACTIVE_TIERS:
+        return _refuse(peer_id, "HELLO", f"already a member ({known['tier']})")
+    if hive_store.is_banned(conn, peer_id):
+        return _refuse(peer_id, "HELLO", "banned")
+    if fields["hive_id"] != meta["hive_id"] or fields["admin"] != ctx.node_id:
+        return _refuse(peer_id, "HELLO", "ticket is for another hive or admin")
+    issued = hive_store.get_ticket(conn, fields["ticket_id"])
+    if issued is None or (issued["tier"], issued["peer_id"], issued["expires_at"]) != \
+            (fields["tier"], fields["peer_id"], fields["expires_at"]):
+        return _refuse(peer_id, "HELLO", "ticket was not issued by this admin as presented")
+    if issued["used_by"] is not None:
+        return _refuse(peer_id, "HELLO", "ticket already used")
+    if fields["expires_at"] <= ctx.now():
+        return _refuse(peer_id, "HELLO", "ticket expired")
+    if fields["peer_id"] is not None and fields["peer_id"] != peer_id:
+        return _refuse(peer_id, "HELLO", "ticket is bound to another node")
+    active = sum(1 for m in hive_store.members(conn) if m["tier"] in ACTIVE_TIERS)
+    if active >= ctx.config().max_members:
+        return _refuse(peer_id, "HELLO", "hive is full (hive-max-members)")
+    session_id = f"{peer_id}:{hello['session']}"
+    if ctx.dispatcher.load(ADMIN, session_id) is not None:
+        return _refuse(peer_id, "HELLO", "duplicate of a known session")
+    if hive_store.session_for_peer(conn, ADMIN, peer_id, LIVE_ADMIN):
+        return _refuse(peer_id, "HELLO", "a session with this peer is already open")
+    if hive_store.open_sessions(conn, ADMIN, LIVE_ADMIN) >= ctx.config().max_handshake_sessions:
+        return _refuse(peer_id, "HELLO", "too many open sessions (hive-max-handshake-sessions)")
+    if not signing.verify(ctx.lightning, ctx.node_id, meta["hive_id"], "TICKET", fields, sig):
+        return _refuse(peer_id, "HELLO", "ticket signature does not verify")
+    nonce = secrets.token_hex(32)
+    ctx.dispatcher.create(
+        ADMIN, session_id, domain={"peer_id": peer_id}, peer_id=peer_id,
+        data={"peer_id": peer_id, "session": hello["session"], "nonce": nonce,
+              "ticket_id": fields["ticket_id"], "tier": fields["tier"]},
+        sends=[Send(peer_id, encode(MsgType.CHALLENGE, {
+            "session": hello["session"], "hive_id": meta["hive_id"], "nonce": nonce}))])
+
+
+# -- joiner: CHALLENGE ----------------------------------------------------------------
+def on_challenge(ctx, peer_id: str, body: dict) -> None:
+    session = _session_of(body)
+    if session is None:
+        return _refuse(peer_id, "CHALLENGE", "no session id")
+    # Only a challenge to our own HELLO, from that admin, may make us sign.
+    if not ctx.dispatcher.allows(JOINER, session, "challenge_valid", peer_id=peer_id):
+        return _refuse(peer_id, "CHALLENGE", "no open session of ours awaits it",
+                       session=session)
+    inst = ctx.dispatcher.load(JOINER, session)
+    try:
+        challenge = messages.parse(messages.CHALLENGE, body)
+        if challenge["hive_id"] != inst.data["hive_id"]:
+            raise WireError("hive_id differs from the ticket's")
+    except WireError as e:
+        ctx.dispatcher.fire(JOINER, session, "challenge_invalid", peer_id=peer_id,
+                            data_update={"failure": f"CHALLENGE: {e}"})
+        return
+    manifest = {"session": session, "nonce": challenge["nonce"], "pubkey": ctx.node_id,
+                "admin": peer_id, "plugin_version": __version__, "features": FEATURES}
+    sig = signing.sign(ctx.lightning, inst.data["hive_id"], "ATTEST", manifest)
+    attest = {k: manifest[k] for k in ("session", "nonce", "pubkey", "plugin_version",
+                                       "features")}
+    ctx.dispatcher.fire(JOINER, session, "challenge_valid", peer_id=peer_id,
+                        sends=[Send(peer_id, encode(MsgType.ATTEST, {**attest, "sig": sig}))])
+
+
+# -- admin: ATTEST --------------------------------------------------------------------
+def on_attest(ctx, peer_id: str, body: dict) -> None:
+    token = _session_of(body)
+    if token is None:
+        return _refuse(peer_id, "ATTEST", "no session id")
+    session_id = f"{peer_id}:{token}"
+    if not ctx.dispatcher.allows(ADMIN, session_id, "attest_valid", peer_id=peer_id):
+        return _refuse(peer_id, "ATTEST", "no open session awaits it", session=token)
+    inst = ctx.dispatcher.load(ADMIN, session_id)
+    meta = hive_store.get_meta(ctx.db.conn())
+    problem = _attest_problem(ctx, peer_id, body, inst, meta)
+    if problem:
+        ctx.dispatcher.fire(ADMIN, session_id, "attest_invalid", peer_id=peer_id,
+                            data_update={"failure": problem})
+        return
+    hive_id = meta["hive_id"]
+    admission = ms.sign_admission(ctx, hive_id, peer_id, inst.data["tier"],
+                                  inst.data["ticket_id"])
+    others = [m for m in hive_store.members(ctx.db.conn()) if m["peer_id"] != ctx.node_id]
+    welcome = {"session": token, "hive_id": hive_id, "genesis": meta["genesis"],
+               "admission": admission,
+               "members": [m["admission"] for m in hive_store.members(ctx.db.conn())]}
+    announce = encode(MsgType.MEMBER_ADDED, {"hive_id": hive_id, "admission": admission})
+    with ctx.db.transaction() as conn:
+        if not hive_store.use_ticket(conn, inst.data["ticket_id"], peer_id, ctx.clock.now()):
+            raise RuntimeError("ticket consumed while its session was open")
+        ms.add_member(ctx, admission, peer_id=peer_id)
+        ctx.dispatcher.fire(
+            ADMIN, session_id, "attest_valid", peer_id=peer_id,
+            sends=[Send(peer_id, encode(MsgType.WELCOME, welcome))]
+            + [Send(m["peer_id"], announce) for m in others
+               if m["tier"] in ACTIVE_TIERS])
+
+
+def _attest_problem(ctx, peer_id, body, inst, meta) -> str | None:
+    try:
+        attest = messages.parse(messages.ATTEST, body)
+    except WireError as e:
+        return f"ATTEST malformed: {e}"
+    if attest["pubkey"] != peer_id:
+        return "ATTEST pubkey is not the sender's"
+    if attest["nonce"] != inst.data["nonce"]:
+        return "ATTEST nonce is not this session's"
+    ticket = hive_store.get_ticket(ctx.db.conn(), inst.data["ticket_id"])
+    if ticket is None or ticket["used_by"] is not None:
+        return "ticket already used"
+    manifest = {"session": inst.data["session"], "nonce": attest["nonce"], "pubkey": peer_id,
+                "admin": ctx.node_id, "plugin_version": attest["plugin_version"],
+                "features": attest["features"]}
+    if not signing.verify(ctx.lightning, peer_id, meta["hive_id"], "ATTEST", manifest,
+                          attest["sig"]):
+        return "ATTEST signature is not the sender's"
+    return None
+
+
+# -- joiner: WELCOME ------------------------------------------------------------------
+def on_welcome(ctx, peer_id: str, body: dict) -> None:
+    session = _session_of(body)
+    if session is None:
+        return _refuse(peer_id, "WELCOME", "no session id")
+    if not ctx.dispatcher.allows(JOINER, session, "welcome_valid", peer_id=peer_id):
+        return _refuse(peer_id, "WELCOME", "no session of ours sent ATTEST to this peer",
+                       session=session)
+    inst = ctx.dispatcher.load(JOINER, session)
+    try:
+        welcome = messages.parse(messages.WELCOME, body)
+        _check_welcome(ctx, peer_id, welcome, inst.data)
+    except WireError as e:
+        ctx.dispatcher.fire(JOINER, session, "welcome_invalid", peer_id=peer_id,
+                            data_update={"failure": f"WELCOME: {e}"})
+        return
+    genesis = welcome["genesis"]
+    with ctx.db.transaction() as conn:
+        hive_store.set_meta(conn, hive_id=welcome["hive_id"], name=genesis["name"],
+                            admin_id=genesis["admin"], genesis=genesis,
+                            joined_at=ctx.clock.now())
+        for admission in [welcome["admission"], *welcome["members"]]:
+            ms.add_member(ctx, admission, peer_id=peer_id)
+        ctx.dispatcher.fire(JOINER, session, "welcome_valid", peer_id=peer_id)
+
+
+def _check_welcome(ctx, admin: str, welcome: dict, data: dict) -> None:
+    """Raise WireError for the first thing wrong, cheapest checks first."""
+    hive_id = welcome["hive_id"]
+    genesis = welcome["genesis"]
+    admission = welcome["admission"]
+    if hive_id != data["hive_id"]:
+        raise WireError("hive_id differs from the ticket's")
+    if genesis["admin"] != admin or ms.hive_id_of(messages.unsigned(genesis)) != hive_id:
+        raise WireError("genesis record does not define this hive and admin")
+    if (admission["member"], admission["hive_id"], admission["tier"],
+            admission["ticket_id"]) != (ctx.node_id, hive_id, data["tier"], data["ticket_id"]):
+        raise WireError("our admission does not match our ticket")
+    members = welcome["members"]
+    seen = {m["member"] for m in members}
+    if len(seen) != len(members) or ctx.node_id in seen:
+        raise WireError("member list repeats a member or lists us")
+    if not any(m["member"] == admin and m["tier"] == "admin" for m in members):
+        raise WireError("member list lacks the admin")
+    if any(m["hive_id"] != hive_id for m in members):
+        raise WireError("member list holds another hive's admission")
+    if not signing.verify(ctx.lightning, admin, hive_id, "GENESIS",
+                          messages.unsigned(genesis), genesis["sig"]):
+        raise WireError("genesis signature is not the admin's")
+    for record in [admission, *members]:
+        if not signing.verify(ctx.lightning, admin, hive_id, "ADMISSION",
+                              messages.unsigned(record), record["sig"]):
+            raise WireError(f"admission of {record['member']} is not signed by the admin")
+
+
+# -- member: MEMBER_ADDED -------------------------------------------------------------
+def on_member_added(ctx, peer_id: str, body: dict) -> None:
+    conn = ctx.db.conn()
+    meta = hive_store.get_meta(conn)
+    if meta is None:
+        return _refuse(peer_id, "MEMBER_ADDED", "this node is not in a hive")
+    sender = hive_store.member(conn, peer_id)
+    if sender is None or sender["tier"] not in ACTIVE_TIERS:
+        return _refuse(peer_id, "MEMBER_ADDED", "sender is not a member")
+    try:
+        msg = messages.parse(messages.MEMBER_ADDED, body)
+    except WireError as e:
+        return _refuse(peer_id, "MEMBER_ADDED", f"malformed: {e}")
+    admission = msg["admission"]
+    if msg["hive_id"] != meta["hive_id"] or admission["hive_id"] != meta["hive_id"]:
+        return _refuse(peer_id, "MEMBER_ADDED", "for another hive")
+    if hive_store.member(conn, admission["member"]) is not None:
+        return _refuse(peer_id, "MEMBER_ADDED", "already known", member=admission["member"])
+    if admission["tier"] == "admin":
+        return _refuse(peer_id, "MEMBER_ADDED", "an admission cannot grant admin")
+    if not signing.verify(ctx.lightning, meta["admin_id"], meta["hive_id"], "ADMISSION",
+                          messages.unsigned(admission), admission["sig"]):
+        return _refuse(peer_id, "MEMBER_ADDED", "admission is not signed by the hive's admin")
+    ms.add_member(ctx, admission, peer_id=peer_id)
+
+
+HANDLERS = {
+    MsgType.HELLO: on_hello,
+    MsgType.CHALLENGE: on_challenge,
+    MsgType.ATTEST: on_attest,
+    MsgType.WELCOME: on_welcome,
+    MsgType.MEMBER_ADDED: on_member_added,
+}

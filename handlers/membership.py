@@ -1,0 +1,146 @@
+"""`hive-genesis`, `hive-invite`, `hive-members`, and the records that prove membership:
+the genesis record, invite tickets and admission records, all signed by the admin."""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import secrets
+
+from pyln.client import RpcException
+
+from handlers import errors, messages, signing
+from handlers.messages import INVITE_TIERS
+from handlers.wire import MAX_JSON_DEPTH, WireError, json_depth
+from storage import hive as hive_store
+
+TICKET_PREFIX = "HIVE1:"
+MAX_TICKET_CHARS = 2048
+
+
+def hive_id_of(genesis: dict) -> str:
+    """The hive id is derived from the genesis record, so it cannot be claimed apart from it."""
+    return hashlib.sha256(signing.canonical_json(genesis).encode()).hexdigest()[:32]
+
+
+def require_hive(ctx) -> dict:
+    meta = hive_store.get_meta(ctx.db.conn())
+    if meta is None:
+        raise RpcException("this node is not in a hive: run hive-genesis or hive-join first",
+                           errors.NOT_IN_HIVE)
+    return meta
+
+
+def sign_admission(ctx, hive_id: str, member: str, tier: str, ticket_id: str | None) -> dict:
+    fields = {"hive_id": hive_id, "member": member, "tier": tier,
+              "admitted_at": ctx.now(), "ticket_id": ticket_id}
+    return {**fields, "sig": signing.sign(ctx.lightning, hive_id, "ADMISSION", fields)}
+
+
+def add_member(ctx, admission: dict, peer_id: str | None = None) -> None:
+    """Create the member's tier machine in the tier its (already verified) admission grants."""
+    ctx.dispatcher.create("member_tier", admission["member"], state=admission["tier"],
+                          domain={"admission": json.dumps(admission, sort_keys=True)},
+                          peer_id=peer_id, context={"admitted_by_ticket": admission["ticket_id"]})
+
+
+# -- hive-genesis ---------------------------------------------------------------------
+def genesis(ctx, name) -> dict:
+    if name is None:
+        name = "hive"
+    if not isinstance(name, str) or not 1 <= len(name) <= 64:
+        raise errors.bad_param("name", "expected a string of 1 to 64 characters")
+    existing = hive_store.get_meta(ctx.db.conn())
+    if existing is not None:
+        raise RpcException(f"already in hive {existing['hive_id']} ({existing['name']}); "
+                           "a node belongs to one hive", errors.ALREADY_IN_HIVE)
+    record = {"name": name, "admin": ctx.node_id, "created_at": ctx.now(),
+              "nonce": secrets.token_hex(16)}
+    hive_id = hive_id_of(record)
+    signed = {**record, "sig": signing.sign(ctx.lightning, hive_id, "GENESIS", record)}
+    admission = sign_admission(ctx, hive_id, ctx.node_id, "admin", None)
+    with ctx.db.transaction() as conn:
+        hive_store.set_meta(conn, hive_id=hive_id, name=name, admin_id=ctx.node_id,
+                            genesis=signed, joined_at=ctx.clock.now())
+        add_member(ctx, admission)
+    return {"hive_id": hive_id, "name": name, "admin": ctx.node_id}
+
+
+# -- hive-invite ----------------------------------------------------------------------
+def invite(ctx, valid_hours, tier, peer_id) -> dict:
+    if valid_hours is None:
+        valid_hours = ctx.config().ticket_valid_hours
+    if type(valid_hours) is not int or not 1 <= valid_hours <= 720:
+        raise errors.bad_param("valid_hours", "expected an integer from 1 to 720")
+    tier = "neophyte" if tier is None else tier
+    if tier not in INVITE_TIERS:
+        raise errors.bad_param("tier", "expected one of " + "|".join(INVITE_TIERS))
+    if peer_id is not None:
+        try:
+            messages.node_id(peer_id)
+        except ValueError as e:
+            raise errors.bad_param("peer_id", str(e)) from None
+    meta = require_hive(ctx)
+    me = hive_store.member(ctx.db.conn(), ctx.node_id)
+    if me is None or me["tier"] != "admin":
+        raise RpcException("only an admin may invite; this node is "
+                           f"{me['tier'] if me else 'not a member'}", errors.NOT_ADMIN)
+    if peer_id == ctx.node_id:
+        raise errors.bad_param("peer_id", "is this node itself")
+    now = ctx.now()
+    fields = {"hive_id": meta["hive_id"], "admin": ctx.node_id, "tier": tier,
+              "ticket_id": secrets.token_hex(16), "issued_at": now,
+              "expires_at": now + valid_hours * 3600, "peer_id": peer_id}
+    sig = signing.sign(ctx.lightning, meta["hive_id"], "TICKET", fields)
+    with ctx.db.transaction() as conn:
+        hive_store.add_ticket(conn, ticket_id=fields["ticket_id"], tier=tier, peer_id=peer_id,
+                              issued_at=now, expires_at=fields["expires_at"])
+    return {"ticket": encode_ticket({**fields, "sig": sig}), "ticket_id": fields["ticket_id"],
+            "tier": tier, "expires_at": fields["expires_at"], "peer_id": peer_id}
+
+
+def encode_ticket(signed: dict) -> str:
+    raw = signing.canonical_json(signed).encode()
+    return TICKET_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_ticket(text) -> tuple[dict, str]:
+    """(the signed fields, the signature); WireError says what is wrong with the string."""
+    if not isinstance(text, str) or not text.startswith(TICKET_PREFIX):
+        raise WireError(f"not a cl-hive ticket (expected it to start with {TICKET_PREFIX})")
+    if len(text) > MAX_TICKET_CHARS:
+        raise WireError(f"longer than {MAX_TICKET_CHARS} characters")
+    body = text[len(TICKET_PREFIX):]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise WireError("not valid base64url") from None
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise WireError("nested too deeply")
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        raise WireError("not valid JSON") from None
+    schema = {**messages.TICKET, "sig": messages.zbase}
+    signed = messages.parse(schema, obj)
+    # Exactly the canonical encoding of exactly these fields: then any altered byte is
+    # refused, even one that would leave the signed meaning intact.
+    if set(obj) != set(schema) or signing.canonical_json(obj) != raw:
+        raise WireError("not in canonical form")
+    return messages.unsigned(signed), signed["sig"]
+
+
+# -- hive-members ---------------------------------------------------------------------
+def members_view(ctx) -> dict:
+    meta = hive_store.get_meta(ctx.db.conn())
+    if meta is None:
+        return {"hive_id": None, "our_tier": None, "members": []}
+    rows = hive_store.members(ctx.db.conn())
+    ours = next((m["tier"] for m in rows if m["peer_id"] == ctx.node_id), None)
+    return {
+        "hive_id": meta["hive_id"], "name": meta["name"], "admin": meta["admin_id"],
+        "our_id": ctx.node_id, "our_tier": ours,
+        "members": [{"peer_id": m["peer_id"], "tier": m["tier"],
+                     "admitted_at": m["admission"].get("admitted_at")} for m in rows],
+    }

@@ -1,0 +1,411 @@
+"""The handshake and membership handlers, both roles, on real SQLite and real signatures.
+Each bad input is refused, leaves every side's state unchanged, and makes no one sign."""
+import base64
+import json
+
+import pytest
+from pyln.client import RpcException
+from structlog.testing import capture_logs
+
+from handlers import handshake, membership
+from handlers.wire import MsgType, decode, encode
+from hive_sides import Side, pump
+from storage import hive as hive_store
+
+
+@pytest.fixture
+def sides(tmp_path, clock):
+    made = {}
+
+    def make(name, **options):
+        made[name] = Side(name, tmp_path, clock, **options)
+        return made[name]
+    yield make
+    for s in made.values():
+        s.close()
+
+
+@pytest.fixture
+def hive(sides):
+    """An admin with a hive, and a would-be joiner."""
+    admin, joiner = sides("admin"), sides("joiner")
+    membership.genesis(admin.ctx, "fleet")
+    return admin, joiner
+
+
+def invite(admin, **kw):
+    return membership.invite(admin.ctx, kw.get("valid_hours"), kw.get("tier"),
+                             kw.get("peer_id"))["ticket"]
+
+
+def join(admin, joiner, ticket):
+    session = handshake.start_join(joiner.ctx, ticket, None)
+    pump(admin, joiner)
+    return handshake.join_result(joiner.ctx, session)
+
+
+def refusals(logs):
+    return [e["reason"] for e in logs if e["event"] == "handshake.refused"]
+
+
+def hello(session="ab" * 16, ticket="x"):
+    return encode(MsgType.HELLO, {"session": session, "ticket": ticket})
+
+
+# -- the path ------------------------------------------------------------------------
+def test_genesis_invite_join_and_announce(hive, sides):
+    admin, joiner = hive
+    result = join(admin, joiner, invite(admin))
+    assert result["state"] == "joined" and result["tier"] == "neophyte"
+    assert admin.members() == joiner.members() == {admin.node_id: "admin",
+                                                   joiner.node_id: "neophyte"}
+    third = sides("third")
+    assert join(admin, third, invite(admin, tier="member"))["state"] == "joined"
+    pump(admin, joiner, third)           # MEMBER_ADDED reaches the first joiner
+    expected = {admin.node_id: "admin", joiner.node_id: "neophyte", third.node_id: "member"}
+    assert admin.members() == joiner.members() == third.members() == expected
+    meta = hive_store.get_meta(joiner.db.conn())
+    assert meta["hive_id"] == hive_store.get_meta(admin.db.conn())["hive_id"]
+    assert meta["admin_id"] == admin.node_id
+
+
+def test_genesis_twice_and_invite_by_non_admin_are_refused(hive):
+    admin, joiner = hive
+    with pytest.raises(RpcException, match="already in hive"):
+        membership.genesis(admin.ctx, "again")
+    join(admin, joiner, invite(admin))
+    with pytest.raises(RpcException, match="only an admin may invite; this node is neophyte"):
+        membership.invite(joiner.ctx, None, None, None)
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"valid_hours": 0}, "valid_hours: expected an integer from 1 to 720"),
+    ({"tier": "admin"}, "tier: expected one of neophyte|member"),
+    ({"peer_id": "02zz"}, "peer_id: expected a node id"),
+])
+def test_invite_names_the_bad_parameter(hive, kw, message):
+    admin, _ = hive
+    with pytest.raises(RpcException, match=message):
+        invite(admin, **kw)
+
+
+# -- tickets --------------------------------------------------------------------------
+def test_expired_ticket(hive, clock):
+    admin, joiner = hive
+    ticket = invite(admin, valid_hours=1)
+    clock.advance(3600)
+    before = admin.snapshot(), joiner.snapshot()
+    with pytest.raises(RpcException, match="ticket: expired"):
+        handshake.start_join(joiner.ctx, ticket, None)
+    with capture_logs() as logs:
+        admin.receive(joiner, hello(ticket=ticket))
+    assert refusals(logs) == ["ticket expired"]
+    assert (admin.snapshot(), joiner.snapshot()) == before
+
+
+def _altered(ticket: str, position: int) -> str:
+    body = ticket[len("HIVE1:"):]
+    raw = bytearray(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    raw[position] ^= 0x01
+    return "HIVE1:" + base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+
+
+def test_ticket_with_any_byte_altered_is_refused(hive):
+    admin, joiner = hive
+    ticket = invite(admin)
+    n = len(base64.urlsafe_b64decode(ticket[6:] + "=" * (-len(ticket[6:]) % 4)))
+    before = admin.snapshot(), joiner.snapshot()
+    for position in range(n):
+        bad = _altered(ticket, position)
+        with pytest.raises(RpcException, match="ticket: "):
+            handshake.start_join(joiner.ctx, bad, None)
+        with capture_logs() as logs:
+            admin.receive(joiner, hello(session="%032x" % position, ticket=bad))
+        assert len(refusals(logs)) == 1, (position, logs)
+        admin.ctx.hello_limiter = type(admin.ctx.hello_limiter)(admin.ctx.clock, 1e9, 10**9)
+    assert (admin.snapshot(), joiner.snapshot()) == before
+
+
+def test_ticket_signed_by_a_non_admin_is_refused(hive, sides):
+    admin, joiner = hive
+    join(admin, joiner, invite(admin))
+    # The member forges a ticket naming the real admin, signed with its own key.
+    real = json.loads(base64.urlsafe_b64decode(invite(admin)[6:] + "=="))
+    fields = {k: v for k, v in real.items() if k != "sig"}
+    fields["ticket_id"] = "cd" * 16
+    from handlers import signing
+    forged = membership.encode_ticket(
+        {**fields, "sig": signing.sign(joiner.lightning, fields["hive_id"], "TICKET", fields)})
+    outsider = sides("outsider")
+    with pytest.raises(RpcException, match="ticket: the signature is not the issuing admin's"):
+        handshake.start_join(outsider.ctx, forged, None)
+    before = admin.snapshot()
+    with capture_logs() as logs:
+        admin.receive(outsider, hello(ticket=forged))
+    assert refusals(logs) == ["ticket was not issued by this admin as presented"]
+    assert admin.snapshot() == before
+
+
+def test_reused_ticket_is_refused(hive, sides):
+    admin, joiner = hive
+    ticket = invite(admin)
+    assert join(admin, joiner, ticket)["state"] == "joined"
+    other = sides("other")
+    before = admin.snapshot()
+    handshake.start_join(other.ctx, ticket, None)
+    with capture_logs() as logs:
+        pump(admin, other)
+    assert refusals(logs) == ["ticket already used"]
+    assert admin.snapshot() == before
+    assert other.members() == {}
+
+
+def test_ticket_bound_to_another_node_is_refused(hive, sides):
+    admin, joiner = hive
+    other = sides("other")
+    ticket = invite(admin, peer_id=other.node_id)
+    with pytest.raises(RpcException, match="ticket: issued for node"):
+        handshake.start_join(joiner.ctx, ticket, None)
+    before = admin.snapshot()
+    with capture_logs() as logs:
+        admin.receive(joiner, hello(ticket=ticket))
+    assert refusals(logs) == ["ticket is bound to another node"]
+    assert admin.snapshot() == before
+    assert join(admin, other, ticket)["state"] == "joined"
+
+
+# -- HELLO ----------------------------------------------------------------------------
+def test_hello_from_a_current_member_or_a_banned_node(hive, sides):
+    admin, joiner = hive
+    join(admin, joiner, invite(admin))
+    banned = sides("banned")
+    with admin.db.transaction() as conn:
+        hive_store.add_ban(conn, peer_id=banned.node_id, reason="test", now=0)
+    before = admin.snapshot()
+    with capture_logs() as logs:
+        admin.receive(joiner, hello(ticket=invite(admin)))
+        admin.receive(banned, hello(ticket=invite(admin)))
+    assert refusals(logs) == ["already a member (neophyte)", "banned"]
+    assert admin.snapshot()[2] == before[2]        # no session was opened
+
+
+def test_hello_flood_is_rate_limited_before_any_work(hive):
+    admin, joiner = hive
+    admin.lightning.calls.clear()
+    with capture_logs() as logs:
+        for i in range(20):
+            admin.receive(joiner, hello(session="%032x" % i))
+    reasons = refusals(logs)
+    assert reasons.count("rate limited") == 17
+    assert admin.lightning.calls == []             # no signature work was spent
+
+
+def test_sessions_are_bounded_and_one_per_peer(hive, sides):
+    admin, joiner = hive
+    admin.config = admin.config.__class__(**{**admin.config.public(),
+                                             "max_handshake_sessions": 1})
+    handshake.start_join(joiner.ctx, invite(admin), None)
+    for msg in joiner.outgoing(admin):
+        admin.receive(joiner, msg)
+        with capture_logs() as logs:
+            admin.receive(joiner, msg)             # the same HELLO again
+    assert refusals(logs) == ["duplicate of a known session"]
+    second = sides("second")
+    with capture_logs() as logs:
+        admin.receive(second, hello(ticket=invite(admin)))
+    assert refusals(logs) == ["too many open sessions (hive-max-handshake-sessions)"]
+
+
+# -- CHALLENGE ------------------------------------------------------------------------
+def test_unsolicited_challenge_makes_us_sign_nothing(hive, sides):
+    _, joiner = hive
+    stranger = sides("stranger")
+    joiner.lightning.calls.clear()
+    before = joiner.snapshot()
+    with capture_logs() as logs:
+        joiner.receive(stranger, encode(MsgType.CHALLENGE, {
+            "session": "ab" * 16, "hive_id": "cd" * 16, "nonce": "ef" * 32}))
+    assert refusals(logs) == ["no open session of ours awaits it"]
+    assert "signmessage" not in joiner.lightning.calls
+    assert joiner.snapshot() == before
+
+
+def test_challenge_from_another_peer_than_our_admin(hive, sides):
+    admin, joiner = hive
+    session = handshake.start_join(joiner.ctx, invite(admin), None)
+    stranger = sides("stranger")
+    joiner.lightning.calls.clear()
+    with capture_logs() as logs:
+        joiner.receive(stranger, encode(MsgType.CHALLENGE, {
+            "session": session, "hive_id": "cd" * 16, "nonce": "ef" * 32}))
+    assert refusals(logs) == ["no open session of ours awaits it"]
+    assert "signmessage" not in joiner.lightning.calls
+    assert joiner.dispatcher.load("handshake_joiner", session).state == "hello_sent"
+
+
+# -- ATTEST ---------------------------------------------------------------------------
+def _to_attest(admin, joiner):
+    """Run the handshake until the joiner's ATTEST is queued; return (session, attest)."""
+    session = handshake.start_join(joiner.ctx, invite(admin), None)
+    for msg in joiner.outgoing(admin):
+        admin.receive(joiner, msg)
+    for msg in admin.outgoing(joiner):
+        joiner.receive(admin, msg)
+    [attest] = joiner.outgoing(admin)
+    return session, decode(attest)[1]
+
+
+def test_attest_without_a_session(hive):
+    admin, joiner = hive
+    before = admin.snapshot()
+    with capture_logs() as logs:
+        admin.receive(joiner, encode(MsgType.ATTEST, {
+            "session": "ab" * 16, "nonce": "00" * 32, "pubkey": joiner.node_id,
+            "plugin_version": "0", "features": [], "sig": "y" * 104}))
+    assert refusals(logs) == ["no open session awaits it"]
+    assert admin.snapshot() == before
+
+
+@pytest.mark.parametrize("change,failure", [
+    (lambda a, j, o: {"nonce": "00" * 32}, "ATTEST nonce is not this session's"),
+    (lambda a, j, o: {"pubkey": o.node_id}, "ATTEST pubkey is not the sender's"),
+    (lambda a, j, o: {"sig": o.lightning.call("signmessage", {"message": "x"})["zbase"]},
+     "ATTEST signature is not the sender's"),
+    (lambda a, j, o: {"features": "not-a-list"}, "ATTEST malformed: features"),
+])
+def test_bad_attest_fails_the_session_and_admits_no_one(hive, sides, change, failure):
+    admin, joiner = hive
+    other = sides("other")
+    session, attest = _to_attest(admin, joiner)
+    attest.update(change(admin, joiner, other))
+    attest.pop("v")
+    admin.receive(joiner, encode(MsgType.ATTEST, attest))
+    inst = admin.dispatcher.load("handshake_admin", f"{joiner.node_id}:{session}")
+    assert inst.state == "failed" and inst.data["failure"].startswith(failure)
+    assert joiner.node_id not in admin.members()
+    assert admin.outgoing(joiner) == []
+
+
+def test_attest_after_the_session_expired(hive, clock):
+    admin, joiner = hive
+    session, attest = _to_attest(admin, joiner)
+    clock.advance(admin.config.handshake_timeout_seconds)
+    admin.dispatcher.fire_due()
+    attest.pop("v")
+    with capture_logs() as logs:
+        admin.receive(joiner, encode(MsgType.ATTEST, attest))
+    assert refusals(logs) == ["no open session awaits it"]
+    assert joiner.node_id not in admin.members()
+
+
+def test_duplicated_attest_admits_once(hive):
+    admin, joiner = hive
+    session, attest = _to_attest(admin, joiner)
+    attest.pop("v")
+    msg = encode(MsgType.ATTEST, attest)
+    admin.receive(joiner, msg)
+    with capture_logs() as logs:
+        admin.receive(joiner, msg)
+    assert refusals(logs) == ["no open session awaits it"]
+    assert len(admin.outgoing(joiner)) == 1          # one WELCOME
+
+
+# -- WELCOME --------------------------------------------------------------------------
+def _welcome_for(admin, joiner):
+    session, attest = _to_attest(admin, joiner)
+    for msg in joiner.outgoing(admin):
+        admin.receive(joiner, msg)
+    attest.pop("v")
+    admin.receive(joiner, encode(MsgType.ATTEST, attest))
+    [welcome] = admin.outgoing(joiner)
+    return session, decode(welcome)[1]
+
+
+def test_welcome_before_our_attest_is_refused(hive, sides):
+    admin, joiner = hive
+    session = handshake.start_join(joiner.ctx, invite(admin), None)
+    before = joiner.snapshot()
+    with capture_logs() as logs:
+        joiner.receive(admin, encode(MsgType.WELCOME, {"session": session}))
+    assert refusals(logs) == ["no session of ours sent ATTEST to this peer"]
+    assert joiner.snapshot() == before
+
+
+def test_welcome_from_another_peer_is_refused(hive, sides):
+    admin, joiner = hive
+    session, welcome = _welcome_for(admin, joiner)
+    stranger = sides("stranger")
+    welcome.pop("v")
+    with capture_logs() as logs:
+        joiner.receive(stranger, encode(MsgType.WELCOME, welcome))
+    assert refusals(logs) == ["no session of ours sent ATTEST to this peer"]
+    assert hive_store.get_meta(joiner.db.conn()) is None
+    joiner.receive(admin, encode(MsgType.WELCOME, welcome))     # the real one still works
+    assert hive_store.get_meta(joiner.db.conn()) is not None
+
+
+@pytest.mark.parametrize("part", ["genesis", "admission", "members"])
+def test_welcome_with_a_bad_admin_signature_fails_the_session(hive, sides, part):
+    admin, joiner = hive
+    session, welcome = _welcome_for(admin, joiner)
+    forger = sides("forger")
+    bad = forger.lightning.call("signmessage", {"message": "forged"})["zbase"]
+    if part == "members":
+        welcome["members"][0]["sig"] = bad
+    else:
+        welcome[part]["sig"] = bad
+    welcome.pop("v")
+    joiner.receive(admin, encode(MsgType.WELCOME, welcome))
+    inst = joiner.dispatcher.load("handshake_joiner", session)
+    assert inst.state == "failed" and "not" in inst.data["failure"]
+    assert hive_store.get_meta(joiner.db.conn()) is None and joiner.members() == {}
+
+
+# -- MEMBER_ADDED ---------------------------------------------------------------------
+def test_no_ordinary_peer_can_add_a_member(hive, sides):
+    admin, joiner = hive
+    join(admin, joiner, invite(admin))
+    third, outsider = sides("third"), sides("outsider")
+    meta = hive_store.get_meta(joiner.db.conn())
+    # a member signs an admission itself
+    forged = membership.sign_admission(joiner.ctx, meta["hive_id"], outsider.node_id,
+                                       "member", None)
+    before = joiner.snapshot()
+    with capture_logs() as logs:
+        joiner.receive(admin, encode(MsgType.MEMBER_ADDED, {
+            "hive_id": meta["hive_id"], "admission": forged}))
+        # a real admission, but sent by a non-member
+        real = membership.sign_admission(admin.ctx, meta["hive_id"], third.node_id,
+                                         "neophyte", None)
+        joiner.receive(outsider, encode(MsgType.MEMBER_ADDED, {
+            "hive_id": meta["hive_id"], "admission": real}))
+        # an admission granting admin
+        grant = membership.sign_admission(admin.ctx, meta["hive_id"], third.node_id,
+                                          "admin", None)
+        joiner.receive(admin, encode(MsgType.MEMBER_ADDED, {
+            "hive_id": meta["hive_id"], "admission": grant}))
+    assert refusals(logs) == ["admission is not signed by the hive's admin",
+                              "sender is not a member", "an admission cannot grant admin"]
+    assert joiner.snapshot() == before
+
+
+# -- malformed payloads ---------------------------------------------------------------
+@pytest.mark.parametrize("payload", [
+    "8001" + b"HIVE".hex(),                                     # truncated: no body
+    "8001" + b"HIVE".hex() + b'{"v":1,"session":"ab'.hex(),     # truncated JSON
+    "8001" + b"HIVE".hex() + b"not json".hex(),
+    "8001" + b"HIVE".hex() + ("[" * 50 + "]" * 50).encode().hex(),
+    "8001" + b"HIVE".hex() + b'{"v":1,"session":5,"ticket":[]}'.hex(),
+    "8001" + b"HIVE".hex() + b'{"v":"1"}'.hex(),
+    "8001" + b"HIVE".hex() + b"\xff\xfe".hex(),
+    "8001" + b"HIVE".hex() + "37" * 70000,
+    "8005" + b"HIVE".hex() + b'{"v":1}'.hex(),
+    "8001" + b"HIVE".hex() + "0",
+])
+def test_malformed_payloads_change_nothing(hive, payload):
+    admin, joiner = hive
+    before = admin.snapshot()
+    admin.lightning.calls.clear()
+    admin.receive(joiner, payload)
+    assert admin.snapshot() == before
+    assert "signmessage" not in admin.lightning.calls
