@@ -24,9 +24,20 @@ log = structlog.get_logger("hive.handshake")
 
 JOINER, ADMIN = "handshake_joiner", "handshake_admin"
 FEATURES = ["handshake/1"]
-LIVE_JOINER = ("hello_sent", "attest_sent")
+LIVE_JOINER = ms.LIVE_JOINER
 LIVE_ADMIN = ("challenge_sent",)
-ACTIVE_TIERS = ("neophyte", "member", "admin")
+ACTIVE_TIERS = ms.ACTIVE_TIERS
+
+
+class Invariant(RuntimeError):
+    """A rule checked just before changed under us: a bug, so the transaction rolls back."""
+
+
+def _must(outcome):
+    if not outcome.ok:
+        raise Invariant(f"{outcome.kind} {outcome.instance_id}: {outcome.trigger} refused "
+                        f"({outcome.refused}) after it was allowed")
+    return outcome
 
 
 def _refuse(peer_id: str, msg: str, reason: str, **extra) -> None:
@@ -77,8 +88,8 @@ def start_join(ctx, ticket, address) -> str:
         raise errors.bad_param("ticket", "the signature is not the issuing admin's")
     if address is not None and not isinstance(address, str):
         raise errors.bad_param("address", "expected host:port")
-    if hive_store.session_for_peer(ctx.db.conn(), JOINER, admin, LIVE_JOINER):
-        raise RpcException(f"a handshake with {admin} is already in progress",
+    if hive_store.open_sessions(ctx.db.conn(), JOINER, LIVE_JOINER):
+        raise RpcException("a hive-join is already in progress; wait for it to end",
                            errors.HANDSHAKE_BUSY)
     _reach(ctx, admin, address)
     session = secrets.token_hex(16)
@@ -136,6 +147,9 @@ def on_hello(ctx, peer_id: str, body: dict) -> None:
         return _refuse(peer_id, "HELLO", f"already a member ({known['tier']})")
     if hive_store.is_banned(conn, peer_id):
         return _refuse(peer_id, "HELLO", "banned")
+    if known is not None:
+        # A node that left keeps its row; coming back (`readmit`) is not built yet.
+        return _refuse(peer_id, "HELLO", f"rejoining after {known['tier']} is not supported")
     if fields["hive_id"] != meta["hive_id"] or fields["admin"] != ctx.node_id:
         return _refuse(peer_id, "HELLO", "ticket is for another hive or admin")
     issued = hive_store.get_ticket(conn, fields["ticket_id"])
@@ -148,8 +162,7 @@ def on_hello(ctx, peer_id: str, body: dict) -> None:
         return _refuse(peer_id, "HELLO", "ticket expired")
     if fields["peer_id"] is not None and fields["peer_id"] != peer_id:
         return _refuse(peer_id, "HELLO", "ticket is bound to another node")
-    active = sum(1 for m in hive_store.members(conn) if m["tier"] in ACTIVE_TIERS)
-    if active >= ctx.config().max_members:
+    if len(ms.active_members(conn)) >= ctx.config().max_members:
         return _refuse(peer_id, "HELLO", "hive is full (hive-max-members)")
     session_id = f"{peer_id}:{hello['session']}"
     if ctx.dispatcher.load(ADMIN, session_id) is not None:
@@ -183,6 +196,8 @@ def on_challenge(ctx, peer_id: str, body: dict) -> None:
         challenge = messages.parse(messages.CHALLENGE, body)
         if challenge["hive_id"] != inst.data["hive_id"]:
             raise WireError("hive_id differs from the ticket's")
+        if hive_store.get_meta(ctx.db.conn()) is not None:
+            raise WireError("this node joined a hive meanwhile")
     except WireError as e:
         ctx.dispatcher.fire(JOINER, session, "challenge_invalid", peer_id=peer_id,
                             data_update={"failure": f"CHALLENGE: {e}"})
@@ -192,8 +207,9 @@ def on_challenge(ctx, peer_id: str, body: dict) -> None:
     sig = signing.sign(ctx.lightning, inst.data["hive_id"], "ATTEST", manifest)
     attest = {k: manifest[k] for k in ("session", "nonce", "pubkey", "plugin_version",
                                        "features")}
-    ctx.dispatcher.fire(JOINER, session, "challenge_valid", peer_id=peer_id,
-                        sends=[Send(peer_id, encode(MsgType.ATTEST, {**attest, "sig": sig}))])
+    _must(ctx.dispatcher.fire(
+        JOINER, session, "challenge_valid", peer_id=peer_id,
+        sends=[Send(peer_id, encode(MsgType.ATTEST, {**attest, "sig": sig}))]))
 
 
 # -- admin: ATTEST --------------------------------------------------------------------
@@ -214,20 +230,18 @@ def on_attest(ctx, peer_id: str, body: dict) -> None:
     hive_id = meta["hive_id"]
     admission = ms.sign_admission(ctx, hive_id, peer_id, inst.data["tier"],
                                   inst.data["ticket_id"])
-    others = [m for m in hive_store.members(ctx.db.conn()) if m["peer_id"] != ctx.node_id]
+    active = ms.active_members(ctx.db.conn())
     welcome = {"session": token, "hive_id": hive_id, "genesis": meta["genesis"],
-               "admission": admission,
-               "members": [m["admission"] for m in hive_store.members(ctx.db.conn())]}
+               "admission": admission, "members": [m["admission"] for m in active]}
     announce = encode(MsgType.MEMBER_ADDED, {"hive_id": hive_id, "admission": admission})
     with ctx.db.transaction() as conn:
         if not hive_store.use_ticket(conn, inst.data["ticket_id"], peer_id, ctx.clock.now()):
-            raise RuntimeError("ticket consumed while its session was open")
+            raise Invariant("ticket consumed while its session was open")
         ms.add_member(ctx, admission, peer_id=peer_id)
-        ctx.dispatcher.fire(
+        _must(ctx.dispatcher.fire(
             ADMIN, session_id, "attest_valid", peer_id=peer_id,
             sends=[Send(peer_id, encode(MsgType.WELCOME, welcome))]
-            + [Send(m["peer_id"], announce) for m in others
-               if m["tier"] in ACTIVE_TIERS])
+            + [Send(m["peer_id"], announce) for m in active if m["peer_id"] != ctx.node_id]))
 
 
 def _attest_problem(ctx, peer_id, body, inst, meta) -> str | None:
@@ -242,6 +256,9 @@ def _attest_problem(ctx, peer_id, body, inst, meta) -> str | None:
     ticket = hive_store.get_ticket(ctx.db.conn(), inst.data["ticket_id"])
     if ticket is None or ticket["used_by"] is not None:
         return "ticket already used"
+    # Several sessions may be open at once: the hive may have filled up since HELLO.
+    if len(ms.active_members(ctx.db.conn())) >= ctx.config().max_members:
+        return "hive is full (hive-max-members)"
     manifest = {"session": inst.data["session"], "nonce": attest["nonce"], "pubkey": peer_id,
                 "admin": ctx.node_id, "plugin_version": attest["plugin_version"],
                 "features": attest["features"]}
@@ -262,6 +279,8 @@ def on_welcome(ctx, peer_id: str, body: dict) -> None:
     inst = ctx.dispatcher.load(JOINER, session)
     try:
         welcome = messages.parse(messages.WELCOME, body)
+        if hive_store.get_meta(ctx.db.conn()) is not None:
+            raise WireError("this node joined a hive meanwhile")
         _check_welcome(ctx, peer_id, welcome, inst.data)
     except WireError as e:
         ctx.dispatcher.fire(JOINER, session, "welcome_invalid", peer_id=peer_id,
@@ -274,7 +293,7 @@ def on_welcome(ctx, peer_id: str, body: dict) -> None:
                             joined_at=ctx.clock.now())
         for admission in [welcome["admission"], *welcome["members"]]:
             ms.add_member(ctx, admission, peer_id=peer_id)
-        ctx.dispatcher.fire(JOINER, session, "welcome_valid", peer_id=peer_id)
+        _must(ctx.dispatcher.fire(JOINER, session, "welcome_valid", peer_id=peer_id))
 
 
 def _check_welcome(ctx, admin: str, welcome: dict, data: dict) -> None:

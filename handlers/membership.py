@@ -16,6 +16,8 @@ from handlers.wire import MAX_JSON_DEPTH, WireError, json_depth
 from storage import hive as hive_store
 
 TICKET_PREFIX = "HIVE1:"
+LIVE_JOINER = ("hello_sent", "attest_sent")
+ACTIVE_TIERS = ("neophyte", "member", "admin")
 MAX_TICKET_CHARS = 2048
 
 
@@ -30,6 +32,11 @@ def require_hive(ctx) -> dict:
         raise RpcException("this node is not in a hive: run hive-genesis or hive-join first",
                            errors.NOT_IN_HIVE)
     return meta
+
+
+def active_members(conn) -> list[dict]:
+    """Members that count: not banned, not left."""
+    return [m for m in hive_store.members(conn) if m["tier"] in ACTIVE_TIERS]
 
 
 def sign_admission(ctx, hive_id: str, member: str, tier: str, ticket_id: str | None) -> dict:
@@ -55,6 +62,9 @@ def genesis(ctx, name) -> dict:
     if existing is not None:
         raise RpcException(f"already in hive {existing['hive_id']} ({existing['name']}); "
                            "a node belongs to one hive", errors.ALREADY_IN_HIVE)
+    if hive_store.open_sessions(ctx.db.conn(), "handshake_joiner", LIVE_JOINER):
+        raise RpcException("a hive-join is in progress; wait for it to end",
+                           errors.HANDSHAKE_BUSY)
     record = {"name": name, "admin": ctx.node_id, "created_at": ctx.now(),
               "nonce": secrets.token_hex(16)}
     hive_id = hive_id_of(record)
@@ -124,9 +134,10 @@ def decode_ticket(text) -> tuple[dict, str]:
         raise WireError("not valid JSON") from None
     schema = {**messages.TICKET, "sig": messages.zbase}
     signed = messages.parse(schema, obj)
-    # Exactly the canonical encoding of exactly these fields: then any altered byte is
-    # refused, even one that would leave the signed meaning intact.
-    if set(obj) != set(schema) or signing.canonical_json(obj) != raw:
+    # Exactly the canonical encoding of exactly these fields: then any altered character
+    # is refused, even one that would leave the signed meaning intact (base64 decoders
+    # skip stray characters).
+    if set(obj) != set(schema) or encode_ticket(obj) != text:
         raise WireError("not in canonical form")
     return messages.unsigned(signed), signed["sig"]
 

@@ -41,10 +41,10 @@ def zbase(v):
     return v
 
 
-def text(max_len: int) -> Check:
+def text(max_len: int, min_len: int = 0) -> Check:
     def check(v):
-        if not isinstance(v, str) or len(v) > max_len:
-            raise ValueError(f"expected a string of at most {max_len} characters")
+        if not isinstance(v, str) or not min_len <= len(v) <= max_len:
+            raise ValueError(f"expected a string of {min_len} to {max_len} characters")
         return v
     return check
 
@@ -105,7 +105,7 @@ HIVE_ID = hex_str(32)
 NONCE = hex_str(64)
 
 # Signed records: the fields below are exactly what the signature covers.
-GENESIS = {"name": text(64), "admin": node_id, "created_at": TIMESTAMP, "nonce": hex_str(32)}
+GENESIS = {"name": text(64, min_len=1), "admin": node_id, "created_at": TIMESTAMP, "nonce": hex_str(32)}
 TICKET = {"hive_id": HIVE_ID, "admin": node_id, "tier": one_of(*INVITE_TIERS),
           "ticket_id": hex_str(32), "issued_at": TIMESTAMP, "expires_at": TIMESTAMP,
           "peer_id": optional(node_id)}

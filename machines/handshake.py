@@ -3,7 +3,8 @@
 The joiner's session exists from the moment it sends HELLO; the admin's from the moment
 it answers a valid HELLO with a CHALLENGE. A message that fails validation is its own
 trigger (`*_invalid`), so a failed check is a logged transition, not an exception.
-Every message-driven rule requires the message to come from the session's own peer.
+Every message-driven rule requires the message to come from the session's own peer, and
+is refused once the session's deadline has passed even if no tick has expired it yet.
 """
 from machines.spec import Deadline, MachineSpec, Rule
 
@@ -14,10 +15,14 @@ JOINER = MachineSpec(
     initial="hello_sent",
     terminal=("joined", "failed", "expired"),
     rules=(
-        Rule("challenge_valid", ("hello_sent",), "attest_sent", guards=("from_session_peer",)),
-        Rule("challenge_invalid", ("hello_sent",), "failed", guards=("from_session_peer",)),
-        Rule("welcome_valid", ("attest_sent",), "joined", guards=("from_session_peer",)),
-        Rule("welcome_invalid", ("attest_sent",), "failed", guards=("from_session_peer",)),
+        Rule("challenge_valid", ("hello_sent",), "attest_sent", guards=("from_session_peer",),
+             unless=("deadline_passed",)),
+        Rule("challenge_invalid", ("hello_sent",), "failed", guards=("from_session_peer",),
+             unless=("deadline_passed",)),
+        Rule("welcome_valid", ("attest_sent",), "joined", guards=("from_session_peer",),
+             unless=("deadline_passed",)),
+        Rule("welcome_invalid", ("attest_sent",), "failed", guards=("from_session_peer",),
+             unless=("deadline_passed",)),
         Rule("expire", ("hello_sent", "attest_sent"), "expired", guards=("deadline_passed",)),
     ),
     deadlines=(
@@ -33,8 +38,10 @@ ADMIN = MachineSpec(
     initial="challenge_sent",
     terminal=("welcomed", "failed", "expired"),
     rules=(
-        Rule("attest_valid", ("challenge_sent",), "welcomed", guards=("from_session_peer",)),
-        Rule("attest_invalid", ("challenge_sent",), "failed", guards=("from_session_peer",)),
+        Rule("attest_valid", ("challenge_sent",), "welcomed", guards=("from_session_peer",),
+             unless=("deadline_passed",)),
+        Rule("attest_invalid", ("challenge_sent",), "failed", guards=("from_session_peer",),
+             unless=("deadline_passed",)),
         Rule("expire", ("challenge_sent",), "expired", guards=("deadline_passed",)),
     ),
     deadlines=(Deadline("challenge_sent", "expire", "handshake_timeout_seconds"),),

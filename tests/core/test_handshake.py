@@ -7,7 +7,9 @@ import pytest
 from pyln.client import RpcException
 from structlog.testing import capture_logs
 
-from handlers import handshake, membership
+from handlers import config as cfg
+from handlers import handshake, membership, signing
+from handlers.hive import HELLO_BURST, MESSAGE_BURST, Hive
 from handlers.wire import MsgType, decode, encode
 from hive_sides import Side, pump
 from storage import hive as hive_store
@@ -133,7 +135,6 @@ def test_ticket_signed_by_a_non_admin_is_refused(hive, sides):
     real = json.loads(base64.urlsafe_b64decode(invite(admin)[6:] + "=="))
     fields = {k: v for k, v in real.items() if k != "sig"}
     fields["ticket_id"] = "cd" * 16
-    from handlers import signing
     forged = membership.encode_ticket(
         {**fields, "sig": signing.sign(joiner.lightning, fields["hive_id"], "TICKET", fields)})
     outsider = sides("outsider")
@@ -191,13 +192,30 @@ def test_hello_from_a_current_member_or_a_banned_node(hive, sides):
 
 def test_hello_flood_is_rate_limited_before_any_work(hive):
     admin, joiner = hive
+    tickets = [invite(admin) for _ in range(20)]
     admin.lightning.calls.clear()
     with capture_logs() as logs:
-        for i in range(20):
-            admin.receive(joiner, hello(session="%032x" % i))
+        for i, ticket in enumerate(tickets):
+            admin.receive(joiner, hello(session="%032x" % i, ticket=ticket))
     reasons = refusals(logs)
-    assert reasons.count("rate limited") == 17
-    assert admin.lightning.calls == []             # no signature work was spent
+    assert reasons.count("rate limited") == 20 - HELLO_BURST
+    # the first opened a session (one signature check); the rest cost nothing
+    assert reasons[:HELLO_BURST - 1] == ["a session with this peer is already open"] * 2
+    assert admin.lightning.calls.count("checkmessage") == 1
+
+
+def test_hook_drops_a_peer_past_its_message_budget(tmp_path, clock):
+    hive = Hive(clock=clock)
+    hive.start(cfg.from_init({}, str(tmp_path)), lightning=None)
+    try:
+        with capture_logs() as logs:
+            for _ in range(MESSAGE_BURST + 50):
+                hive.on_custommsg("02" + "11" * 32, hello())
+            hive.engine.submit(lambda: None).result(timeout=5)
+        assert sum(e["event"] == "wire.rate_limited" for e in logs) == 50
+        assert sum(e["event"] == "handshake.refused" for e in logs) == MESSAGE_BURST
+    finally:
+        hive.stop()
 
 
 def test_sessions_are_bounded_and_one_per_peer(hive, sides):
@@ -210,6 +228,9 @@ def test_sessions_are_bounded_and_one_per_peer(hive, sides):
         with capture_logs() as logs:
             admin.receive(joiner, msg)             # the same HELLO again
     assert refusals(logs) == ["duplicate of a known session"]
+    with capture_logs() as logs:
+        admin.receive(joiner, hello(session="ef" * 16, ticket=invite(admin)))
+    assert refusals(logs) == ["a session with this peer is already open"]
     second = sides("second")
     with capture_logs() as logs:
         admin.receive(second, hello(ticket=invite(admin)))
@@ -269,8 +290,7 @@ def test_attest_without_a_session(hive):
 @pytest.mark.parametrize("change,failure", [
     (lambda a, j, o: {"nonce": "00" * 32}, "ATTEST nonce is not this session's"),
     (lambda a, j, o: {"pubkey": o.node_id}, "ATTEST pubkey is not the sender's"),
-    (lambda a, j, o: {"sig": o.lightning.call("signmessage", {"message": "x"})["zbase"]},
-     "ATTEST signature is not the sender's"),
+    (lambda a, j, o: {"sig": "OTHER"}, "ATTEST signature is not the sender's"),
     (lambda a, j, o: {"features": "not-a-list"}, "ATTEST malformed: features"),
 ])
 def test_bad_attest_fails_the_session_and_admits_no_one(hive, sides, change, failure):
@@ -278,6 +298,12 @@ def test_bad_attest_fails_the_session_and_admits_no_one(hive, sides, change, fai
     other = sides("other")
     session, attest = _to_attest(admin, joiner)
     attest.update(change(admin, joiner, other))
+    if attest["sig"] == "OTHER":      # another key signs exactly the manifest the joiner signed
+        manifest = {k: attest[k] for k in ("session", "nonce", "pubkey", "plugin_version",
+                                           "features")}
+        hive_id = hive_store.get_meta(admin.db.conn())["hive_id"]
+        attest["sig"] = signing.sign(other.lightning, hive_id, "ATTEST",
+                                     {**manifest, "admin": admin.node_id})
     attest.pop("v")
     admin.receive(joiner, encode(MsgType.ATTEST, attest))
     inst = admin.dispatcher.load("handshake_admin", f"{joiner.node_id}:{session}")
@@ -349,11 +375,11 @@ def test_welcome_with_a_bad_admin_signature_fails_the_session(hive, sides, part)
     admin, joiner = hive
     session, welcome = _welcome_for(admin, joiner)
     forger = sides("forger")
-    bad = forger.lightning.call("signmessage", {"message": "forged"})["zbase"]
-    if part == "members":
-        welcome["members"][0]["sig"] = bad
-    else:
-        welcome[part]["sig"] = bad
+    record = welcome["members"][0] if part == "members" else welcome[part]
+    kind = "GENESIS" if part == "genesis" else "ADMISSION"
+    # another key signs exactly the record the admin signed
+    record["sig"] = signing.sign(forger.lightning, welcome["hive_id"], kind,
+                                 {k: v for k, v in record.items() if k != "sig"})
     welcome.pop("v")
     joiner.receive(admin, encode(MsgType.WELCOME, welcome))
     inst = joiner.dispatcher.load("handshake_joiner", session)
@@ -409,3 +435,126 @@ def test_malformed_payloads_change_nothing(hive, payload):
     admin.receive(joiner, payload)
     assert admin.snapshot() == before
     assert "signmessage" not in admin.lightning.calls
+
+
+OTHER_ID = "03" + "77" * 32
+
+
+@pytest.mark.parametrize("mutate,failure", [
+    (lambda w, me: w.update(hive_id="ab" * 16), "hive_id differs from the ticket's"),
+    (lambda w, me: w["genesis"].update(admin=OTHER_ID), "genesis record does not define"),
+    (lambda w, me: w["genesis"].update(name="renamed"), "genesis record does not define"),
+    (lambda w, me: w["admission"].update(member=OTHER_ID), "our admission does not match"),
+    (lambda w, me: w["admission"].update(tier="member"), "our admission does not match"),
+    (lambda w, me: w["admission"].update(ticket_id="00" * 16), "our admission does not match"),
+    (lambda w, me: w["members"].append(dict(w["members"][0])), "member list repeats"),
+    (lambda w, me: w["members"].append(dict(w["admission"])), "member list repeats"),
+    (lambda w, me: w.update(members=[]), "member list lacks the admin"),
+    (lambda w, me: w["members"].append({**w["members"][0], "member": OTHER_ID,
+                                        "tier": "member", "hive_id": "ab" * 16}),
+     "member list holds another hive's admission"),
+])
+def test_welcome_checks_fail_the_session_in_order(hive, mutate, failure):
+    admin, joiner = hive
+    session, welcome = _welcome_for(admin, joiner)
+    mutate(welcome, joiner.node_id)
+    welcome.pop("v")
+    joiner.lightning.calls.clear()
+    joiner.receive(admin, encode(MsgType.WELCOME, welcome))
+    inst = joiner.dispatcher.load("handshake_joiner", session)
+    assert inst.state == "failed" and inst.data["failure"].startswith("WELCOME: " + failure)
+    assert "checkmessage" not in joiner.lightning.calls   # refused before any signature work
+    assert hive_store.get_meta(joiner.db.conn()) is None and joiner.members() == {}
+
+
+def test_challenge_for_another_hive_fails_the_session_without_signing(hive):
+    admin, joiner = hive
+    session = handshake.start_join(joiner.ctx, invite(admin), None)
+    joiner.lightning.calls.clear()
+    joiner.receive(admin, encode(MsgType.CHALLENGE, {
+        "session": session, "hive_id": "ab" * 16, "nonce": "ef" * 32}))
+    inst = joiner.dispatcher.load("handshake_joiner", session)
+    assert inst.state == "failed" and "hive_id differs" in inst.data["failure"]
+    assert "signmessage" not in joiner.lightning.calls
+
+
+def test_duplicated_challenge_and_welcome_are_refused(hive):
+    admin, joiner = hive
+    session = handshake.start_join(joiner.ctx, invite(admin), None)
+    for msg in joiner.outgoing(admin):
+        admin.receive(joiner, msg)
+    [challenge] = admin.outgoing(joiner)
+    joiner.receive(admin, challenge)
+    joiner.lightning.calls.clear()
+    with capture_logs() as logs:
+        joiner.receive(admin, challenge)          # again, after we attested
+    assert refusals(logs) == ["no open session of ours awaits it"]
+    assert "signmessage" not in joiner.lightning.calls
+    pump(admin, joiner)
+    assert joiner.dispatcher.load("handshake_joiner", session).state == "joined"
+    before = joiner.snapshot()
+    welcome = admin.db.conn().execute(
+        "SELECT msg_hex FROM outbox WHERE peer_id = ? ORDER BY seq DESC LIMIT 1",
+        (joiner.node_id,)).fetchone()[0]
+    with capture_logs() as logs:
+        joiner.receive(admin, welcome)
+    assert refusals(logs) == ["no session of ours sent ATTEST to this peer"]
+    assert joiner.snapshot() == before
+
+
+def test_attest_after_its_deadline_is_refused_even_before_the_tick(hive, clock):
+    admin, joiner = hive
+    session, attest = _to_attest(admin, joiner)
+    clock.advance(admin.config.handshake_timeout_seconds + 1)     # no tick has run
+    attest.pop("v")
+    with capture_logs() as logs:
+        admin.receive(joiner, encode(MsgType.ATTEST, attest))
+    assert refusals(logs) == ["no open session awaits it"]
+    assert joiner.node_id not in admin.members()
+
+
+def test_one_join_at_a_time_and_no_genesis_during_a_join(hive, sides):
+    admin, joiner = hive
+    other_admin = sides("other_admin")
+    membership.genesis(other_admin.ctx, "other")
+    handshake.start_join(joiner.ctx, invite(admin), None)
+    with pytest.raises(RpcException, match="already in progress"):
+        handshake.start_join(joiner.ctx, invite(other_admin), None)
+    with pytest.raises(RpcException, match="hive-join is in progress"):
+        membership.genesis(joiner.ctx, "mine")
+
+
+def test_hive_fills_up_between_hello_and_attest(hive, sides):
+    admin, joiner = hive
+    admin.config = admin.config.__class__(**{**admin.config.public(), "max_members": 2})
+    second = sides("second")
+    s1 = handshake.start_join(joiner.ctx, invite(admin), None)
+    s2 = handshake.start_join(second.ctx, invite(admin), None)
+    pump(admin, joiner, second)
+    states = {joiner.dispatcher.load("handshake_joiner", s1).state,
+              second.dispatcher.load("handshake_joiner", s2).state}
+    assert states == {"joined", "attest_sent"}
+    assert len(admin.members()) == 2
+    failed = [r for r in admin.db.conn().execute(
+        "SELECT data FROM handshake_sessions WHERE state = 'failed'")]
+    assert len(failed) == 1 and "hive is full" in failed[0][0]
+
+
+def test_welcome_lists_only_active_members(hive, sides):
+    admin, joiner = hive
+    join(admin, joiner, invite(admin))
+    admin.dispatcher.fire("member_tier", joiner.node_id, "ban", votes=1, eligible=1)
+    third = sides("third")
+    join(admin, third, invite(admin))
+    assert third.members() == {admin.node_id: "admin", third.node_id: "neophyte"}
+
+
+def test_a_node_that_left_cannot_rejoin_yet(hive):
+    admin, joiner = hive
+    join(admin, joiner, invite(admin))
+    admin.dispatcher.fire("member_tier", joiner.node_id, "leave")
+    before = admin.snapshot()
+    with capture_logs() as logs:
+        admin.receive(joiner, hello(ticket=invite(admin)))
+    assert refusals(logs) == ["rejoining after left is not supported"]
+    assert admin.snapshot()[2] == before[2]

@@ -165,3 +165,21 @@ def test_guards_named_in_tables_all_exist():
     named = {g for spec in SPECS.values() for r in spec.rules for g in r.guards + r.unless}
     assert named <= set(GUARDS)
     assert set(PASS) == set(GUARDS) == set(FAIL)
+
+
+def unless_cases():
+    for c in rule_cases():
+        kind, index, source = c.values
+        if SPECS[kind].rules[index].unless:
+            yield c
+
+
+@pytest.mark.parametrize("kind,index,source", list(unless_cases()))
+def test_every_rule_is_refused_while_its_unless_holds(kind, index, source):
+    spec = SPECS[kind]
+    rule = spec.rules[index]
+    data, kwargs, _ = context_for(rule.guards, PASS, NOW)
+    _, _, deadline = context_for(rule.unless, PASS, NOW)     # make each `unless` true
+    inst = _instance(kind, source, data, deadline)
+    outcome = Runtime(spec).fire(inst, rule.trigger, NOW, Cfg(), **kwargs)
+    assert not outcome.ok and outcome.refused == "guard" and inst.state == source
