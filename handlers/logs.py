@@ -42,7 +42,7 @@ def _formatter(timestamps: bool) -> logging.Formatter:
     return structlog.stdlib.ProcessorFormatter(foreign_pre_chain=_SHARED, processors=chain)
 
 
-def configure(sink, level: int = logging.DEBUG, log_file: str | None = None) -> None:
+def configure(sink, level: int = logging.INFO, log_file: str | None = None) -> None:
     """Route structlog and stdlib logging to `sink` (and `log_file`). Call after pyln's
     `Plugin()` exists: it installs its own root handler, which this replaces."""
     structlog.configure(

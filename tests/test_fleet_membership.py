@@ -1,0 +1,81 @@
+"""Membership on a fleet of real plugin processes: genesis, invites, joins, agreement,
+persistence across a restart. Runs on real CLN when its binaries are on PATH."""
+import pytest
+from pyln.client import RpcError
+
+
+def members(node):
+    view = node.rpc.call("hive-members")
+    return {m["peer_id"]: m["tier"] for m in view["members"]}
+
+
+def form_hive(fleet, n=3, **join_args):
+    nodes = fleet.nodes(n)
+    admin = nodes[0]
+    for other in nodes[1:]:
+        fleet.connect(admin, other)
+    admin.rpc.call("hive-genesis", {"name": "fleet"})
+    for joiner in nodes[1:]:
+        ticket = admin.rpc.call("hive-invite", {"peer_id": joiner.id})["ticket"]
+        result = joiner.rpc.call("hive-join", {"ticket": ticket, **join_args})
+        assert result["state"] == "joined", result
+        assert result["tier"] == "neophyte"
+    return nodes
+
+
+def test_three_nodes_form_a_hive_and_agree_on_its_members(fleet):
+    a, b, c = form_hive(fleet)
+    expected = {a.id: "admin", b.id: "neophyte", c.id: "neophyte"}
+    fleet.wait_for(lambda: all(members(n) == expected for n in (a, b, c)),
+                   what="all three nodes to list the same three members")
+    hive_ids = {n.rpc.call("hive-status")["hive"]["hive_id"] for n in (a, b, c)}
+    assert len(hive_ids) == 1 and None not in hive_ids
+    assert a.rpc.call("hive-status")["machines"]["handshake_admin"] == {"welcomed": 2}
+
+
+def test_membership_survives_a_restart(fleet):
+    a, b = form_hive(fleet, n=2)
+    before = members(b)
+    b.restart()
+    assert members(b) == before
+    assert b.rpc.call("hive-status")["hive"]["our_tier"] == "neophyte"
+
+
+def test_operator_errors_name_the_parameter(fleet):
+    a, b = fleet.nodes(2)
+    fleet.connect(a, b)
+    with pytest.raises(RpcError) as err:
+        b.rpc.call("hive-join", {"ticket": "HIVE1:garbage"})
+    assert err.value.error["code"] == -32602
+    assert err.value.error["message"].startswith("ticket: ")
+    with pytest.raises(RpcError) as err:
+        a.rpc.call("hive-invite", {})
+    assert "not in a hive" in err.value.error["message"]
+    a.rpc.call("hive-genesis", {})
+    with pytest.raises(RpcError) as err:
+        a.rpc.call("hive-invite", {"tier": "admin"})
+    assert err.value.error["message"] == "tier: expected one of neophyte|member"
+
+
+def test_hive_join_reports_the_state_when_the_admin_stays_silent(fleet):
+    a, b = fleet.nodes(2)
+    fleet.connect(a, b)
+    a.rpc.call("hive-genesis", {})
+    ticket = a.rpc.call("hive-invite", {})["ticket"]
+    a.kill_plugin("plugin.py")
+    result = b.rpc.call("hive-join", {"ticket": ticket, "timeout": 2})
+    assert result["done"] is False and result["state"] == "hello_sent"
+
+
+@pytest.mark.standin_only
+def test_join_connects_to_the_admin_by_address(fleet):
+    a, b = fleet.nodes(2)
+    a.rpc.call("hive-genesis", {})
+    ticket = a.rpc.call("hive-invite", {})["ticket"]
+    assert b.rpc.listpeers()["peers"] == []
+    with pytest.raises(RpcError) as err:
+        b.rpc.call("hive-join", {"ticket": ticket, "address": "127.0.0.1:1"})
+    assert err.value.error["message"].startswith("address: cannot connect to admin")
+    result = b.rpc.call("hive-join", {"ticket": ticket,
+                                      "address": "127.0.0.1:%d" % a.standin.port})
+    assert result["state"] == "joined"
