@@ -60,7 +60,8 @@ def build(hive=None) -> Plugin:
 
     @plugin.hook("peer_connected")
     def on_peer_connected(peer, plugin, **kwargs):
-        hive.on_peer_connected(peer["id"])
+        # Nothing to decide here yet; anti-entropy starts on the `connect` notification,
+        # once the peer is really up.
         return {"result": "continue"}
 
     @plugin.subscribe("connect")
@@ -104,6 +105,11 @@ def build(hive=None) -> Plugin:
     def hive_members(request, plugin):
         """The hive id, this node's tier, and every member with its tier."""
         _answer(request, hive.members())
+
+    @plugin.async_method("hive-topology")
+    def hive_topology(request, plugin):
+        """The HiveMap: each member's state and age, the fleet's capacity per external peer."""
+        _answer(request, hive.topology())
 
     @plugin.async_method("hive-diagram")
     def hive_diagram(request, plugin, machine):

@@ -48,6 +48,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("hive-heartbeat-interval", "heartbeat_interval", "int", 300,
                "Seconds between state broadcasts when nothing else was sent (60-3600).",
                min=60, max=3600, dynamic=True),
+    OptionSpec("hive-sync-interval", "sync_interval", "int", 60,
+               "Seconds between fleet-hash checks with connected members (2-3600).",
+               min=2, max=3600, dynamic=True),
     OptionSpec("hive-gossip-capacity-threshold-pct", "gossip_capacity_threshold_pct", "int", 10,
                "Broadcast our state when capacity changed by more than this percent (1-100).",
                min=1, max=100, dynamic=True),
@@ -95,6 +98,7 @@ class ConfigSnapshot:
     db_path: str
     governance_mode: str
     heartbeat_interval: int
+    sync_interval: int
     gossip_capacity_threshold_pct: int
     intent_hold_seconds: int
     intent_expire_seconds: int

@@ -17,6 +17,10 @@ class Context:
     clock: object
     config: Callable[[], object]
     hello_limiter: RateLimiter
+    sync_limiter: RateLimiter
+    # In-memory timers and flags of the tick's own work (lost on restart, which only
+    # means one early sync or broadcast).
+    timers: dict = field(default_factory=dict)
     _node_id: str | None = field(default=None, repr=False)
 
     @property

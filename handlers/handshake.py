@@ -17,7 +17,7 @@ from pyln.client import RpcError, RpcException
 from handlers import __version__, errors, messages, signing
 from handlers import membership as ms
 from handlers.dispatch import Send
-from handlers.wire import MsgType, WireError, decode, encode
+from handlers.wire import MsgType, WireError, encode
 from storage import hive as hive_store
 
 log = structlog.get_logger("hive.handshake")
@@ -50,20 +50,6 @@ def _session_of(body) -> str | None:
         return messages.SESSION(s)
     except ValueError:
         return None
-
-
-# -- inbound dispatch -----------------------------------------------------------------
-def on_message(ctx, peer_id: str, payload_hex: str) -> None:
-    try:
-        msg_type, body = decode(payload_hex)
-    except WireError as e:
-        log.info("wire.rejected", peer_id=peer_id, reason=str(e))
-        return
-    handler = HANDLERS.get(msg_type)
-    if handler is None:
-        log.debug("wire.unhandled", peer_id=peer_id, msg=msg_type.name)
-        return
-    handler(ctx, peer_id, body)
 
 
 # -- joiner: hive-join ----------------------------------------------------------------
@@ -350,11 +336,3 @@ def on_member_added(ctx, peer_id: str, body: dict) -> None:
         return _refuse(peer_id, "MEMBER_ADDED", "admission is not signed by the hive's admin")
     ms.add_member(ctx, admission, peer_id=peer_id)
 
-
-HANDLERS = {
-    MsgType.HELLO: on_hello,
-    MsgType.CHALLENGE: on_challenge,
-    MsgType.ATTEST: on_attest,
-    MsgType.WELCOME: on_welcome,
-    MsgType.MEMBER_ADDED: on_member_added,
-}

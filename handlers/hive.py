@@ -10,7 +10,7 @@ import structlog
 from pyln.client import RpcException
 
 from handlers import config as cfg
-from handlers import errors, handshake, membership, wire
+from handlers import errors, gossip, handshake, inbound, membership, wire
 from handlers import status as status_view
 from handlers.clock import SystemClock
 from handlers.context import Context
@@ -24,6 +24,8 @@ log = structlog.get_logger("hive")
 MESSAGE_RATE, MESSAGE_BURST = 20.0, 100
 # HELLOs cost the admin a signature check: a few, then one per 10 seconds.
 HELLO_RATE, HELLO_BURST = 0.1, 3
+# A STATE_HASH may cost a FULL_SYNC: a few, then one per 5 seconds.
+SYNC_RATE, SYNC_BURST = 0.2, 3
 
 
 class StartupError(RuntimeError):
@@ -56,9 +58,11 @@ class Hive:
         self.engine = Engine(db, self.clock, lambda: self.config, lightning)
         self.ctx = Context(db=db, dispatcher=self.engine.dispatcher, lightning=lightning,
                            clock=self.clock, config=lambda: self.config,
-                           hello_limiter=RateLimiter(self.clock, HELLO_RATE, HELLO_BURST))
+                           hello_limiter=RateLimiter(self.clock, HELLO_RATE, HELLO_BURST),
+                           sync_limiter=RateLimiter(self.clock, SYNC_RATE, SYNC_BURST))
         self.engine.dispatcher.observers.append(self._on_outcome)
         self.engine.on_tick.append(self._expire_join_waiters)
+        self.engine.on_tick.append(lambda: gossip.on_tick(self.ctx))
         self.engine.start()
         log.info("hive.started", db_path=snapshot.db_path, schema_from=before,
                  schema_version=db.schema_version(), governance_mode=snapshot.governance_mode)
@@ -96,10 +100,13 @@ class Hive:
         if not self.message_limiter.allow(peer_id):
             log.info("wire.rate_limited", peer_id=peer_id)
             return
-        self.engine.submit(lambda: handshake.on_message(self.ctx, peer_id, payload))
+        self.engine.submit(lambda: inbound.on_message(self.ctx, peer_id, payload))
 
     def on_peer_connected(self, peer_id: str) -> None:
+        """The `connect` notification: the peer is up; a member gets our fleet hash."""
         log.debug("peer.connected", peer_id=peer_id)
+        if self.running:
+            self.engine.submit(lambda: gossip.on_member_connected(self.ctx, peer_id))
 
     def on_disconnect(self, peer_id: str) -> None:
         log.debug("peer.disconnected", peer_id=peer_id)
@@ -131,6 +138,9 @@ class Hive:
 
     def invite(self, valid_hours, tier, peer_id) -> Future:
         return self.command(lambda: membership.invite(self.ctx, valid_hours, tier, peer_id))
+
+    def topology(self) -> Future:
+        return self.command(lambda: gossip.topology_view(self.ctx))
 
     def members(self) -> Future:
         return self.command(lambda: membership.members_view(self.ctx))

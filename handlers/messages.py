@@ -131,3 +131,16 @@ MEMBER_ADDED = {"hive_id": HIVE_ID, "admission": record(SIGNED_ADMISSION)}
 
 def unsigned(signed: dict) -> dict:
     return {k: v for k, v in signed.items() if k != "sig"}
+
+# HiveMap (see docs/PROTOCOL.md §5). A member's state, signed by that member (KIND STATE).
+MAX_VERSION = 2**53
+SATS = integer(0, 21_000_000 * 100_000_000)
+STATE = {"peer_id": node_id, "version": integer(1, MAX_VERSION), "timestamp": TIMESTAMP,
+         "capacity_sat": SATS, "available_sat": SATS,
+         "fee_policy": record({"base_msat": integer(0, 2**32), "ppm": integer(0, 2**32)}),
+         "peers": list_of(record({"peer_id": node_id, "capacity_sat": SATS}), 200)}
+SIGNED_STATE = {"state": record(STATE), "sig": zbase}
+GOSSIP = SIGNED_STATE
+STATE_HASH = {"hash": hex_str(64), "count": integer(0, 100_000)}
+FULL_SYNC = {"entries": list_of(record(SIGNED_STATE), 1000), "chunk": integer(0, 9999),
+             "chunks": integer(1, 9999)}

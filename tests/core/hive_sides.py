@@ -7,10 +7,10 @@ from __future__ import annotations
 from pyln.client import RpcError
 
 from handlers import config as cfg
-from handlers import handshake
+from handlers import inbound
 from handlers.context import Context
 from handlers.dispatch import Dispatcher
-from handlers.hive import HELLO_BURST, HELLO_RATE
+from handlers.hive import HELLO_BURST, HELLO_RATE, SYNC_BURST, SYNC_RATE
 from handlers.ratelimit import RateLimiter
 from storage import hive as hive_store
 from storage import machine_rows, outbox
@@ -25,6 +25,10 @@ class KeyOnlyLightning:
         self.key = NodeKey.from_seed(seed)
         self.node_id = self.key.node_id
         self.calls: list[str] = []
+        # Settable data behind listpeerchannels, listfunds and listpeers (no id).
+        self.channels: list[dict] = []
+        self.outputs: list[dict] = []
+        self.connected: set[str] = set()
 
     def call(self, method, params=None):
         params = params or {}
@@ -39,8 +43,14 @@ class KeyOnlyLightning:
             except SignatureFormatError as e:
                 raise RpcError("checkmessage", params, {"code": -32602, "message": str(e)})
             return {"pubkey": pub, "verified": pub is not None and pub == params["pubkey"]}
-        if method == "listpeers":     # every peer counts as connected here
-            return {"peers": [{"id": params["id"], "connected": True}]}
+        if method == "listpeers":
+            if "id" in params:        # the handshake asks about one peer: count it connected
+                return {"peers": [{"id": params["id"], "connected": True}]}
+            return {"peers": [{"id": p, "connected": True} for p in sorted(self.connected)]}
+        if method == "listpeerchannels":
+            return {"channels": list(self.channels)}
+        if method == "listfunds":
+            return {"outputs": list(self.outputs), "channels": []}
         raise AssertionError(f"handler called an RPC method this test does not serve: {method}")
 
 
@@ -56,11 +66,12 @@ class Side:
         self.dispatcher = Dispatcher(self.db, clock, lambda: self.config)
         self.ctx = Context(db=self.db, dispatcher=self.dispatcher, lightning=self.lightning,
                            clock=clock, config=lambda: self.config,
-                           hello_limiter=RateLimiter(clock, HELLO_RATE, HELLO_BURST))
+                           hello_limiter=RateLimiter(clock, HELLO_RATE, HELLO_BURST),
+                           sync_limiter=RateLimiter(clock, SYNC_RATE, SYNC_BURST))
 
     def receive(self, sender: "Side | str", msg_hex: str) -> None:
         peer = sender if isinstance(sender, str) else sender.node_id
-        handshake.on_message(self.ctx, peer, msg_hex)
+        inbound.on_message(self.ctx, peer, msg_hex)
 
     def outgoing(self, to: "Side") -> list[str]:
         """Take (and mark sent) every queued message for `to`."""
@@ -98,3 +109,17 @@ def pump(*sides: Side, rounds: int = 10) -> None:
         if not moved:
             return
     raise AssertionError("messages still flowing after many rounds")
+
+
+def form_hive(admin: Side, *joiners: Side) -> None:
+    """Genesis on `admin`, then each joiner joins with its own ticket; everyone connected."""
+    from handlers import handshake, membership
+    membership.genesis(admin.ctx, "fleet")
+    for joiner in joiners:
+        ticket = membership.invite(admin.ctx, None, None, None)["ticket"]
+        handshake.start_join(joiner.ctx, ticket, None)
+        pump(admin, *joiners)
+    everyone = (admin, *joiners)
+    for s in everyone:
+        s.lightning.connected = {o.node_id for o in everyone if o is not s}
+    pump(*everyone)

@@ -1,0 +1,38 @@
+"""The HiveMap: each member's latest signed state (table `hive_state`)."""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+
+def get(conn: sqlite3.Connection, peer_id: str) -> dict | None:
+    row = conn.execute("SELECT state_json, signature FROM hive_state WHERE peer_id = ?",
+                       (peer_id,)).fetchone()
+    return None if row is None else {"state": json.loads(row[0]), "sig": row[1]}
+
+
+def all_entries(conn: sqlite3.Connection) -> list[dict]:
+    return [{"state": json.loads(r[0]), "sig": r[1]} for r in conn.execute(
+        "SELECT state_json, signature FROM hive_state ORDER BY peer_id")]
+
+
+def put_if_newer(conn: sqlite3.Connection, state: dict, sig: str, now: float) -> bool:
+    """Store a member's state unless we hold the same or a newer version (checked by SQLite
+    in the same statement, so versions never go back)."""
+    cur = conn.execute(
+        """INSERT INTO hive_state (peer_id, version, timestamp, state_json, signature, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT (peer_id) DO UPDATE SET version = excluded.version,
+               timestamp = excluded.timestamp, state_json = excluded.state_json,
+               signature = excluded.signature, updated_at = excluded.updated_at
+           WHERE excluded.version > hive_state.version""",
+        (state["peer_id"], state["version"], state["timestamp"],
+         json.dumps(state, sort_keys=True), sig, now))
+    return cur.rowcount == 1
+
+
+def forget_except(conn: sqlite3.Connection, peer_ids: set[str]) -> int:
+    """Drop the states of nodes that are no longer members."""
+    marks = ", ".join("?" for _ in peer_ids) or "''"
+    return conn.execute(f"DELETE FROM hive_state WHERE peer_id NOT IN ({marks})",
+                        tuple(peer_ids)).rowcount
