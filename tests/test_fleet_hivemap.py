@@ -1,0 +1,82 @@
+"""The HiveMap on a fleet of real plugin processes: every member's state reaches every
+member, views converge after a partition heals (also with lost, duplicated and reordered
+messages), and the map survives a restart."""
+import pytest
+
+FAST = {"hive-tick-seconds": 1, "hive-sync-interval": 2}
+
+
+def topology(node):
+    return node.rpc.call("hive-topology")
+
+
+def form_fleet(fleet, n):
+    nodes = fleet.nodes(n, options=FAST)
+    admin = nodes[0]
+    for i, x in enumerate(nodes):
+        for y in nodes[i + 1:]:
+            fleet.connect(x, y)
+    admin.rpc.call("hive-genesis", {"name": "fleet"})
+    for joiner in nodes[1:]:
+        ticket = admin.rpc.call("hive-invite", {})["ticket"]
+        assert joiner.rpc.call("hive-join", {"ticket": ticket})["state"] == "joined"
+    wait_converged(fleet, nodes, entries=n)
+    return nodes
+
+
+def wait_converged(fleet, nodes, entries, timeout=30):
+    def same():
+        views = [topology(n) for n in nodes]
+        hashes = {v["fleet_hash"] for v in views}
+        return len(hashes) == 1 and all(len(v["members"]) == entries for v in views)
+    fleet.wait_for(same, timeout=timeout, what=f"all {len(nodes)} HiveMaps to agree")
+
+
+def versions(node):
+    return {m["peer_id"]: m["version"] for m in topology(node)["members"]}
+
+
+def test_every_member_sees_every_members_state(fleet):
+    nodes = form_fleet(fleet, 3)
+    view = topology(nodes[2])
+    assert {m["peer_id"] for m in view["members"]} == {n.id for n in nodes}
+    assert all(m["age_seconds"] < 60 for m in view["members"])
+
+
+def _partition_change_heal(fleet, nodes):
+    a, b, c, d = nodes
+    before = versions(a)
+    fleet.network.partition([a, b], [c, d])
+    fleet.network.open_channel(a.standin, b.id, 1_000_000)
+    fleet.network.open_channel(c.standin, d.id, 2_000_000)
+    fleet.wait_for(lambda: versions(a)[a.id] > before[a.id] and
+                   versions(c)[c.id] > before[c.id], timeout=15,
+                   what="both sides to broadcast new states during the partition")
+    assert versions(a)[c.id] == before[c.id]          # the other side's news did not cross
+    fleet.network.heal()
+    wait_converged(fleet, nodes, entries=4, timeout=45)
+    final = versions(d)
+    assert final[a.id] > before[a.id] and final[c.id] > before[c.id]
+    caps = {m["peer_id"]: m["capacity_sat"] for m in topology(b)["members"]}
+    assert caps[c.id] == caps[d.id] == 2_000_000 and caps[a.id] == 1_000_000
+
+
+@pytest.mark.standin_only
+def test_views_converge_after_a_partition_heals(fleet):
+    _partition_change_heal(fleet, form_fleet(fleet, 4))
+
+
+@pytest.mark.standin_only
+def test_views_converge_with_lost_duplicated_and_reordered_messages(fleet):
+    nodes = form_fleet(fleet, 4)
+    fleet.network.set_chaos(seed=7, drop=0.2, duplicate=0.2, reorder=True)
+    _partition_change_heal(fleet, nodes)
+
+
+def test_the_hivemap_survives_a_plugin_restart(fleet):
+    a, b, c = form_fleet(fleet, 3)
+    before = topology(b)
+    b.restart()
+    after = topology(b)
+    assert after["fleet_hash"] == before["fleet_hash"]
+    assert [m["version"] for m in after["members"]] == [m["version"] for m in before["members"]]
