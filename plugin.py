@@ -78,8 +78,7 @@ def build(hive=None) -> Plugin:
 
     @plugin.subscribe("shutdown")
     def on_shutdown(plugin, **kwargs):
-        hive.stop()
-        raise SystemExit(0)   # leaves pyln's read loop; lightningd expects us to exit
+        raise SystemExit(0)   # leaves pyln's read loop; main() stops the hive on the way out
 
     @plugin.async_method("hive-status")
     def hive_status(request, plugin):
@@ -106,6 +105,16 @@ def build(hive=None) -> Plugin:
         """The hive id, this node's tier, and every member with its tier."""
         _answer(request, hive.members())
 
+    @plugin.async_method("hive-intent")
+    def hive_intent(request, plugin, type, target, amount_sat=None):
+        """Announce an intent (channel_open|rebalance|ban_peer) on a target node."""
+        _answer(request, hive.intent(type, target, amount_sat))
+
+    @plugin.async_method("hive-intents")
+    def hive_intents(request, plugin):
+        """Local and remote intent locks with their states and deadlines."""
+        _answer(request, hive.intents())
+
     @plugin.async_method("hive-topology")
     def hive_topology(request, plugin):
         """The HiveMap: each member's state and age, the fleet's capacity per external peer."""
@@ -124,11 +133,14 @@ def main() -> None:
     plugin = build()
 
     def on_sigterm(_signum, _frame):
-        plugin.hive.stop()
+        # Only unwind here: the interrupted code may hold a lock that stopping needs.
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    plugin.run()
+    try:
+        plugin.run()
+    finally:
+        plugin.hive.stop()
 
 
 if __name__ == "__main__":
