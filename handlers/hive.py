@@ -10,7 +10,7 @@ import structlog
 from pyln.client import RpcException
 
 from handlers import config as cfg
-from handlers import errors, gossip, handshake, inbound, membership, wire
+from handlers import errors, gossip, handshake, inbound, intents, membership, wire
 from handlers import status as status_view
 from handlers.clock import SystemClock
 from handlers.context import Context
@@ -63,7 +63,10 @@ class Hive:
         self.engine.dispatcher.observers.append(self._on_outcome)
         self.engine.on_tick.append(self._expire_join_waiters)
         self.engine.on_tick.append(lambda: gossip.on_tick(self.ctx))
+        self.engine.on_tick.append(lambda: intents.on_tick(self.ctx))
         self.engine.start()
+        # Intents a crash left `executing` are reconciled before anything else runs.
+        self.engine.submit(lambda: intents.reconcile(self.ctx))
         log.info("hive.started", db_path=snapshot.db_path, schema_from=before,
                  schema_version=db.schema_version(), governance_mode=snapshot.governance_mode)
 
@@ -141,6 +144,12 @@ class Hive:
 
     def topology(self) -> Future:
         return self.command(lambda: gossip.topology_view(self.ctx))
+
+    def intent(self, intent_type, target, amount_sat) -> Future:
+        return self.command(lambda: intents.announce(self.ctx, intent_type, target, amount_sat))
+
+    def intents(self) -> Future:
+        return self.command(lambda: intents.listing(self.ctx))
 
     def members(self) -> Future:
         return self.command(lambda: membership.members_view(self.ctx))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import structlog
 
-from handlers import gossip, handshake
+from handlers import gossip, handshake, intents
 from handlers.wire import MsgType, WireError, decode
 
 log = structlog.get_logger("hive.wire")
@@ -17,6 +17,8 @@ HANDLERS = {
     MsgType.GOSSIP: gossip.on_gossip,
     MsgType.STATE_HASH: gossip.on_state_hash,
     MsgType.FULL_SYNC: gossip.on_full_sync,
+    MsgType.INTENT: intents.on_intent,
+    MsgType.INTENT_ABORT: intents.on_intent_abort,
 }
 
 

@@ -144,3 +144,13 @@ GOSSIP = SIGNED_STATE
 STATE_HASH = {"hash": hex_str(64), "count": integer(0, 100_000)}
 FULL_SYNC = {"entries": list_of(record(SIGNED_STATE), 1000), "chunk": integer(0, 9999),
              "chunks": integer(1, 9999)}
+
+# Intent locks (docs/PROTOCOL.md §6), each signed by its initiator.
+INTENT_TYPES = ("channel_open", "rebalance", "ban_peer")
+INTENT = {"intent_id": hex_str(32), "intent_type": one_of(*INTENT_TYPES), "target": node_id,
+          "initiator": node_id, "created_at": TIMESTAMP,
+          "amount_sat": optional(integer(1, 21_000_000 * 100_000_000))}
+INTENT_MSG = {"intent": record(INTENT), "sig": zbase}
+ABORT = {"intent_id": hex_str(32), "initiator": node_id, "aborted_at": TIMESTAMP,
+         "reason": text(64)}
+INTENT_ABORT_MSG = {"abort": record(ABORT), "sig": zbase}

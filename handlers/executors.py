@@ -1,0 +1,77 @@
+"""What a committed local intent does, per intent type, and how to tell after a crash
+whether it already happened. `execute` returns a short result dict or raises
+ExecutionFailed; `effect_exists` answers True, False, or None when it cannot tell."""
+from __future__ import annotations
+
+from pyln.client import RpcError
+
+CLOSED_STATES = ("ONCHAIN", "CLOSINGD_COMPLETE", "FUNDING_SPEND_SEEN", "AWAITING_UNILATERAL")
+
+
+class ExecutionFailed(RuntimeError):
+    pass
+
+
+def _rpc(ctx, method, params):
+    try:
+        return ctx.lightning.call(method, params)
+    except RpcError as e:
+        message = e.error.get("message") if isinstance(e.error, dict) else str(e)
+        raise ExecutionFailed(f"{method}: {message}") from None
+
+
+def _channels_to(ctx, peer):
+    chans = ctx.lightning.call("listpeerchannels", {"id": peer}).get("channels", [])
+    return [c for c in chans if c.get("state") not in CLOSED_STATES]
+
+
+class ChannelOpen:
+    def execute(self, ctx, intent):
+        res = _rpc(ctx, "fundchannel", {"id": intent["target"], "amount": intent["amount_sat"]})
+        return {"txid": res.get("txid"), "channel_id": res.get("channel_id")}
+
+    def effect_exists(self, ctx, intent):
+        return bool(_channels_to(ctx, intent["target"]))
+
+
+class Rebalance:
+    """Refill our channel to the target from our channel with the most spendable balance,
+    through cl-revenue-ops (its Strategic Exemption applies to hive rebalances)."""
+
+    def execute(self, ctx, intent):
+        to = _channels_to(ctx, intent["target"])
+        if not to or not to[0].get("short_channel_id"):
+            raise ExecutionFailed("no open channel to the target")
+        others = [c for c in ctx.lightning.call("listpeerchannels", {}).get("channels", [])
+                  if c.get("peer_id") != intent["target"] and c.get("short_channel_id")
+                  and c.get("state") not in CLOSED_STATES]
+        if not others:
+            raise ExecutionFailed("no other channel to take liquidity from")
+        source = max(others, key=lambda c: int(c.get("spendable_msat", 0)))
+        res = _rpc(ctx, "revenue-rebalance", {
+            "from_channel": source["short_channel_id"],
+            "to_channel": to[0]["short_channel_id"], "amount_sats": intent["amount_sat"]})
+        return {"rebalance_id": res.get("rebalance_id"), "from": source["short_channel_id"]}
+
+    def effect_exists(self, ctx, intent):
+        return None    # cl-revenue-ops has no lookup by our intent: we cannot tell
+
+
+class BanPeer:
+    """A ban needs the hive's consent: executing the lock proposes it as a governance
+    action under the intent's id."""
+
+    def execute(self, ctx, intent):
+        ctx.dispatcher.create("pending_action", intent["intent_id"],
+                              domain={"action_type": "ban_peer", "target": intent["target"]},
+                              data={"intent_id": intent["intent_id"]})
+        ctx.dispatcher.fire("pending_action", intent["intent_id"], "submit",
+                            mode=ctx.config().governance_mode)
+        return {"pending_action": intent["intent_id"]}
+
+    def effect_exists(self, ctx, intent):
+        return ctx.dispatcher.load("pending_action", intent["intent_id"]) is not None
+
+
+EXECUTORS = {"channel_open": ChannelOpen(), "rebalance": Rebalance(), "ban_peer": BanPeer()}
+NEEDS_AMOUNT = ("channel_open", "rebalance")
