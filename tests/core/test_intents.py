@@ -1,0 +1,280 @@
+"""Intent locks between members: the tie-breaker, races, silence, at-most-once execution
+across a crash, cleanup, and every bad input, on real SQLite and real signatures."""
+import random
+
+import pytest
+from pyln.client import RpcException
+from structlog.testing import capture_logs
+
+from handlers import intents, signing
+from handlers.intents import MAX_LIVE_PER_INITIATOR
+from handlers.wire import MsgType, decode, encode
+from hive_sides import Side, form_hive, pump
+from storage import hive as hive_store
+from storage import intents as store
+
+TARGET = "03" + "5a" * 32
+
+
+@pytest.fixture
+def make_fleet(tmp_path, clock):
+    made = []
+
+    def make(names):
+        sides = [Side(n, tmp_path, clock) for n in names]
+        form_hive(*sides)
+        made.extend(sides)
+        return sides
+    yield make
+    for s in made:
+        s.close()
+
+
+def state(side, intent_id):
+    inst = side.dispatcher.load("intent_lock", intent_id)
+    return inst and inst.state
+
+
+def settle(sides, clock, seconds):
+    clock.advance(seconds)
+    for s in sides:
+        s.dispatcher.fire_due()
+        intents.on_tick(s.ctx)
+    pump(*sides)
+
+
+def refusals(logs):
+    return [e["reason"] for e in logs if e["event"] == "intent.refused"]
+
+
+def announce(side, target=TARGET, kind="ban_peer"):
+    return intents.announce(side.ctx, kind, target, None)["intent_id"]
+
+
+# -- the tie-breaker ----------------------------------------------------------------------
+def test_lowest_pubkey_wins_for_random_pairs_and_arrival_orders(make_fleet, clock):
+    rng = random.Random(20261124)
+    sides = make_fleet([f"n{rng.getrandbits(32):08x}" for _ in range(6)])
+    hold = sides[0].config.intent_hold_seconds
+    for trial in range(25):
+        x, y = rng.sample(sides, 2)
+        target = "02" + "%064x" % rng.getrandbits(256)
+        ix, iy = announce(x, target), announce(y, target)
+        queued = [(x, y, m) for m in x.outgoing(y)] + [(y, x, m) for m in y.outgoing(x)]
+        rng.shuffle(queued)
+        for src, dst, msg in queued:
+            dst.receive(src, msg)
+        pump(*sides)
+        settle(sides, clock, hold)
+        win, lose = (ix, iy) if x.node_id < y.node_id else (iy, ix)
+        winner, loser = (x, y) if x.node_id < y.node_id else (y, x)
+        assert state(winner, win) == "executed", trial
+        assert state(loser, lose) == "aborted", trial
+        assert state(loser, win) in ("committed", "expired")      # recorded as theirs
+        assert state(winner, lose) == "aborted"
+        assert winner.dispatcher.load("pending_action", win) is not None
+        assert loser.dispatcher.load("pending_action", lose) is None
+
+
+def test_winner_is_the_lexicographically_lowest_key():
+    keys = ["03" + "ff" * 32, "02" + "00" * 32, "02" + "ff" * 32]
+    assert intents.winner(keys[0], keys[1]) == keys[1]
+    assert intents.winner(keys[2], keys[1]) == keys[1]
+    assert intents.winner(keys[0], keys[2]) == keys[2]
+
+
+# -- race and silence ---------------------------------------------------------------------
+def _ordered(sides):
+    return sorted(sides, key=lambda s: s.node_id)
+
+
+def test_a_conflict_one_second_before_the_hold_ends_makes_the_loser_abort(make_fleet, clock):
+    low, high = _ordered(make_fleet(["a", "b"]))
+    hold = high.config.intent_hold_seconds
+    ours = announce(high)
+    high.outgoing(low)                          # lost on the way: low never hears of it
+    clock.advance(hold - 1)
+    theirs = announce(low)
+    with capture_logs() as logs:
+        pump(low, high)
+    assert state(high, ours) == "aborted"
+    assert [e["event"] for e in logs if e["event"].startswith("intent.conflict")] == \
+        ["intent.conflict_lost"]
+    settle([low, high], clock, hold)
+    assert state(low, theirs) == "executed" and state(high, ours) == "aborted"
+    assert high.dispatcher.load("pending_action", ours) is None
+
+
+def test_silence_commits_and_executes_once(make_fleet, clock):
+    a, b = make_fleet(["a", "b"])
+    iid = announce(a)
+    pump(a, b)
+    assert state(a, iid) == "pending" and state(b, iid) == "pending"
+    settle([a, b], clock, a.config.intent_hold_seconds - 1)
+    assert state(a, iid) == "pending"
+    settle([a, b], clock, 1)
+    assert state(a, iid) == "executed" and state(b, iid) == "committed"
+    settle([a, b], clock, 5)
+    log = a.db.conn().execute("SELECT COUNT(*) FROM transition_log WHERE instance_id = ? "
+                              "AND trigger = 'start_execution'", (iid,)).fetchone()[0]
+    assert log == 1
+    assert a.dispatcher.load("pending_action", iid).state == "awaiting_approval"
+
+
+def test_a_committed_intent_refuses_a_late_rival(make_fleet, clock):
+    low, high = _ordered(make_fleet(["a", "b"]))
+    ours = announce(high)
+    high.outgoing(low)                           # low never hears of it in time
+    clock.advance(high.config.intent_hold_seconds)
+    high.dispatcher.fire_due()
+    assert state(high, ours) == "committed"     # its execution waits for the next tick
+    late = announce(low)
+    low.receive(high, encode(MsgType.INTENT, {}))   # noise: refused as malformed
+    for msg in low.outgoing(high):
+        high.receive(low, msg)
+    assert state(high, late) == "aborted"        # refused: ours had committed
+    # and high told low about its intent, so low's own tie-break sees the conflict
+    [back] = high.outgoing(low)
+    assert decode(back)[0] == MsgType.INTENT
+
+
+def test_announce_refuses_a_target_another_member_holds(make_fleet, clock):
+    low, high = _ordered(make_fleet(["a", "b"]))
+    announce(low)
+    pump(low, high)
+    with pytest.raises(RpcException, match="target: held by"):
+        announce(high)
+    with pytest.raises(RpcException, match="target: our intent .* already pending"):
+        announce(low)
+
+
+@pytest.mark.parametrize("args,message", [
+    (("open_bakery", TARGET, None), "type: expected one of"),
+    (("ban_peer", "nope", None), "target: expected a node id"),
+    (("channel_open", TARGET, None), "amount_sat: a positive integer is required"),
+    (("ban_peer", TARGET, 5), "amount_sat: not used by ban_peer"),
+])
+def test_hive_intent_names_the_bad_parameter(make_fleet, args, message):
+    a, = make_fleet(["a"])
+    with pytest.raises(RpcException, match=message):
+        intents.announce(a.ctx, *args)
+
+
+# -- at most once across a crash ---------------------------------------------------------
+def test_an_interrupted_execution_is_reconciled_not_repeated(make_fleet, clock):
+    a, b = make_fleet(["a", "b"])
+    iid = announce(a)
+    clock.advance(a.config.intent_hold_seconds)
+    a.dispatcher.fire_due()
+    # The crash: `executing` was committed, the executor never finished.
+    assert a.dispatcher.fire("intent_lock", iid, "start_execution").ok
+    intents.reconcile(a.ctx)                   # what start-up does
+    inst = a.dispatcher.load("intent_lock", iid)
+    assert inst.state == "failed" and "effect not found" in inst.data["failure"]
+    assert a.dispatcher.load("pending_action", iid) is None
+    intents.on_tick(a.ctx)
+    assert a.dispatcher.load("pending_action", iid) is None     # never run again
+
+
+def test_reconcile_finds_an_effect_that_happened(make_fleet, clock):
+    a, = make_fleet(["a"])
+    iid = announce(a)
+    clock.advance(a.config.intent_hold_seconds)
+    a.dispatcher.fire_due()
+    a.dispatcher.fire("intent_lock", iid, "start_execution")
+    a.dispatcher.create("pending_action", iid, domain={"action_type": "ban_peer",
+                                                       "target": TARGET})
+    intents.reconcile(a.ctx)
+    assert state(a, iid) == "executed"
+
+
+# -- cleanup ------------------------------------------------------------------------------
+def test_finished_intents_older_than_an_hour_are_removed(make_fleet, clock):
+    a, b = make_fleet(["a", "b"])
+    old = announce(a)
+    settle([a, b], clock, a.config.intent_hold_seconds)
+    clock.advance(1800)
+    recent = announce(a, target="02" + "11" * 32)
+    settle([a, b], clock, a.config.intent_hold_seconds)
+    clock.advance(1800)
+    intents.on_tick(a.ctx)
+    ids = {r["intent_id"] for r in store.listing(a.db.conn())}
+    assert old not in ids and recent in ids
+    # the evidence stays in the append-only transition log
+    assert a.db.conn().execute("SELECT COUNT(*) FROM transition_log WHERE instance_id = ?",
+                               (old,)).fetchone()[0] >= 3
+
+
+# -- bad input ----------------------------------------------------------------------------
+def _intent(side, hive_id, signer=None, **over):
+    intent = {"intent_id": "%032x" % random.getrandbits(128), "intent_type": "ban_peer",
+              "target": TARGET, "initiator": side.node_id, "created_at": side.ctx.now(),
+              "amount_sat": None, **over}
+    return {"intent": intent,
+            "sig": signing.sign((signer or side).lightning, hive_id, "INTENT", intent)}
+
+
+def test_bad_intents_are_refused_and_change_nothing(make_fleet, tmp_path, clock):
+    a, b, c = make_fleet(["a", "b", "c"])
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    outsider = Side("outsider", tmp_path, clock)
+    good = _intent(b, hive_id)
+    a.receive(b, encode(MsgType.INTENT, good))
+    with a.db.transaction() as conn:
+        hive_store.add_ban(conn, peer_id=c.node_id, reason="test", now=0)
+    before = store.listing(a.db.conn())
+    stale = a.ctx.now() - a.config.intent_expire_seconds - 1
+    with capture_logs() as logs:
+        a.receive(outsider, encode(MsgType.INTENT, _intent(outsider, hive_id)))
+        a.receive(c, encode(MsgType.INTENT, _intent(c, hive_id)))
+        a.receive(b, encode(MsgType.INTENT, _intent(c, hive_id)))          # c's, sent by b
+        a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, signer=c)))
+        a.receive(b, encode(MsgType.INTENT, {**_intent(b, hive_id), "sig": "y" * 104}))
+        a.receive(b, encode(MsgType.INTENT, good))                          # replay
+        a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, created_at=stale)))
+        a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, created_at=a.ctx.now() + 3600)))
+    assert refusals(logs) == [
+        "sender is not a member", "sender is banned", "initiator is not the sender",
+        "not signed by its initiator", "not signed by its initiator",
+        "already known (replay)", "stale", "created in the future"]
+    assert store.listing(a.db.conn()) == before
+    outsider.close()
+
+
+def test_bad_aborts_are_refused(make_fleet, clock):
+    a, b, c = make_fleet(["a", "b", "c"])
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    iid = announce(b)
+    pump(a, b, c)
+
+    def abort(sender, intent_id, signer=None, initiator=None):
+        body = {"intent_id": intent_id, "initiator": initiator or sender.node_id,
+                "aborted_at": a.ctx.now(), "reason": "x"}
+        sig = signing.sign((signer or sender).lightning, hive_id, "INTENT_ABORT", body)
+        return encode(MsgType.INTENT_ABORT, {"abort": body, "sig": sig})
+    with capture_logs() as logs:
+        a.receive(b, abort(b, "ab" * 16))                       # no such intent
+        a.receive(c, abort(c, iid))                             # someone else's intent
+        a.receive(c, abort(c, iid, initiator=b.node_id))        # claims to be b
+        a.receive(b, abort(b, iid, signer=c))                   # wrongly signed
+    assert refusals(logs) == ["no such intent", "not the sender's intent",
+                              "initiator is not the sender", "not signed by its initiator"]
+    assert state(a, iid) == "pending"
+    a.receive(b, abort(b, iid))
+    assert state(a, iid) == "aborted"
+    # our own local intent cannot be aborted by a peer
+    mine = announce(a, target="02" + "33" * 32)
+    with capture_logs() as logs:
+        a.receive(b, abort(b, mine))
+    assert refusals(logs) == ["not the sender's intent"] and state(a, mine) == "pending"
+
+
+def test_an_intent_flood_from_one_peer_is_bounded(make_fleet):
+    a, b = make_fleet(["a", "b"])
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    with capture_logs() as logs:
+        for i in range(MAX_LIVE_PER_INITIATOR + 10):
+            a.receive(b, encode(MsgType.INTENT, _intent(
+                b, hive_id, target="02" + "%064x" % (i + 1))))
+    assert len(store.listing(a.db.conn())) == MAX_LIVE_PER_INITIATOR
+    assert refusals(logs) == ["too many live intents from this initiator"] * 10
