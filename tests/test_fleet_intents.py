@@ -1,0 +1,98 @@
+"""Intent locks on a fleet of real plugin processes: two members announce a channel open
+to the same target at the same moment and exactly one opens it, also with delayed,
+duplicated and reordered messages; an intent interrupted while executing is not run
+again after the plugin restarts."""
+import threading
+
+import pytest
+
+from tests.standin.backend import HIVE_PLUGIN
+
+FAST = {"hive-tick-seconds": 1, "hive-intent-hold-seconds": 5,
+        "hive-intent-expire-seconds": 60}
+
+
+def hive_of(fleet, n, companions=()):
+    nodes = fleet.nodes(n, options=FAST, companions=companions)
+    admin = nodes[0]
+    for i, x in enumerate(nodes):
+        for y in nodes[i + 1:]:
+            fleet.connect(x, y)
+    admin.rpc.call("hive-genesis", {})
+    for joiner in nodes[1:]:
+        ticket = admin.rpc.call("hive-invite", {})["ticket"]
+        assert joiner.rpc.call("hive-join", {"ticket": ticket})["state"] == "joined"
+    return nodes
+
+
+def intent_states(node):
+    return {i["intent_id"]: i["state"] for i in node.rpc.call("hive-intents")["intents"]}
+
+
+def race_for(fleet, a, b, target):
+    for n in (a, b):
+        n.standin.data.add_funds(5_000_000)
+        fleet.connect(n, target)
+    ids = {}
+
+    def go(node):
+        ids[node.id] = node.rpc.call("hive-intent", {"type": "channel_open", "target": target.id,
+                                                     "amount_sat": 1_000_000})["intent_id"]
+    threads = [threading.Thread(target=go, args=(n,)) for n in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winner, loser = (a, b) if a.id < b.id else (b, a)
+    fleet.wait_for(lambda: intent_states(winner)[ids[winner.id]] == "executed", timeout=30,
+                   what="the winner's intent to execute")
+    fleet.wait_for(lambda: intent_states(loser)[ids[loser.id]] == "aborted", timeout=10,
+                   what="the loser's intent to be aborted")
+    opened = [c for c in target.rpc.listpeerchannels()["channels"]
+              if c["peer_id"] in (a.id, b.id)]
+    assert [c["peer_id"] for c in opened] == [winner.id]
+    return winner, loser
+
+
+@pytest.mark.standin_only
+def test_two_members_race_for_one_target_and_exactly_one_opens(fleet):
+    a, b = hive_of(fleet, 2)
+    target = fleet.nodes(1, plugins=[])[0]
+    race_for(fleet, a, b, target)
+
+
+@pytest.mark.standin_only
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_race_holds_with_delayed_duplicated_and_reordered_messages(fleet, seed):
+    a, b = hive_of(fleet, 2)
+    target = fleet.nodes(1, plugins=[])[0]
+    fleet.network.set_chaos(seed=seed, delay=(0.0, 1.5), duplicate=0.3, reorder=True)
+    race_for(fleet, a, b, target)
+
+
+@pytest.mark.standin_only
+def test_an_intent_interrupted_while_executing_is_not_run_twice(fleet):
+    a, = hive_of(fleet, 1, companions=["revenue_ops"])
+    x, y = fleet.nodes(2, plugins=[])
+    for peer in (x, y):
+        a.standin.data.add_funds(3_000_000)
+        fleet.connect(a, peer)
+        a.rpc.fundchannel(peer.id, 1_000_000)
+    a.rpc.call("revenue-standin-mode", {"mode": "hang", "method": "revenue-rebalance"})
+    iid = a.rpc.call("hive-intent", {"type": "rebalance", "target": x.id,
+                                     "amount_sat": 50_000})["intent_id"]
+    fleet.wait_for(lambda: len(a.rpc.call("revenue-standin-calls",
+                                          {"method": "revenue-rebalance"})["calls"]) == 1,
+                   timeout=20, what="the executor to call revenue-rebalance")
+    a.kill_plugin("plugin.py")                  # crash while `executing`
+    a.rpc.call("plugin", {"subcommand": "start", "plugin": str(HIVE_PLUGIN), **FAST})
+    fleet.wait_for(lambda: intent_states(a).get(iid) == "failed", timeout=10,
+                   what="the interrupted intent to be reconciled")
+    [row] = [i for i in a.rpc.call("hive-intents")["intents"] if i["intent_id"] == iid]
+    assert "interrupted by a restart" in row["failure"]
+    a.rpc.call("revenue-standin-mode", {"mode": "ok"})
+    a.rpc.call("hive-status")                   # a few ticks later, still one call
+    fleet.wait_for(lambda: a.rpc.call("hive-status")["machines"]["intent_lock"] ==
+                   {"failed": 1}, timeout=5)
+    assert len(a.rpc.call("revenue-standin-calls",
+                          {"method": "revenue-rebalance"})["calls"]) == 1
