@@ -21,7 +21,7 @@ class PluginDied(Exception):
 
 
 class _Pending:
-    __slots__ = ("event", "response", "on_notify")
+    __slots__ = ("event", "response", "on_notify", "rid", "method")
 
     def __init__(self, on_notify):
         self.event = threading.Event()
@@ -44,7 +44,9 @@ class PluginHost:
         self.expected_exit = False  # a death we caused or asked for is not a fault
         self.dynamic_values = {}    # option values changed by setconfig
         self.init_options = {}
+        self.exit_time = None
         self.notifications_sent = []  # topics written to this plugin, in order
+        self.requests_sent = []       # methods of the requests written to it, in order
         self._lock = threading.Lock()
         self._pending = {}
         self._outq = queue.Queue()
@@ -102,10 +104,11 @@ class PluginHost:
             except ProcessLookupError:
                 pass  # already gone; the reader thread records the exit
 
-    def kill_for(self, reason):
+    def kill_for(self, reason, fault=True):
         """lightningd kills plugins that break the protocol: a fault for the test."""
         self.node.log("unusual", self.log_prefix, "Killing plugin: " + reason)
-        self.node.add_fault("plugin-killed", self.name, reason)
+        if fault:
+            self.node.add_fault("plugin-killed", self.name, reason)
         self.kill(reason)
 
     def close_stdin(self):
@@ -136,31 +139,50 @@ class PluginHost:
         # Compact JSON + "\n\n": pyln splits on the blank line (jsonrpc.c:1598-1605).
         self._outq.put((json.dumps(obj, separators=(",", ":")) + "\n\n").encode("utf-8"))
 
-    def notify(self, method, params):
+    def notify(self, method, params, origin=None):
         with self._lock:
             self.notifications_sent.append(method)
-        self._send({"jsonrpc": "2.0", "method": method, "params": params})
+        obj = {"jsonrpc": "2.0", "method": method, "params": params}
+        if origin is not None:
+            obj["origin"] = origin
+        self._send(obj)
 
-    def call(self, method, params, prefix=None, timeout=None, on_notify=None, request=None):
-        """Send a request and wait for the whole response object (no timeout unless given).
+    def subscribed(self, topic) -> bool:
+        """Only INIT_COMPLETE plugins that subscribed (or `*`, which excludes log) get a topic."""
+        if self.state != "active":
+            return False
+        subs = self.manifest.get("subscriptions", [])
+        return topic in subs or ("*" in subs and topic != "log")
 
-        `request` (passthrough) is forwarded verbatim except for the id."""
+    def request(self, method, params, prefix=None, on_notify=None, request=None):
+        """Send a request; returns a handle for wait(). `request` (passthrough) is
+        forwarded verbatim except for the id."""
         rid = self.node.next_request_id(method, prefix)
         obj = dict(request) if request is not None else {"jsonrpc": "2.0", "method": method, "params": params}
         obj["id"] = rid
         pending = _Pending(on_notify)
+        pending.method = method
         with self._lock:
             if self._exited.is_set():
                 raise PluginDied("%s is not running" % self.name)
             self._pending[rid] = pending
+            self.requests_sent.append(method)
+        pending.rid = rid
         self._send(obj)
+        return pending
+
+    def wait(self, pending, timeout=None):
+        """The whole response object; no timeout unless given (hooks have none)."""
         if not pending.event.wait(timeout):
             with self._lock:
-                self._pending.pop(rid, None)
-            raise TimeoutError("%s did not answer %s within %ss" % (self.name, method, timeout))
+                self._pending.pop(pending.rid, None)
+            raise TimeoutError("%s did not answer %s within %ss" % (self.name, pending.method, timeout))
         if pending.response is None:
-            raise PluginDied("%s terminated before replying to %s" % (self.name, method))
+            raise PluginDied("%s terminated before replying to %s" % (self.name, pending.method))
         return pending.response
+
+    def call(self, method, params, prefix=None, timeout=None, on_notify=None, request=None):
+        return self.wait(self.request(method, params, prefix, on_notify, request), timeout)
 
     # ---- reading -------------------------------------------------------
     def _reader(self):
@@ -233,13 +255,19 @@ class PluginHost:
             self.kill_for("Unknown log-level %r" % (raw,))
             return False
         for line in params["message"].split("\n"):
-            self.node.log(level, self.log_prefix, line)
-            if level == "broken":
+            if level == "broken":  # recorded before the line, so whoever sees the line sees the fault
                 self.node.add_fault("broken-log", self.name, line)
+            self.node.log(level, self.log_prefix, line)
         return True
 
     def _on_exit(self):
-        rc = self.proc.wait()
+        try:
+            rc = self.proc.wait(1.0)
+        except subprocess.TimeoutExpired:
+            # stdout closed but the process lingers: lightningd kills it.
+            os.kill(self.proc.pid, signal.SIGKILL)
+            rc = self.proc.wait()
+        self.exit_time = time.monotonic()
         with self._lock:
             self.returncode = rc
             was = self.state
@@ -247,11 +275,12 @@ class PluginHost:
                 self.state = "exited"
             pending, self._pending = self._pending, {}
             self._exited.set()
-        for p in pending.values():
-            p.event.set()  # response None: the caller sees PluginDied
+        # Record the fault before releasing waiters, so a caller that sees -4 also sees the fault.
         if was == "active" and not self.expected_exit:
             self.node.log("info", self.log_prefix, "Killing plugin: exited during normal operation")
             self.node.add_fault("plugin-died", self.name,
                                 "exited during normal operation (rc=%s); stderr: %s" % (rc, self.stderr_tail(500)))
+        self._outq.put(None)  # lets the writer thread end
+        for p in pending.values():
+            p.event.set()  # response None: the caller sees PluginDied
         self.node.on_plugin_exit(self)
-        self.exit_time = time.monotonic()

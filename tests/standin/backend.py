@@ -1,0 +1,220 @@
+"""One fleet API over two backends: the stand-in, or real CLN through pyln-testing."""
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .network import Network
+from .node import Node, NodeFault
+
+STANDIN_DIR = Path(__file__).resolve().parent
+REPO_ROOT = STANDIN_DIR.parents[1]
+HIVE_PLUGIN = REPO_ROOT / "plugin.py"
+PROBE_PLUGIN = STANDIN_DIR / "probe_plugin.py"
+COMPANIONS = {"revenue_ops": STANDIN_DIR / "companions" / "revenue_ops.py",
+              "clboss": STANDIN_DIR / "companions" / "clboss.py"}
+REAL_BINARIES = ("lightningd", "bitcoind", "bitcoin-cli")
+
+
+def missing_real_binaries():
+    return [b for b in REAL_BINARIES if shutil.which(b) is None]
+
+
+def use_real_cln() -> bool:
+    """Real CLN when all binaries are on PATH, unless HIVE_TEST_BACKEND=standin."""
+    return os.environ.get("HIVE_TEST_BACKEND", "auto") != "standin" and not missing_real_binaries()
+
+
+def _plugin_list(plugins, companions, default):
+    paths = [str(p) for p in (plugins if plugins is not None else [default])]
+    for c in companions or ():
+        if c not in COMPANIONS:
+            raise KeyError("unknown companion %r (have: %s)" % (c, ", ".join(COMPANIONS)))
+        paths.append(str(COMPANIONS[c]))
+    return paths
+
+
+def _per_node(options, n):
+    if isinstance(options, list):
+        if len(options) != n:
+            raise ValueError("%d option dicts for %d nodes" % (len(options), n))
+        return [dict(o or {}) for o in options]
+    return [dict(options or {}) for _ in range(n)]
+
+
+def wait_until(cond, timeout, interval, what, check=None):
+    """Poll cond() until truthy (returned); `check` runs each round and may raise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check is not None:
+            check()
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError("timed out after %ss waiting for %s" % (timeout, what or getattr(cond, "__name__", cond)))
+        time.sleep(interval)
+
+
+class StandinFleet:
+    """Nodes on the stand-in. `fleet.network` has the chaos knobs; each node's `.standin`
+    (the Node itself) has fake data and fault controls."""
+    kind = "standin"
+
+    def __init__(self, seed=0, plugin=HIVE_PLUGIN, startup_timeout=60.0, shutdown_timeout=30.0):
+        # Short, under /tmp: AF_UNIX socket paths are limited to ~108 bytes.
+        self.base_dir = tempfile.mkdtemp(prefix="hive-", dir="/tmp" if os.path.isdir("/tmp") else None)
+        self.seed = seed
+        self.plugin = plugin
+        self.network = Network(seed)
+        self.all_nodes = []
+        self.startup_timeout = startup_timeout
+        self.shutdown_timeout = shutdown_timeout
+
+    def nodes(self, n, options=None, companions=(), plugins=None, start=True):
+        """n new nodes, each running cl-hive (or `plugins`) plus the named companions."""
+        made = []
+        for opts in _per_node(options, n):
+            name = "l%d" % (len(self.all_nodes) + 1)
+            node = Node(name, self.base_dir, plugins=_plugin_list(plugins, companions, self.plugin), options=opts,
+                        seed="%s:%s" % (self.seed, name), startup_timeout=self.startup_timeout,
+                        shutdown_timeout=self.shutdown_timeout)
+            self.network.add_node(node)
+            self.all_nodes.append(node)
+            made.append(node)
+        if start:
+            self._start_all(made)
+        return made
+
+    @staticmethod
+    def _start_all(nodes):
+        """Start nodes side by side (plugin start-up is mostly Python imports); re-raise the first error."""
+        errors = []
+
+        def run(node):
+            try:
+                node.start()
+            except BaseException as e:  # handed to the caller below
+                errors.append(e)
+
+        threads = [threading.Thread(target=run, args=(n,), name="fleet-start-" + n.name) for n in nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+    def node(self, **kwargs):
+        return self.nodes(1, **kwargs)[0]
+
+    def connect(self, a, b):
+        return self.network.connect(a, b.id)
+
+    def disconnect(self, a, b):
+        self.network.disconnect(a, b.id)
+
+    def check_faults(self):
+        for node in self.all_nodes:
+            node.check_faults()
+
+    def wait_for(self, cond, timeout=10.0, interval=0.05, what=None):
+        """Poll until cond() is truthy; raises on timeout, or at once on an unexpected fault."""
+        return wait_until(cond, timeout, interval, what, check=self.check_faults)
+
+    def teardown(self):
+        """Kill every plugin, stop every thread, remove the dirs; returns problems found."""
+        problems = []
+        for node in self.all_nodes:
+            node.kill_all()
+        self.network.close()
+        for node in self.all_nodes:
+            problems += ["%s: unexpected fault %s" % (node.name, f) for f in node.faults]
+            problems += ["%s: plugin %s (pid %s) still running" % (node.name, h.name, h.pid)
+                         for h in node.hosts if h.alive]
+        prefixes = tuple("%s-" % n.name for n in self.all_nodes) + ("net-",)
+        problems += ["thread %s still running" % t.name for t in threading.enumerate()
+                     if t.name.startswith(prefixes) and t.is_alive()]
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+        return problems
+
+
+class RealNode:
+    """A pyln-testing LightningNode behind the same small API as the stand-in Node."""
+    standin = property(lambda self: _skip("node.standin (fake data, fault injection) needs the stand-in"))
+
+    def __init__(self, ln, name):
+        self.ln, self.name = ln, name
+        self.id = ln.info["id"]
+
+    @property
+    def rpc(self):
+        return self.ln.rpc
+
+    def start(self):
+        self.ln.start()
+
+    def stop(self):
+        self.ln.stop()
+        return {}  # per-plugin exit times are a stand-in measurement
+
+    def restart(self):
+        self.ln.restart()
+
+    def kill_plugin(self, name):
+        import psutil  # comes with pyln-testing
+        for child in psutil.Process(self.ln.daemon.proc.pid).children(recursive=True):
+            if any(os.path.basename(a) == name for a in child.cmdline()):
+                os.kill(child.pid, signal.SIGKILL)
+                return child.pid
+        raise KeyError("%s runs no plugin %r" % (self.name, name))
+
+    def wait_for_log(self, pattern, timeout=10.0, **_):
+        return self.ln.daemon.wait_for_log(pattern, timeout=timeout)
+
+
+def _skip(reason):
+    import pytest
+    pytest.skip("stand-in only: " + reason)
+
+
+class RealFleet:
+    kind = "real"
+    network = property(lambda self: _skip("fleet.network (chaos knobs) needs the stand-in"))
+
+    def __init__(self, node_factory, plugin=HIVE_PLUGIN):
+        self.node_factory, self.plugin = node_factory, plugin
+        self.all_nodes = []
+
+    def nodes(self, n, options=None, companions=(), plugins=None, start=True):
+        opts = []
+        for o in _per_node(options, n):
+            o["plugin"] = _plugin_list(plugins, companions, self.plugin)
+            o["start"] = start
+            opts.append(o)
+        made = [RealNode(ln, "l%d" % (len(self.all_nodes) + i + 1))
+                for i, ln in enumerate(self.node_factory.get_nodes(n, opts=opts))]
+        self.all_nodes += made
+        return made
+
+    def node(self, **kwargs):
+        return self.nodes(1, **kwargs)[0]
+
+    def connect(self, a, b):
+        return a.rpc.connect(b.id, "localhost", b.ln.port)
+
+    def disconnect(self, a, b):
+        a.rpc.disconnect(b.id, force=True)
+
+    def wait_for(self, cond, timeout=10.0, interval=0.05, what=None):
+        return wait_until(cond, timeout, interval, what)
+
+    def teardown(self):
+        return []  # node_factory's own teardown checks logs for BROKEN lines
+
+
+__all__ = ["StandinFleet", "RealFleet", "NodeFault", "HIVE_PLUGIN", "PROBE_PLUGIN", "COMPANIONS",
+           "missing_real_binaries", "use_real_cln"]

@@ -1,0 +1,1 @@
+"""Companion plugin stand-ins (cl-revenue-ops, CLBoss): real pyln plugin processes."""
