@@ -1,20 +1,28 @@
-"""What an operator sees: three cl-hive nodes on the stand-in, started, connected, queried, stopped.
+"""What an operator sees: three cl-hive nodes on the stand-in form a hive, agree on its
+members and on the HiveMap, race for one channel through intent locks, and stop.
 
-Run from the repo root:  python -m tests.standin.demo
-Each step is a function in STEPS; later steps (genesis, invites, joins) append to the list.
-Exits non-zero if any step fails or a node recorded a fault."""
+Run from the repo root:  python -m tests.standin.demo   (or `make demo`)
+Each step is a function in STEPS. Exits non-zero if any step fails or a node recorded a
+fault."""
 import json
 import sys
+import threading
 
 from .backend import StandinFleet
 
 PLUGIN_PREFIX = "plugin-plugin.py"
+# Short intervals so the demo runs in seconds; the defaults suit a real fleet.
+OPTIONS = {"hive-tick-seconds": 1, "hive-sync-interval": 2, "hive-intent-hold-seconds": 5,
+           "hive-intent-expire-seconds": 60}
 
 
 def start_nodes(demo):
-    demo.nodes = demo.fleet.nodes(3)
+    demo.nodes = demo.fleet.nodes(3, options=OPTIONS)
+    demo.target = demo.fleet.nodes(1, plugins=[])[0]    # an outside node, no cl-hive
     for node in demo.nodes:
         print("  %s  id %s  rpc %s" % (node.name, node.id, node.rpc_path))
+    print("  %s  id %s  (not in the hive: the channel target later on)"
+          % (demo.target.name, demo.target.id))
 
 
 def connect_nodes(demo):
@@ -26,21 +34,127 @@ def connect_nodes(demo):
                         timeout=10, what="every node to see two peers")
 
 
+def genesis(demo):
+    a = demo.nodes[0]
+    res = a.rpc.call("hive-genesis", {"name": "demo-fleet"})
+    print("  %s: lightning-cli hive-genesis demo-fleet" % a.name)
+    print("    hive_id %s, admin %s" % (res["hive_id"], a.name))
+
+
+def invite_and_join(demo):
+    a = demo.nodes[0]
+    for joiner in demo.nodes[1:]:
+        ticket = a.rpc.call("hive-invite", {"peer_id": joiner.id})
+        print("  %s: lightning-cli hive-invite peer_id=%s...  -> ticket %s... (%s, expires %d)"
+              % (a.name, joiner.id[:12], ticket["ticket"][:24], ticket["tier"],
+                 ticket["expires_at"]))
+        res = joiner.rpc.call("hive-join", {"ticket": ticket["ticket"]})
+        print("  %s: lightning-cli hive-join <ticket>  -> %s as %s (hive of %d)"
+              % (joiner.name, res["state"], res.get("tier"), res.get("members", 0)))
+        if res["state"] != "joined":
+            raise RuntimeError("%s did not join: %s" % (joiner.name, res))
+
+
+def members_agree(demo):
+    names = {n.id: n.name for n in demo.nodes}
+
+    def views():
+        return {n.name: sorted((names[m["peer_id"]], m["tier"])
+                               for m in n.rpc.call("hive-members")["members"])
+                for n in demo.nodes}
+    demo.fleet.wait_for(lambda: len({json.dumps(v) for v in views().values()}) == 1
+                        and len(next(iter(views().values()))) == 3,
+                        timeout=15, what="hive-members to agree on three members")
+    for name, view in views().items():
+        print("  %s hive-members: %s" % (name, ", ".join("%s=%s" % m for m in view)))
+
+
+def topology_agrees(demo):
+    a, b, c = demo.nodes
+    for node, peer, sat in ((a, demo.target, 2_000_000), (b, c, 1_000_000)):
+        node.standin.data.add_funds(sat + 500_000)
+        demo.fleet.connect(node, peer)
+        node.rpc.fundchannel(peer.id, sat)
+        print("  %s opened a %d sat channel to %s" % (node.name, sat, peer.name))
+
+    def hashes():
+        return {n.name: n.rpc.call("hive-topology") for n in demo.nodes}
+    demo.fleet.wait_for(lambda: len({t["fleet_hash"] for t in hashes().values()}) == 1 and
+                        all(len(t["members"]) == 3 and sum(m["capacity_sat"]
+                            for m in t["members"]) == 4_000_000 for t in hashes().values()),
+                        timeout=20, what="hive-topology to agree on every node")
+    names = {n.id: n.name for n in demo.nodes + [demo.target]}
+    for name, topo in hashes().items():
+        caps = ", ".join("%s v%d %d sat" % (names[m["peer_id"]], m["version"], m["capacity_sat"])
+                         for m in topo["members"])
+        targets = ", ".join("%s %d sat" % (names.get(t["peer_id"], t["peer_id"][:8]),
+                                           t["total_capacity_sat"]) for t in topo["targets"])
+        print("  %s hive-topology: fleet_hash %s...  members: %s  external: %s"
+              % (name, topo["fleet_hash"][:16], caps, targets))
+
+
+def intent_race(demo):
+    _, b, c = demo.nodes
+    target = demo.fleet.nodes(1, plugins=[])[0]
+    ids = {}
+    for node in (b, c):
+        node.standin.data.add_funds(3_000_000)
+        demo.fleet.connect(node, target)
+
+    def announce(node):
+        ids[node.name] = node.rpc.call("hive-intent", {
+            "type": "channel_open", "target": target.id, "amount_sat": 1_000_000})["intent_id"]
+    threads = [threading.Thread(target=announce, args=(n,)) for n in (b, c)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print("  %s and %s both ran: lightning-cli hive-intent channel_open %s... 1000000"
+          % (b.name, c.name, target.id[:12]))
+    winner = min((b, c), key=lambda n: n.id)
+
+    def done():
+        states = {n.name: {i["intent_id"]: i["state"] for i in
+                           n.rpc.call("hive-intents")["intents"]} for n in (b, c)}
+        return states if states[winner.name][ids[winner.name]] == "executed" else None
+    states = demo.fleet.wait_for(done, timeout=30, what="one intent to execute")
+    for n in (b, c):
+        print("  %s: its own intent %s; the other's %s" % (
+            n.name, states[n.name][ids[n.name]],
+            states[n.name][ids[({b, c} - {n}).pop().name]]))
+    opened = [c2["peer_id"] for c2 in target.rpc.listpeerchannels()["channels"]]
+    print("  %s now has channels from: %s (the lower pubkey, %s, won the tie-break)"
+          % (target.name, ", ".join({n.id: n.name for n in (b, c)}.get(p, p[:8])
+                                    for p in opened), winner.name))
+    if len(opened) != 1:
+        raise RuntimeError("expected exactly one channel, got %d" % len(opened))
+
+
 def show_status(demo):
     for node in demo.nodes:
-        print("  %s hive-status:" % node.name)
         status = node.rpc.call("hive-status")
-        print("    " + json.dumps(status, indent=2, sort_keys=True).replace("\n", "\n    "))
+        machines = {k: v for k, v in status["machines"].items() if v}
+        print("  %s hive-status: version %s, %s mode, tier %s, %d members, db %s"
+              % (node.name, status["version"], status["governance_mode"],
+                 status["hive"]["our_tier"], status["hive"]["members"], status["db_path"]))
+        print("    machines: " + json.dumps(machines, sort_keys=True))
 
 
 def show_logs(demo):
     for node in demo.nodes:
         lines = [l for l in node.logs if l.prefix == PLUGIN_PREFIX]
-        shown = [l for l in lines if '"event": "fsm.transition"' in l.message] or \
-                [l for l in lines if l.level == "info"]
-        print("  %s (%d of %d plugin log lines):" % (node.name, len(shown), len(lines)))
-        for line in shown:
-            print("    %-7s %s" % (line.level.upper(), line.message))
+        moves = []
+        for line in lines:
+            if '"event": "fsm.transition"' not in line.message:
+                continue
+            e = json.loads(line.message)
+            moves.append("%s %s: %s --%s--> %s" % (e["machine"], e["instance_id"][:10],
+                                                   e["source"] or "(new)", e["trigger"],
+                                                   e["dest"]))
+        print("  %s: %d transitions logged (of %d plugin log lines)"
+              % (node.name, len(moves), len(lines)))
+        for move in moves:
+            print("    " + move)
 
 
 def stop_nodes(demo):
@@ -53,8 +167,13 @@ def stop_nodes(demo):
 STEPS = [
     ("Start three nodes running cl-hive", start_nodes),
     ("Connect them", connect_nodes),
+    ("Create a hive on l1", genesis),
+    ("Invite l2 and l3; they join through the signed handshake", invite_and_join),
+    ("hive-members agrees on all three nodes", members_agree),
+    ("Channels change; gossip and anti-entropy make hive-topology agree", topology_agrees),
+    ("l2 and l3 race for the same channel; the intent lock lets one act", intent_race),
     ("hive-status of each node", show_status),
-    ("What the plugin logged", show_logs),
+    ("The state transitions each plugin logged", show_logs),
     ("Stop the fleet gracefully", stop_nodes),
 ]
 
