@@ -14,8 +14,9 @@ import structlog
 
 from handlers import membership as ms
 from handlers import messages, signing
+from handlers.authorize import connected_members, from_member
 from handlers.hivemap_rules import chunk, fleet_hash, should_broadcast, summarize
-from handlers.wire import MsgType, WireError, encode
+from handlers.wire import MsgType, encode
 from storage import hive as hive_store
 from storage import hivemap, outbox
 
@@ -32,12 +33,6 @@ def _refuse(peer_id, msg, reason, **extra):
 
 def _active_ids(conn) -> set[str]:
     return {m["peer_id"] for m in ms.active_members(conn)}
-
-
-def _connected_members(ctx, members: set[str]) -> list[str]:
-    peers = ctx.lightning.call("listpeers", {}).get("peers", [])
-    return sorted(p["id"] for p in peers
-                  if p.get("connected") and p["id"] in members and p["id"] != ctx.node_id)
 
 
 def _queue(ctx, peers, msg_hex) -> None:
@@ -69,11 +64,11 @@ def on_tick(ctx) -> None:
                               status_event=ctx.timers.pop("status_event", False))
     connected = None
     if reason:
-        connected = _connected_members(ctx, members)
+        connected = connected_members(ctx, members)
         _broadcast(ctx, meta["hive_id"], summary, last, reason, connected)
     if now - ctx.timers.get("last_sync", 0.0) >= ctx.config().sync_interval:
         ctx.timers["last_sync"] = now
-        connected = connected if connected is not None else _connected_members(ctx, members)
+        connected = connected if connected is not None else connected_members(ctx, members)
         _queue(ctx, connected, _our_hash_message(ctx))
 
 
@@ -128,28 +123,12 @@ def accept_entry(ctx, entry: dict, *, live: bool, members: set[str], hive_id: st
     return None
 
 
-def _sender_ok(ctx, peer_id, msg):
-    conn = ctx.db.conn()
-    meta = hive_store.get_meta(conn)
-    if meta is None:
-        _refuse(peer_id, msg, "this node is not in a hive")
-        return None
-    members = _active_ids(conn)
-    if peer_id not in members:
-        _refuse(peer_id, msg, "sender is not a member")
-        return None
-    return meta, members
-
-
 def on_gossip(ctx, peer_id: str, body: dict) -> None:
-    ok = _sender_ok(ctx, peer_id, "GOSSIP")
+    ok = from_member(ctx, peer_id, body, messages.GOSSIP,
+                     lambda why: _refuse(peer_id, "GOSSIP", why))
     if ok is None:
         return
-    meta, members = ok
-    try:
-        entry = messages.parse(messages.GOSSIP, body)
-    except WireError as e:
-        return _refuse(peer_id, "GOSSIP", f"malformed: {e}")
+    meta, members, entry = ok
     reason = accept_entry(ctx, entry, live=True, members=members, hive_id=meta["hive_id"])
     if reason:
         return _refuse(peer_id, "GOSSIP", reason, about=entry["state"]["peer_id"],
@@ -161,12 +140,11 @@ def on_gossip(ctx, peer_id: str, body: dict) -> None:
 def on_state_hash(ctx, peer_id: str, body: dict) -> None:
     if not ctx.sync_limiter.allow(peer_id):
         return _refuse(peer_id, "STATE_HASH", "rate limited")
-    if _sender_ok(ctx, peer_id, "STATE_HASH") is None:
+    ok = from_member(ctx, peer_id, body, messages.STATE_HASH,
+                     lambda why: _refuse(peer_id, "STATE_HASH", why))
+    if ok is None:
         return
-    try:
-        theirs = messages.parse(messages.STATE_HASH, body)
-    except WireError as e:
-        return _refuse(peer_id, "STATE_HASH", f"malformed: {e}")
+    theirs = ok[2]
     entries = hivemap.all_entries(ctx.db.conn())
     ours = fleet_hash(e["state"] for e in entries)
     if theirs["hash"] == ours:
@@ -182,14 +160,11 @@ def on_state_hash(ctx, peer_id: str, body: dict) -> None:
 
 
 def on_full_sync(ctx, peer_id: str, body: dict) -> None:
-    ok = _sender_ok(ctx, peer_id, "FULL_SYNC")
+    ok = from_member(ctx, peer_id, body, messages.FULL_SYNC,
+                     lambda why: _refuse(peer_id, "FULL_SYNC", why))
     if ok is None:
         return
-    meta, members = ok
-    try:
-        sync = messages.parse(messages.FULL_SYNC, body)
-    except WireError as e:
-        return _refuse(peer_id, "FULL_SYNC", f"malformed: {e}")
+    meta, members, sync = ok
     taken, refused = 0, {}
     for entry in sync["entries"]:
         reason = accept_entry(ctx, entry, live=False, members=members, hive_id=meta["hive_id"])
@@ -202,7 +177,7 @@ def on_full_sync(ctx, peer_id: str, body: dict) -> None:
     if taken:
         # What we just learned may be news to our other peers: offer them our hash, so a
         # healed partition converges across members that are not directly connected.
-        others = [p for p in _connected_members(ctx, members) if p != peer_id]
+        others = [p for p in connected_members(ctx, members) if p != peer_id]
         _queue(ctx, others, _our_hash_message(ctx))
 
 

@@ -16,6 +16,7 @@ from pyln.client import RpcError, RpcException
 
 from handlers import __version__, errors, messages, signing
 from handlers import membership as ms
+from handlers.authorize import from_member
 from handlers.dispatch import Send
 from handlers.wire import MsgType, WireError, encode
 from storage import hive as hive_store
@@ -313,17 +314,12 @@ def _check_welcome(ctx, admin: str, welcome: dict, data: dict) -> None:
 
 # -- member: MEMBER_ADDED -------------------------------------------------------------
 def on_member_added(ctx, peer_id: str, body: dict) -> None:
+    ok = from_member(ctx, peer_id, body, messages.MEMBER_ADDED,
+                     lambda why: _refuse(peer_id, "MEMBER_ADDED", why))
+    if ok is None:
+        return
+    meta, _, msg = ok
     conn = ctx.db.conn()
-    meta = hive_store.get_meta(conn)
-    if meta is None:
-        return _refuse(peer_id, "MEMBER_ADDED", "this node is not in a hive")
-    sender = hive_store.member(conn, peer_id)
-    if sender is None or sender["tier"] not in ACTIVE_TIERS:
-        return _refuse(peer_id, "MEMBER_ADDED", "sender is not a member")
-    try:
-        msg = messages.parse(messages.MEMBER_ADDED, body)
-    except WireError as e:
-        return _refuse(peer_id, "MEMBER_ADDED", f"malformed: {e}")
     admission = msg["admission"]
     if msg["hive_id"] != meta["hive_id"] or admission["hive_id"] != meta["hive_id"]:
         return _refuse(peer_id, "MEMBER_ADDED", "for another hive")

@@ -12,9 +12,10 @@ from pyln.client import RpcException
 
 from handlers import errors, messages, signing
 from handlers import membership as ms
+from handlers.authorize import connected_members, from_member
 from handlers.dispatch import Send
 from handlers.executors import EXECUTORS, NEEDS_AMOUNT, ExecutionFailed
-from handlers.wire import MsgType, WireError, encode
+from handlers.wire import MsgType, encode
 from storage import hive as hive_store
 from storage import intents as store
 from storage import outbox
@@ -34,13 +35,6 @@ def winner(a: str, b: str) -> str:
 
 def _refuse(peer_id, msg, reason, **extra):
     log.info("intent.refused", peer_id=peer_id, msg=msg, reason=reason, **extra)
-
-
-def _connected_members(ctx) -> list[str]:
-    members = {m["peer_id"] for m in ms.active_members(ctx.db.conn())}
-    peers = ctx.lightning.call("listpeers", {}).get("peers", [])
-    return sorted(p["id"] for p in peers
-                  if p.get("connected") and p["id"] in members and p["id"] != ctx.node_id)
 
 
 def _intent_message(ctx, hive_id, intent) -> str:
@@ -90,7 +84,7 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
         ctx.dispatcher.create(KIND, intent["intent_id"],
                               domain={k: intent[k] for k in ("intent_type", "target", "initiator")},
                               data={"role": "local", "intent": intent},
-                              sends=[Send(p, msg) for p in _connected_members(ctx)])
+                              sends=[Send(p, msg) for p in connected_members(ctx)])
         # Pending remote intents we beat are bound to lose: record it now.
         for row in store.live_for_target(ctx.db.conn(), intent_type, target):
             if row["initiator"] != ctx.node_id:
@@ -101,30 +95,12 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
 
 
 # -- INTENT from a peer -------------------------------------------------------------------
-def _sender_ok(ctx, peer_id, msg):
-    conn = ctx.db.conn()
-    meta = hive_store.get_meta(conn)
-    if meta is None:
-        _refuse(peer_id, msg, "this node is not in a hive")
-        return None
-    if hive_store.is_banned(conn, peer_id):
-        _refuse(peer_id, msg, "sender is banned")
-        return None
-    sender = hive_store.member(conn, peer_id)
-    if sender is None or sender["tier"] not in ms.ACTIVE_TIERS:
-        _refuse(peer_id, msg, "sender is not a member")
-        return None
-    return meta
-
-
 def on_intent(ctx, peer_id: str, body: dict) -> None:
-    meta = _sender_ok(ctx, peer_id, "INTENT")
-    if meta is None:
+    ok = from_member(ctx, peer_id, body, messages.INTENT_MSG,
+                     lambda why: _refuse(peer_id, "INTENT", why))
+    if ok is None:
         return
-    try:
-        msg = messages.parse(messages.INTENT_MSG, body)
-    except WireError as e:
-        return _refuse(peer_id, "INTENT", f"malformed: {e}")
+    meta, _, msg = ok
     intent = msg["intent"]
     if intent["initiator"] != peer_id:
         return _refuse(peer_id, "INTENT", "initiator is not the sender")
@@ -158,7 +134,7 @@ def _resolve(ctx, hive_id, ours, theirs, peer_id) -> None:
         abort = _abort_message(ctx, hive_id, ours["intent_id"], "lost the tie-break")
         ctx.dispatcher.fire(KIND, ours["intent_id"], "conflict_lost", peer_id=peer_id,
                             context={"lost_to": theirs["intent_id"]},
-                            sends=[Send(p, abort) for p in _connected_members(ctx)])
+                            sends=[Send(p, abort) for p in connected_members(ctx)])
         return
     # We win: the tie-break if both are pending, or because ours already committed.
     log.info("intent.conflict_won", ours=ours["intent_id"], theirs=theirs["intent_id"],
@@ -173,13 +149,11 @@ def _resolve(ctx, hive_id, ours, theirs, peer_id) -> None:
 
 
 def on_intent_abort(ctx, peer_id: str, body: dict) -> None:
-    meta = _sender_ok(ctx, peer_id, "INTENT_ABORT")
-    if meta is None:
+    ok = from_member(ctx, peer_id, body, messages.INTENT_ABORT_MSG,
+                     lambda why: _refuse(peer_id, "INTENT_ABORT", why))
+    if ok is None:
         return
-    try:
-        msg = messages.parse(messages.INTENT_ABORT_MSG, body)
-    except WireError as e:
-        return _refuse(peer_id, "INTENT_ABORT", f"malformed: {e}")
+    meta, _, msg = ok
     abort = msg["abort"]
     if abort["initiator"] != peer_id:
         return _refuse(peer_id, "INTENT_ABORT", "initiator is not the sender")
