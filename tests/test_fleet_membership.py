@@ -58,7 +58,7 @@ def test_operator_errors_name_the_parameter(fleet):
 
 
 def test_hive_join_reports_the_state_when_the_admin_stays_silent(fleet):
-    a, b = fleet.nodes(2)
+    a, b = fleet.nodes(2, options={"hive-tick-seconds": 1})   # the timeout is seen at a tick
     fleet.connect(a, b)
     a.rpc.call("hive-genesis", {})
     ticket = a.rpc.call("hive-invite", {})["ticket"]
