@@ -18,9 +18,13 @@ class Context:
     config: Callable[[], object]
     hello_limiter: RateLimiter
     sync_limiter: RateLimiter
+    full_sync_limiter: RateLimiter
     # In-memory timers and flags of the tick's own work (lost on restart, which only
     # means one early sync or broadcast).
     timers: dict = field(default_factory=dict)
+    # Sends what the outbox holds now (the engine's drain); None where a test moves
+    # messages itself.
+    drain: Callable[[], object] | None = None
     _node_id: str | None = field(default=None, repr=False)
 
     @property

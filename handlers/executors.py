@@ -1,5 +1,6 @@
 """What a committed local intent does, per intent type, and how to tell after a crash
-whether it already happened. `execute` returns a short result dict or raises
+whether it already happened. `before` notes what exists when execution starts (saved
+with the `executing` state); `execute` returns a short result dict or raises
 ExecutionFailed; `effect_exists` answers True, False, or None when it cannot tell."""
 from __future__ import annotations
 
@@ -21,28 +22,39 @@ def _rpc(ctx, method, params):
 
 
 def _channels_to(ctx, peer):
-    chans = ctx.lightning.call("listpeerchannels", {"id": peer}).get("channels", [])
+    chans = _rpc(ctx, "listpeerchannels", {"id": peer}).get("channels", [])
     return [c for c in chans if c.get("state") not in CLOSED_STATES]
 
 
 class ChannelOpen:
+    def before(self, ctx, intent):
+        return {"channels": sorted(c.get("channel_id") or "" for c in
+                                   _channels_to(ctx, intent["target"]))}
+
     def execute(self, ctx, intent):
         res = _rpc(ctx, "fundchannel", {"id": intent["target"], "amount": intent["amount_sat"]})
         return {"txid": res.get("txid"), "channel_id": res.get("channel_id")}
 
-    def effect_exists(self, ctx, intent):
-        return bool(_channels_to(ctx, intent["target"]))
+    def effect_exists(self, ctx, intent, before):
+        """A channel to the target that was not there when execution started."""
+        if "channels" not in before:
+            return None
+        now = {c.get("channel_id") or "" for c in _channels_to(ctx, intent["target"])}
+        return bool(now - set(before["channels"]))
 
 
 class Rebalance:
     """Refill our channel to the target from our channel with the most spendable balance,
     through cl-revenue-ops (its Strategic Exemption applies to hive rebalances)."""
 
+    def before(self, ctx, intent):
+        return {}
+
     def execute(self, ctx, intent):
         to = _channels_to(ctx, intent["target"])
         if not to or not to[0].get("short_channel_id"):
             raise ExecutionFailed("no open channel to the target")
-        others = [c for c in ctx.lightning.call("listpeerchannels", {}).get("channels", [])
+        others = [c for c in _rpc(ctx, "listpeerchannels", {}).get("channels", [])
                   if c.get("peer_id") != intent["target"] and c.get("short_channel_id")
                   and c.get("state") not in CLOSED_STATES]
         if not others:
@@ -53,7 +65,7 @@ class Rebalance:
             "to_channel": to[0]["short_channel_id"], "amount_sats": intent["amount_sat"]})
         return {"rebalance_id": res.get("rebalance_id"), "from": source["short_channel_id"]}
 
-    def effect_exists(self, ctx, intent):
+    def effect_exists(self, ctx, intent, before):
         return None    # cl-revenue-ops has no lookup by our intent: we cannot tell
 
 
@@ -61,15 +73,20 @@ class BanPeer:
     """A ban needs the hive's consent: executing the lock proposes it as a governance
     action under the intent's id."""
 
+    def before(self, ctx, intent):
+        return {}
+
     def execute(self, ctx, intent):
-        ctx.dispatcher.create("pending_action", intent["intent_id"],
-                              domain={"action_type": "ban_peer", "target": intent["target"]},
-                              data={"intent_id": intent["intent_id"]})
-        ctx.dispatcher.fire("pending_action", intent["intent_id"], "submit",
-                            mode=ctx.config().governance_mode)
+        with ctx.db.transaction():      # proposed and submitted together, or not at all
+            ctx.dispatcher.create("pending_action", intent["intent_id"],
+                                  domain={"action_type": "ban_peer", "target": intent["target"]},
+                                  data={"intent_id": intent["intent_id"]})
+            if not ctx.dispatcher.fire("pending_action", intent["intent_id"], "submit",
+                                       mode=ctx.config().governance_mode).ok:
+                raise ExecutionFailed("the governance mode refused the proposal")
         return {"pending_action": intent["intent_id"]}
 
-    def effect_exists(self, ctx, intent):
+    def effect_exists(self, ctx, intent, before):
         return ctx.dispatcher.load("pending_action", intent["intent_id"]) is not None
 
 

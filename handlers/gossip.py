@@ -55,6 +55,9 @@ def on_tick(ctx) -> None:
     members = _active_ids(conn)
     if ctx.node_id not in members:
         return
+    with ctx.db.transaction() as c:
+        if hivemap.forget_except(c, members):       # states of banned or departed members
+            log.info("gossip.pruned")
     summary = summarize(ctx.node_id,
                         ctx.lightning.call("listpeerchannels", {}).get("channels", []),
                         ctx.lightning.call("listfunds", {}).get("outputs", []), members)
@@ -107,7 +110,8 @@ def accept_entry(ctx, entry: dict, *, live: bool, members: set[str], hive_id: st
     stored = hivemap.get(ctx.db.conn(), peer)
     if stored is not None:
         held = stored["state"]
-        if state["version"] <= held["version"]:
+        if (state["version"], state["timestamp"], sig) <= \
+                (held["version"], held["timestamp"], stored["sig"]):
             return "not newer than the version held"
         if state["version"] > held["version"] + MAX_VERSION_JUMP:
             return "version too far ahead"
@@ -150,6 +154,16 @@ def on_state_hash(ctx, peer_id: str, body: dict) -> None:
     if theirs["hash"] == ours:
         log.debug("sync.in_sync", peer_id=peer_id)
         return
+    # Views that cannot merge (a member list that differs) would otherwise be answered
+    # forever: the same pair of hashes is answered once per sync interval.
+    answered = ctx.timers.setdefault("answered", {})
+    pair, now = (ours, theirs["hash"]), ctx.clock.now()
+    last = answered.get(peer_id)
+    if last is not None and last[0] == pair and now - last[1] < ctx.config().sync_interval:
+        return _refuse(peer_id, "STATE_HASH", "already answered these hashes")
+    answered[peer_id] = (pair, now)
+    if len(answered) > 1000:
+        answered.clear()
     chunks = chunk(entries, lambda group, i, n: encode(
         MsgType.FULL_SYNC, {"entries": group, "chunk": i, "chunks": n}))
     with ctx.db.transaction() as conn:
@@ -160,13 +174,24 @@ def on_state_hash(ctx, peer_id: str, body: dict) -> None:
 
 
 def on_full_sync(ctx, peer_id: str, body: dict) -> None:
+    if not ctx.full_sync_limiter.allow(peer_id):
+        return _refuse(peer_id, "FULL_SYNC", "rate limited")
     ok = from_member(ctx, peer_id, body, messages.FULL_SYNC,
                      lambda why: _refuse(peer_id, "FULL_SYNC", why))
     if ok is None:
         return
     meta, members, sync = ok
-    taken, refused = 0, {}
+    # Only members' entries, and none for a member listed twice (an honest sender lists
+    # each once): the work of a message is bounded by the size of the hive.
+    seen: dict[str, int] = {}
     for entry in sync["entries"]:
+        seen[entry["state"]["peer_id"]] = seen.get(entry["state"]["peer_id"], 0) + 1
+    usable = [e for e in sync["entries"]
+              if e["state"]["peer_id"] in members and seen[e["state"]["peer_id"]] == 1]
+    taken, refused = 0, {}
+    if len(usable) < len(sync["entries"]):
+        refused["not a member, or listed twice"] = len(sync["entries"]) - len(usable)
+    for entry in usable:
         reason = accept_entry(ctx, entry, live=False, members=members, hive_id=meta["hive_id"])
         if reason is None:
             taken += 1

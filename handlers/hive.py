@@ -26,6 +26,8 @@ MESSAGE_RATE, MESSAGE_BURST = 20.0, 100
 HELLO_RATE, HELLO_BURST = 0.1, 3
 # A STATE_HASH may cost a FULL_SYNC: a few, then one per 5 seconds.
 SYNC_RATE, SYNC_BURST = 0.2, 3
+# A FULL_SYNC may cost a signature check per member: a sync's chunks, then one a second.
+FULL_SYNC_RATE, FULL_SYNC_BURST = 1.0, 8
 
 
 class StartupError(RuntimeError):
@@ -59,7 +61,10 @@ class Hive:
         self.ctx = Context(db=db, dispatcher=self.engine.dispatcher, lightning=lightning,
                            clock=self.clock, config=lambda: self.config,
                            hello_limiter=RateLimiter(self.clock, HELLO_RATE, HELLO_BURST),
-                           sync_limiter=RateLimiter(self.clock, SYNC_RATE, SYNC_BURST))
+                           sync_limiter=RateLimiter(self.clock, SYNC_RATE, SYNC_BURST),
+                           full_sync_limiter=RateLimiter(self.clock, FULL_SYNC_RATE,
+                                                         FULL_SYNC_BURST),
+                           drain=self.engine.drain_outbox)
         self.engine.dispatcher.observers.append(self._on_outcome)
         self.engine.on_tick.append(self._expire_join_waiters)
         self.engine.on_tick.append(lambda: gossip.on_tick(self.ctx))

@@ -1,7 +1,14 @@
 """Intent locks (seed Phase 3): announce, hold, commit, execute at most once, with no
-coordinator. A conflict between two pending intents on the same type and target is won by
-the lower initiator pubkey (`winner`), by the same rule on every node; an intent that
-arrives when ours has already committed loses, and we tell its initiator about ours.
+coordinator. One rule, applied the same way on every node:
+
+- between two pending intents on the same type and target, the lower initiator pubkey
+  wins (`winner`);
+- a committed intent (or one executed within `hive-intent-expire-seconds`) beats a
+  pending one whatever the keys. A member announces its commit (INTENT with
+  `committed: true`) and answers a late rival with it, so the rival yields.
+
+Both sides commit only if neither heard of the other within the hold (a partition, or
+delivery slower than the hold).
 """
 from __future__ import annotations
 
@@ -24,7 +31,7 @@ log = structlog.get_logger("hive.intents")
 
 KIND = "intent_lock"
 FUTURE_SKEW = 600
-MAX_LIVE_PER_INITIATOR = 20
+MAX_PER_INITIATOR = 20
 CLEANUP_AFTER = 3600
 
 
@@ -37,9 +44,13 @@ def _refuse(peer_id, msg, reason, **extra):
     log.info("intent.refused", peer_id=peer_id, msg=msg, reason=reason, **extra)
 
 
-def _intent_message(ctx, hive_id, intent) -> str:
-    return encode(MsgType.INTENT, {"intent": intent,
-                                   "sig": signing.sign(ctx.lightning, hive_id, "INTENT", intent)})
+def _holding(ctx, intent_type, target) -> list[dict]:
+    since = ctx.clock.now() - ctx.config().intent_expire_seconds
+    return store.holding(ctx.db.conn(), intent_type, target, since)
+
+
+def _intent_message(intent, sig, committed=False) -> str:
+    return encode(MsgType.INTENT, {"intent": intent, "sig": sig, "committed": committed})
 
 
 def _abort_message(ctx, hive_id, intent_id, reason) -> str:
@@ -49,8 +60,8 @@ def _abort_message(ctx, hive_id, intent_id, reason) -> str:
         "abort": abort, "sig": signing.sign(ctx.lightning, hive_id, "INTENT_ABORT", abort)})
 
 
-def _intent_of(row) -> dict:
-    return row["data"]["intent"]
+def _amount_fits(intent_type, amount) -> bool:
+    return (amount is not None) == (intent_type in NEEDS_AMOUNT)
 
 
 # -- hive-intent: announce ----------------------------------------------------------------
@@ -70,26 +81,20 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
     me = hive_store.member(ctx.db.conn(), ctx.node_id)
     if me is None or me["tier"] not in ms.ACTIVE_TIERS:
         raise RpcException("only an active member may announce intents", errors.NOT_ADMIN)
-    for row in store.live_for_target(ctx.db.conn(), intent_type, target):
-        if row["initiator"] == ctx.node_id:
-            raise errors.bad_param("target", f"our intent {row['intent_id']} on it is "
-                                   f"already {row['state']}")
-        if row["state"] != "pending" or winner(row["initiator"], ctx.node_id) != ctx.node_id:
-            raise errors.bad_param("target", f"held by {row['initiator']}'s intent "
-                                   f"{row['intent_id']} ({row['state']})")
+    # A target anyone already holds is not contested: preempting a pending rival late in
+    # its hold is how two members would both end up executing.
+    for row in _holding(ctx, intent_type, target):
+        who = "our" if row["initiator"] == ctx.node_id else f"{row['initiator']}'s"
+        raise errors.bad_param("target", f"held by {who} intent {row['intent_id']} "
+                               f"({row['state']})")
     intent = {"intent_id": secrets.token_hex(16), "intent_type": intent_type, "target": target,
               "initiator": ctx.node_id, "created_at": ctx.now(), "amount_sat": amount_sat}
-    msg = _intent_message(ctx, meta["hive_id"], intent)
-    with ctx.db.transaction():
-        ctx.dispatcher.create(KIND, intent["intent_id"],
-                              domain={k: intent[k] for k in ("intent_type", "target", "initiator")},
-                              data={"role": "local", "intent": intent},
-                              sends=[Send(p, msg) for p in connected_members(ctx)])
-        # Pending remote intents we beat are bound to lose: record it now.
-        for row in store.live_for_target(ctx.db.conn(), intent_type, target):
-            if row["initiator"] != ctx.node_id:
-                ctx.dispatcher.fire(KIND, row["intent_id"], "conflict_lost",
-                                    context={"lost_to": intent["intent_id"]})
+    sig = signing.sign(ctx.lightning, meta["hive_id"], "INTENT", intent)
+    msg = _intent_message(intent, sig)
+    ctx.dispatcher.create(KIND, intent["intent_id"],
+                          domain={k: intent[k] for k in ("intent_type", "target", "initiator")},
+                          data={"role": "local", "intent": intent, "sig": sig},
+                          sends=[Send(p, msg) for p in connected_members(ctx)])
     inst = ctx.dispatcher.load(KIND, intent["intent_id"])
     return {"intent_id": intent["intent_id"], "state": inst.state, "commits_at": inst.deadline}
 
@@ -101,51 +106,72 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
     if ok is None:
         return
     meta, _, msg = ok
-    intent = msg["intent"]
+    intent, committed = msg["intent"], msg["committed"]
     if intent["initiator"] != peer_id:
         return _refuse(peer_id, "INTENT", "initiator is not the sender")
+    if not _amount_fits(intent["intent_type"], intent["amount_sat"]):
+        return _refuse(peer_id, "INTENT", "amount_sat does not fit the intent type")
     now = ctx.now()
     if intent["created_at"] > now + FUTURE_SKEW:
         return _refuse(peer_id, "INTENT", "created in the future")
     if intent["created_at"] < now - ctx.config().intent_expire_seconds:
         return _refuse(peer_id, "INTENT", "stale")
-    if store.exists(ctx.db.conn(), intent["intent_id"]):
+    known = ctx.dispatcher.load(KIND, intent["intent_id"])
+    if known is not None:
+        if committed and known.data.get("role") == "remote" and \
+                known.data["intent"] == intent:
+            # The commit notice of an intent we know: a pending rival of ours yields.
+            return _yield_to(ctx, meta["hive_id"], intent, peer_id)
         return _refuse(peer_id, "INTENT", "already known (replay)")
-    if store.live_count_by(ctx.db.conn(), peer_id) >= MAX_LIVE_PER_INITIATOR:
-        return _refuse(peer_id, "INTENT", "too many live intents from this initiator")
+    if store.count_by(ctx.db.conn(), peer_id) >= MAX_PER_INITIATOR:
+        return _refuse(peer_id, "INTENT", "too many intents from this initiator")
     if not signing.verify(ctx.lightning, peer_id, meta["hive_id"], "INTENT", intent, msg["sig"]):
         return _refuse(peer_id, "INTENT", "not signed by its initiator")
-    rivals = [r for r in store.live_for_target(ctx.db.conn(), intent["intent_type"],
-                                               intent["target"])
-              if r["initiator"] == ctx.node_id]
+    ours = [r for r in _holding(ctx, intent["intent_type"], intent["target"])
+            if r["initiator"] == ctx.node_id]
     with ctx.db.transaction():
         ctx.dispatcher.create(KIND, intent["intent_id"], peer_id=peer_id,
                               domain={k: intent[k] for k in ("intent_type", "target", "initiator")},
-                              data={"role": "remote", "intent": intent})
-        for ours in rivals:
-            _resolve(ctx, meta["hive_id"], ours, intent, peer_id)
+                              data={"role": "remote", "intent": intent, "sig": msg["sig"]})
+        for row in ours:
+            _resolve(ctx, meta["hive_id"], row, intent, committed, peer_id)
 
 
-def _resolve(ctx, hive_id, ours, theirs, peer_id) -> None:
-    """Our live intent meets theirs on the same type and target."""
-    if ours["state"] == "pending" and winner(ctx.node_id, theirs["initiator"]) != ctx.node_id:
-        log.info("intent.conflict_lost", ours=ours["intent_id"], theirs=theirs["intent_id"],
-                 winner=theirs["initiator"])
-        abort = _abort_message(ctx, hive_id, ours["intent_id"], "lost the tie-break")
-        ctx.dispatcher.fire(KIND, ours["intent_id"], "conflict_lost", peer_id=peer_id,
-                            context={"lost_to": theirs["intent_id"]},
-                            sends=[Send(p, abort) for p in connected_members(ctx)])
+def _resolve(ctx, hive_id, ours, theirs, theirs_committed, peer_id) -> None:
+    """Our intent that holds the target meets theirs."""
+    if ours["state"] == "pending" and (
+            theirs_committed or winner(ctx.node_id, theirs["initiator"]) != ctx.node_id):
+        _abort_ours(ctx, hive_id, ours, theirs["intent_id"], peer_id)
         return
-    # We win: the tie-break if both are pending, or because ours already committed.
+    if ours["state"] != "pending" and theirs_committed:
+        # Both committed: neither heard of the other within the hold. Nothing can undo
+        # it now; say so loudly for the operator.
+        log.warning("intent.both_committed", ours=ours["intent_id"],
+                    theirs=theirs["intent_id"], target=theirs["target"])
+        return
     log.info("intent.conflict_won", ours=ours["intent_id"], theirs=theirs["intent_id"],
              our_state=ours["state"])
-    ctx.dispatcher.fire(KIND, theirs["intent_id"], "conflict_lost", peer_id=peer_id,
-                        context={"lost_to": ours["intent_id"]})
+    notice = []
     if ours["state"] != "pending":
-        # Tell its initiator about ours, so its own tie-break sees the conflict too.
-        with ctx.db.transaction() as conn:
-            outbox.add(conn, peer_id=peer_id, now=ctx.clock.now(),
-                       msg_hex=_intent_message(ctx, hive_id, _intent_of(ours)))
+        # A late rival: answer with our commit, so its initiator yields too.
+        notice = [Send(peer_id, _intent_message(ours["data"]["intent"], ours["data"]["sig"],
+                                                committed=True))]
+    ctx.dispatcher.fire(KIND, theirs["intent_id"], "conflict_lost", peer_id=peer_id,
+                        context={"lost_to": ours["intent_id"]}, sends=notice)
+
+
+def _abort_ours(ctx, hive_id, ours, lost_to, peer_id) -> None:
+    log.info("intent.conflict_lost", ours=ours["intent_id"], theirs=lost_to)
+    abort = _abort_message(ctx, hive_id, ours["intent_id"], "lost the tie-break")
+    ctx.dispatcher.fire(KIND, ours["intent_id"], "conflict_lost", peer_id=peer_id,
+                        context={"lost_to": lost_to},
+                        sends=[Send(p, abort) for p in connected_members(ctx)])
+
+
+def _yield_to(ctx, hive_id, theirs, peer_id) -> None:
+    for row in _holding(ctx, theirs["intent_type"], theirs["target"]):
+        if row["initiator"] == ctx.node_id and row["state"] == "pending":
+            _abort_ours(ctx, hive_id, row, theirs["intent_id"], peer_id)
 
 
 def on_intent_abort(ctx, peer_id: str, body: dict) -> None:
@@ -169,10 +195,21 @@ def on_intent_abort(ctx, peer_id: str, body: dict) -> None:
                         context={"reason": abort["reason"]})
 
 
-# -- the tick: execute committed local intents, clean up ------------------------------------
+# -- the tick: announce commits, execute, clean up ------------------------------------------
 def on_tick(ctx) -> None:
-    for row in store.in_state(ctx.db.conn(), "committed"):
-        if row["data"].get("role") == "local":
+    committed = [r for r in store.in_state(ctx.db.conn(), "committed")
+                 if r["data"].get("role") == "local"]
+    if committed:
+        peers = connected_members(ctx)
+        with ctx.db.transaction() as conn:
+            for row in committed:
+                notice = _intent_message(row["data"]["intent"], row["data"]["sig"],
+                                         committed=True)
+                for peer in peers:
+                    outbox.add(conn, peer_id=peer, msg_hex=notice, now=ctx.clock.now())
+        if ctx.drain is not None:
+            ctx.drain()          # the commit notices leave before anything is executed
+        for row in committed:
             execute(ctx, row["intent_id"])
     with ctx.db.transaction() as conn:
         removed = store.delete_finished(conn, ctx.clock.now() - CLEANUP_AFTER)
@@ -183,34 +220,54 @@ def on_tick(ctx) -> None:
 def execute(ctx, intent_id: str) -> None:
     """`executing` is committed before the executor runs: after a crash the intent is
     reconciled, never run twice."""
-    if not ctx.dispatcher.fire(KIND, intent_id, "start_execution").ok:
-        return
-    intent = ctx.dispatcher.load(KIND, intent_id).data["intent"]
+    inst = ctx.dispatcher.load(KIND, intent_id)
+    intent = inst.data["intent"]
+    executor = EXECUTORS[intent["intent_type"]]
     try:
-        result = EXECUTORS[intent["intent_type"]].execute(ctx, intent)
+        before = executor.before(ctx, intent)
     except ExecutionFailed as e:
-        ctx.dispatcher.fire(KIND, intent_id, "execution_failed",
-                            data_update={"failure": str(e)}, context={"error": str(e)})
+        before = {"unknown": str(e)}
+    if not ctx.dispatcher.fire(KIND, intent_id, "start_execution",
+                               data_update={"before": before}).ok:
+        return
+    try:
+        result = executor.execute(ctx, intent)
+    except ExecutionFailed as e:
+        _failed(ctx, intent_id, str(e))
+        return
+    except Exception as e:       # a bug in an executor: the intent must still end
+        log.error("intent.executor_fault", intent_id=intent_id, error=repr(e), exc_info=True)
+        _failed(ctx, intent_id, f"executor fault: {e!r}")
         return
     ctx.dispatcher.fire(KIND, intent_id, "execution_succeeded", data_update={"result": result},
                         context=result)
+
+
+def _failed(ctx, intent_id, why) -> None:
+    ctx.dispatcher.fire(KIND, intent_id, "execution_failed", data_update={"failure": why},
+                        context={"error": why})
 
 
 def reconcile(ctx) -> None:
     """At start: an intent found `executing` was interrupted by a crash. Ask its executor
     whether the effect exists; never run it again."""
     for row in store.in_state(ctx.db.conn(), "executing"):
-        intent = _intent_of(row)
-        found = EXECUTORS[intent["intent_type"]].effect_exists(ctx, intent)
+        intent = row["data"]["intent"]
+        try:
+            found = EXECUTORS[intent["intent_type"]].effect_exists(
+                ctx, intent, row["data"].get("before", {}))
+        except ExecutionFailed as e:
+            found, note = None, f" ({e})"
+        else:
+            note = ""
         if found:
             ctx.dispatcher.fire(KIND, row["intent_id"], "execution_succeeded",
                                 data_update={"result": {"reconciled": True}},
                                 context={"reconciled": "effect found"})
-        else:
-            why = "interrupted by a restart; " + ("effect not found" if found is False else
-                                                 "cannot tell whether it took effect")
-            ctx.dispatcher.fire(KIND, row["intent_id"], "execution_failed",
-                                data_update={"failure": why}, context={"reconciled": why})
+            continue
+        why = "interrupted by a restart; " + ("effect not found" if found is False else
+                                             "cannot tell whether it took effect") + note
+        _failed(ctx, row["intent_id"], why)
 
 
 def listing(ctx) -> dict:

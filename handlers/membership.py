@@ -35,8 +35,10 @@ def require_hive(ctx) -> dict:
 
 
 def active_members(conn) -> list[dict]:
-    """Members that count: not banned, not left."""
-    return [m for m in hive_store.members(conn) if m["tier"] in ACTIVE_TIERS]
+    """Members that count: not banned (by tier or in the ban list), not left."""
+    banned = hive_store.banned_ids(conn)
+    return [m for m in hive_store.members(conn)
+            if m["tier"] in ACTIVE_TIERS and m["peer_id"] not in banned]
 
 
 def sign_admission(ctx, hive_id: str, member: str, tier: str, ticket_id: str | None) -> dict:

@@ -65,6 +65,15 @@ def one_of(*values: str) -> Check:
     return check
 
 
+def flag(v):
+    """A boolean that may be absent (then false)."""
+    if v is None:
+        return False
+    if type(v) is not bool:
+        raise ValueError("expected true or false")
+    return v
+
+
 def optional(inner: Check) -> Check:
     def check(v):
         return None if v is None else inner(v)
@@ -150,7 +159,9 @@ INTENT_TYPES = ("channel_open", "rebalance", "ban_peer")
 INTENT = {"intent_id": hex_str(32), "intent_type": one_of(*INTENT_TYPES), "target": node_id,
           "initiator": node_id, "created_at": TIMESTAMP,
           "amount_sat": optional(integer(1, 21_000_000 * 100_000_000))}
-INTENT_MSG = {"intent": record(INTENT), "sig": zbase}
+# `committed` is not signed: only the initiator may send its INTENT (checked against the
+# BOLT 8 sender), so the flag is as authentic as the transport.
+INTENT_MSG = {"intent": record(INTENT), "sig": zbase, "committed": flag}
 ABORT = {"intent_id": hex_str(32), "initiator": node_id, "aborted_at": TIMESTAMP,
          "reason": text(64)}
 INTENT_ABORT_MSG = {"abort": record(ABORT), "sig": zbase}

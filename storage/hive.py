@@ -65,6 +65,10 @@ def is_banned(conn: sqlite3.Connection, peer_id: str) -> bool:
             (peer_id,)).fetchone() is not None
 
 
+def banned_ids(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT peer_id FROM hive_bans")}
+
+
 def add_ban(conn: sqlite3.Connection, *, peer_id: str, reason: str, now: float) -> None:
     conn.execute("INSERT OR REPLACE INTO hive_bans (peer_id, reason, banned_at) VALUES (?, ?, ?)",
                  (peer_id, reason, now))

@@ -17,15 +17,17 @@ def all_entries(conn: sqlite3.Connection) -> list[dict]:
 
 
 def put_if_newer(conn: sqlite3.Connection, state: dict, sig: str, now: float) -> bool:
-    """Store a member's state unless we hold the same or a newer version (checked by SQLite
-    in the same statement, so versions never go back)."""
+    """Store a member's state unless we hold the same or a newer one, in the total order
+    (version, timestamp, signature), checked by SQLite in the same statement: versions
+    never go back, and two different states of one version settle the same everywhere."""
     cur = conn.execute(
         """INSERT INTO hive_state (peer_id, version, timestamp, state_json, signature, updated_at)
            VALUES (?, ?, ?, ?, ?, ?)
            ON CONFLICT (peer_id) DO UPDATE SET version = excluded.version,
                timestamp = excluded.timestamp, state_json = excluded.state_json,
                signature = excluded.signature, updated_at = excluded.updated_at
-           WHERE excluded.version > hive_state.version""",
+           WHERE (excluded.version, excluded.timestamp, excluded.signature)
+                 > (hive_state.version, hive_state.timestamp, hive_state.signature)""",
         (state["peer_id"], state["version"], state["timestamp"],
          json.dumps(state, sort_keys=True), sig, now))
     return cur.rowcount == 1

@@ -17,18 +17,23 @@ def _rows(cursor) -> list[dict]:
     return out
 
 
-def live_for_target(conn: sqlite3.Connection, intent_type: str, target: str) -> list[dict]:
+def holding(conn: sqlite3.Connection, intent_type: str, target: str,
+            executed_since: float) -> list[dict]:
+    """Intents that hold the lock on a target: live ones, and ones executed since
+    `executed_since` (a target just acted on stays locked for a while)."""
     marks = ", ".join("?" for _ in LIVE)
     return _rows(conn.execute(
         f"""SELECT intent_id, intent_type, target, initiator, state, data FROM intent_locks
-            WHERE intent_type = ? AND target = ? AND state IN ({marks}) ORDER BY created_at""",
-        (intent_type, target, *LIVE)))
+            WHERE intent_type = ? AND target = ?
+              AND (state IN ({marks}) OR (state = 'executed' AND state_since >= ?))
+            ORDER BY created_at""", (intent_type, target, *LIVE, executed_since)))
 
 
-def live_count_by(conn: sqlite3.Connection, initiator: str) -> int:
-    marks = ", ".join("?" for _ in LIVE)
-    return conn.execute(f"SELECT COUNT(*) FROM intent_locks WHERE initiator = ? "
-                        f"AND state IN ({marks})", (initiator, *LIVE)).fetchone()[0]
+def count_by(conn: sqlite3.Connection, initiator: str) -> int:
+    """Every intent of one initiator that we still hold a row for (finished ones are kept
+    an hour), so a peer cannot cycle intents past a limit on live ones."""
+    return conn.execute("SELECT COUNT(*) FROM intent_locks WHERE initiator = ?",
+                        (initiator,)).fetchone()[0]
 
 
 def in_state(conn: sqlite3.Connection, state: str) -> list[dict]:

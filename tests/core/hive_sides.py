@@ -10,7 +10,8 @@ from handlers import config as cfg
 from handlers import inbound
 from handlers.context import Context
 from handlers.dispatch import Dispatcher
-from handlers.hive import HELLO_BURST, HELLO_RATE, SYNC_BURST, SYNC_RATE
+from handlers.hive import (FULL_SYNC_BURST, FULL_SYNC_RATE, HELLO_BURST, HELLO_RATE,
+                          SYNC_BURST, SYNC_RATE)
 from handlers.ratelimit import RateLimiter
 from storage import hive as hive_store
 from storage import machine_rows, outbox
@@ -67,7 +68,9 @@ class Side:
         self.ctx = Context(db=self.db, dispatcher=self.dispatcher, lightning=self.lightning,
                            clock=clock, config=lambda: self.config,
                            hello_limiter=RateLimiter(clock, HELLO_RATE, HELLO_BURST),
-                           sync_limiter=RateLimiter(clock, SYNC_RATE, SYNC_BURST))
+                           sync_limiter=RateLimiter(clock, SYNC_RATE, SYNC_BURST),
+                           full_sync_limiter=RateLimiter(clock, FULL_SYNC_RATE,
+                                                         FULL_SYNC_BURST))
 
     def receive(self, sender: "Side | str", msg_hex: str) -> None:
         peer = sender if isinstance(sender, str) else sender.node_id

@@ -200,9 +200,10 @@ def test_full_sync_takes_the_good_entries_and_not_the_forged(fleet):
     hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
     good_b = _signed_state(b, hive_id, version=3)
     good_c = _signed_state(c, hive_id, version=2)
-    forged = {"state": {**good_c["state"], "version": 9, "capacity_sat": 10**9},
-              "sig": signing.sign(b.lightning, hive_id, "STATE",
-                                  {**good_c["state"], "version": 9, "capacity_sat": 10**9})}
+    forged_state = {**good_c["state"], "peer_id": a.node_id, "version": 9,
+                    "capacity_sat": 10**9}
+    forged = {"state": forged_state,               # about a, signed by b
+              "sig": signing.sign(b.lightning, hive_id, "STATE", forged_state)}
     msg = encode(MsgType.FULL_SYNC, {"entries": [forged, good_b, good_c], "chunk": 0,
                                      "chunks": 1})
     with capture_logs() as logs:
@@ -212,6 +213,21 @@ def test_full_sync_takes_the_good_entries_and_not_the_forged(fleet):
     assert merged["refused"] == {"not signed by the member it describes": 1}
     assert hivemap.get(a.db.conn(), c.node_id)["state"]["version"] == 2
     assert hivemap.get(a.db.conn(), b.node_id)["state"]["version"] == 3
+    assert hivemap.get(a.db.conn(), a.node_id) is None
+
+
+def test_full_sync_work_is_bounded_by_the_hive_size(fleet):
+    a, b, c = fleet
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    entries = [_signed_state(b, hive_id, version=v) for v in range(1, 60)]   # b, 59 times
+    entries.append(_signed_state(c, hive_id, version=4))
+    a.lightning.calls.clear()
+    with capture_logs() as logs:
+        a.receive(b, encode(MsgType.FULL_SYNC, {"entries": entries, "chunk": 0, "chunks": 1}))
+    [merged] = [e for e in logs if e["event"] == "sync.merged"]
+    assert merged["taken"] == 1 and merged["refused"] == {"not a member, or listed twice": 59}
+    assert a.lightning.calls.count("checkmessage") == 1
+    assert hivemap.get(a.db.conn(), b.node_id) is None
 
 
 def test_state_hash_floods_are_rate_limited(fleet):
@@ -223,8 +239,10 @@ def test_state_hash_floods_are_rate_limited(fleet):
     with capture_logs() as logs:
         for _ in range(50):
             a.receive(b, msg)
-    assert sum(e["event"] == "sync.diverged" for e in logs) == SYNC_BURST
+    # one answer; the rest cost nothing: rate-limited, or the same hashes answered already
+    assert sum(e["event"] == "sync.diverged" for e in logs) == 1
     assert refusals(logs).count("rate limited") == 50 - SYNC_BURST
+    assert refusals(logs).count("already answered these hashes") == SYNC_BURST - 1
     assert "signmessage" not in a.lightning.calls and "checkmessage" not in a.lightning.calls
 
 
@@ -290,3 +308,39 @@ def test_topology_sums_the_fleet_capacity_per_target(fleet):
     assert t["peer_id"] == target and t["total_capacity_sat"] == 1_500_000
     assert sorted(t["members"]) == sorted([a.node_id, b.node_id])
     assert {m["peer_id"] for m in view["members"]} == {a.node_id, b.node_id}
+
+
+def test_two_states_of_one_version_settle_the_same_everywhere(fleet):
+    a, b, c = fleet
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    now = b.ctx.now()
+    early = _signed_state(b, hive_id, version=5, timestamp=now - 10)
+    late = _signed_state(b, hive_id, version=5, timestamp=now)
+    a.receive(b, encode(MsgType.GOSSIP, early))
+    c.receive(b, encode(MsgType.GOSSIP, late))
+    for side, other in ((a, late), (c, early)):
+        side.receive(b, encode(MsgType.FULL_SYNC, {"entries": [other], "chunk": 0, "chunks": 1}))
+    assert hivemap.get(a.db.conn(), b.node_id) == hivemap.get(c.db.conn(), b.node_id) == late
+
+
+def test_states_of_members_that_left_are_pruned(fleet):
+    a, b, c = fleet
+    for s in (a, b):
+        give_channel(s, node(70), 1_000_000)
+        gossip.on_tick(s.ctx)
+    pump(a, b, c)
+    assert hivemap.get(a.db.conn(), b.node_id) is not None
+    a.dispatcher.fire("member_tier", b.node_id, "leave")
+    gossip.on_tick(a.ctx)
+    assert hivemap.get(a.db.conn(), b.node_id) is None
+    assert hivemap.get(a.db.conn(), a.node_id) is not None
+
+
+def test_a_member_on_the_ban_list_no_longer_counts(fleet):
+    a, b, c = fleet
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    with a.db.transaction() as conn:
+        hive_store.add_ban(conn, peer_id=c.node_id, reason="test", now=0)
+    with capture_logs() as logs:
+        a.receive(b, encode(MsgType.GOSSIP, _signed_state(c, hive_id)))   # relayed by b
+    assert refusals(logs) == ["not a member"]

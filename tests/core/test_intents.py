@@ -7,7 +7,7 @@ from pyln.client import RpcException
 from structlog.testing import capture_logs
 
 from handlers import intents, signing
-from handlers.intents import MAX_LIVE_PER_INITIATOR
+from handlers.intents import MAX_PER_INITIATOR
 from handlers.wire import MsgType, decode, encode
 from hive_sides import Side, form_hive, pump
 from storage import hive as hive_store
@@ -121,31 +121,70 @@ def test_silence_commits_and_executes_once(make_fleet, clock):
     assert a.dispatcher.load("pending_action", iid).state == "awaiting_approval"
 
 
-def test_a_committed_intent_refuses_a_late_rival(make_fleet, clock):
+def test_a_committed_intent_makes_a_late_lower_key_rival_yield(make_fleet, clock):
     low, high = _ordered(make_fleet(["a", "b"]))
     ours = announce(high)
     high.outgoing(low)                           # low never hears of it in time
     clock.advance(high.config.intent_hold_seconds)
     high.dispatcher.fire_due()
     assert state(high, ours) == "committed"     # its execution waits for the next tick
-    late = announce(low)
-    low.receive(high, encode(MsgType.INTENT, {}))   # noise: refused as malformed
+    late = announce(low)                         # lower key, but late
     for msg in low.outgoing(high):
         high.receive(low, msg)
     assert state(high, late) == "aborted"        # refused: ours had committed
-    # and high told low about its intent, so low's own tie-break sees the conflict
-    [back] = high.outgoing(low)
-    assert decode(back)[0] == MsgType.INTENT
+    [back] = high.outgoing(low)                  # ... and answered with our commit
+    msg_type, body = decode(back)
+    assert msg_type == MsgType.INTENT and body["committed"] is True
+    low.receive(high, back)
+    assert state(low, late) == "aborted"         # low yields despite its lower key
+    settle([low, high], clock, high.config.intent_hold_seconds)
+    assert state(high, ours) == "executed" and state(low, late) == "aborted"
+    assert low.dispatcher.load("pending_action", late) is None
 
 
-def test_announce_refuses_a_target_another_member_holds(make_fleet, clock):
+def test_the_commit_notice_reaches_a_rival_that_had_missed_the_intent(make_fleet, clock):
     low, high = _ordered(make_fleet(["a", "b"]))
-    announce(low)
-    pump(low, high)
+    hold = high.config.intent_hold_seconds
+    ours = announce(high)
+    pump(low, high)                              # low knows high's pending intent
+    clock.advance(hold - 1)
     with pytest.raises(RpcException, match="target: held by"):
+        announce(low)                            # no late preemption by the lower key
+    clock.advance(1)
+    high.dispatcher.fire_due()
+    intents.on_tick(high.ctx)                    # commit notice, then execution
+    pump(low, high)
+    assert state(high, ours) == "executed"
+
+
+def test_a_commit_notice_of_a_known_intent_aborts_our_pending_rival(make_fleet, clock):
+    low, high = _ordered(make_fleet(["a", "b"]))
+    theirs = announce(high)
+    [first] = high.outgoing(low)
+    clock.advance(1)
+    ours = announce(low)
+    low.outgoing(high)                           # ours is lost on the way
+    low.receive(high, first)                     # high's intent arrives: we win by key
+    assert state(low, ours) == "pending"
+    clock.advance(high.config.intent_hold_seconds)
+    high.dispatcher.fire_due()
+    intents.on_tick(high.ctx)                    # high never heard of ours: it commits
+    for msg in high.outgoing(low):
+        low.receive(high, msg)                   # its commit notice: we yield
+    assert state(low, ours) == "aborted" and state(high, theirs) == "executed"
+
+
+def test_announce_refuses_a_target_anyone_holds(make_fleet, clock):
+    low, high = _ordered(make_fleet(["a", "b"]))
+    announce(high)
+    pump(low, high)
+    with pytest.raises(RpcException, match="target: held by 0.*'s intent .* \\(pending\\)"):
+        announce(low)                            # even with the lower key
+    with pytest.raises(RpcException, match="target: held by our intent .* \\(pending\\)"):
         announce(high)
-    with pytest.raises(RpcException, match="target: our intent .* already pending"):
-        announce(low)
+    settle([low, high], clock, high.config.intent_hold_seconds)
+    with pytest.raises(RpcException, match="target: held by our intent .* \\(executed\\)"):
+        announce(high)                           # a target just acted on stays locked
 
 
 @pytest.mark.parametrize("args,message", [
@@ -233,10 +272,12 @@ def test_bad_intents_are_refused_and_change_nothing(make_fleet, tmp_path, clock)
         a.receive(b, encode(MsgType.INTENT, good))                          # replay
         a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, created_at=stale)))
         a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, created_at=a.ctx.now() + 3600)))
+        a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, intent_type="channel_open")))
     assert refusals(logs) == [
         "sender is not a member", "sender is banned", "initiator is not the sender",
         "not signed by its initiator", "not signed by its initiator",
-        "already known (replay)", "stale", "created in the future"]
+        "already known (replay)", "stale", "created in the future",
+        "amount_sat does not fit the intent type"]
     assert store.listing(a.db.conn()) == before
     outsider.close()
 
@@ -273,8 +314,39 @@ def test_an_intent_flood_from_one_peer_is_bounded(make_fleet):
     a, b = make_fleet(["a", "b"])
     hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
     with capture_logs() as logs:
-        for i in range(MAX_LIVE_PER_INITIATOR + 10):
+        for i in range(MAX_PER_INITIATOR + 10):
             a.receive(b, encode(MsgType.INTENT, _intent(
                 b, hive_id, target="02" + "%064x" % (i + 1))))
-    assert len(store.listing(a.db.conn())) == MAX_LIVE_PER_INITIATOR
-    assert refusals(logs) == ["too many live intents from this initiator"] * 10
+    assert len(store.listing(a.db.conn())) == MAX_PER_INITIATOR
+    assert refusals(logs) == ["too many intents from this initiator"] * 10
+
+
+def test_losing_intents_do_not_slip_past_the_flood_bound(make_fleet, clock):
+    """Rivals that lose at once stop being live; they must still count."""
+    low, high = _ordered(make_fleet(["a", "b"]))
+    hive_id = hive_store.get_meta(low.db.conn())["hive_id"]
+    announce(low)
+    low.outgoing(high)
+    clock.advance(low.config.intent_hold_seconds)
+    low.dispatcher.fire_due()                    # ours committed: each rival gets an answer
+    low.lightning.calls.clear()
+    with capture_logs() as logs:
+        for _ in range(MAX_PER_INITIATOR + 30):
+            low.receive(high, encode(MsgType.INTENT, _intent(high, hive_id)))
+    assert len(store.listing(low.db.conn())) == 1 + MAX_PER_INITIATOR
+    assert refusals(logs).count("too many intents from this initiator") == 30
+    assert len(low.outgoing(high)) == MAX_PER_INITIATOR      # one answer per admitted rival
+    assert low.lightning.calls.count("signmessage") == 0     # our signature is reused
+
+
+def test_an_executor_fault_still_ends_the_intent(make_fleet, clock):
+    a, = make_fleet(["a"])
+    iid = intents.announce(a.ctx, "channel_open", TARGET, 100_000)["intent_id"]
+    clock.advance(a.config.intent_hold_seconds)
+    a.dispatcher.fire_due()
+    # this test's lightningd serves no fundchannel: the executor fails unexpectedly
+    with capture_logs() as logs:
+        intents.on_tick(a.ctx)
+    inst = a.dispatcher.load("intent_lock", iid)
+    assert inst.state == "failed" and inst.data["failure"].startswith("executor fault")
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["intent.executor_fault"]
