@@ -5,6 +5,7 @@ again after the plugin restarts."""
 import threading
 
 import pytest
+from pyln.client import RpcError
 
 from tests.standin.backend import HIVE_PLUGIN
 
@@ -33,21 +34,29 @@ def race_for(fleet, a, b, target):
     for n in (a, b):
         n.standin.data.add_funds(5_000_000)
         fleet.connect(n, target)
-    ids = {}
+    ids, refused = {}, {}
 
     def go(node):
-        ids[node.id] = node.rpc.call("hive-intent", {"type": "channel_open", "target": target.id,
-                                                     "amount_sat": 1_000_000})["intent_id"]
+        try:
+            ids[node.id] = node.rpc.call("hive-intent", {
+                "type": "channel_open", "target": target.id, "amount_sat": 1_000_000})["intent_id"]
+        except RpcError as e:      # the other's INTENT arrived first: the target is held
+            refused[node.id] = e.error["message"]
     threads = [threading.Thread(target=go, args=(n,)) for n in (a, b)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    winner, loser = (a, b) if a.id < b.id else (b, a)
+    assert all(m.startswith("target: held by") for m in refused.values()), refused
+    if len(ids) == 2:               # both announced before hearing of the other: the key decides
+        winner, loser = (a, b) if a.id < b.id else (b, a)
+        fleet.wait_for(lambda: intent_states(loser)[ids[loser.id]] == "aborted", timeout=10,
+                       what="the loser's intent to be aborted")
+    else:
+        [winner] = [n for n in (a, b) if n.id in ids]
+        loser = b if winner is a else a
     fleet.wait_for(lambda: intent_states(winner)[ids[winner.id]] == "executed", timeout=30,
                    what="the winner's intent to execute")
-    fleet.wait_for(lambda: intent_states(loser)[ids[loser.id]] == "aborted", timeout=10,
-                   what="the loser's intent to be aborted")
     opened = [c for c in target.rpc.listpeerchannels()["channels"]
               if c["peer_id"] in (a.id, b.id)]
     assert [c["peer_id"] for c in opened] == [winner.id]
