@@ -8,6 +8,8 @@ import json
 import sys
 import threading
 
+from pyln.client import RpcError
+
 from .backend import StandinFleet
 
 PLUGIN_PREFIX = "plugin-plugin.py"
@@ -102,8 +104,13 @@ def intent_race(demo):
         demo.fleet.connect(node, target)
 
     def announce(node):
-        ids[node.name] = node.rpc.call("hive-intent", {
-            "type": "channel_open", "target": target.id, "amount_sat": 1_000_000})["intent_id"]
+        try:
+            ids[node.name] = node.rpc.call("hive-intent", {
+                "type": "channel_open", "target": target.id,
+                "amount_sat": 1_000_000})["intent_id"]
+        except RpcError as e:     # the other's intent reached it first
+            ids[node.name] = None
+            print("  %s: refused: %s" % (node.name, e.error["message"]))
     threads = [threading.Thread(target=announce, args=(n,)) for n in (b, c)]
     for t in threads:
         t.start()
@@ -111,21 +118,25 @@ def intent_race(demo):
         t.join()
     print("  %s and %s both ran: lightning-cli hive-intent channel_open %s... 1000000"
           % (b.name, c.name, target.id[:12]))
-    winner = min((b, c), key=lambda n: n.id)
+    contenders = [n for n in (b, c) if ids[n.name]]
+    winner = min(contenders, key=lambda n: n.id)
 
     def done():
         states = {n.name: {i["intent_id"]: i["state"] for i in
                            n.rpc.call("hive-intents")["intents"]} for n in (b, c)}
         return states if states[winner.name][ids[winner.name]] == "executed" else None
     states = demo.fleet.wait_for(done, timeout=30, what="one intent to execute")
-    for n in (b, c):
-        print("  %s: its own intent %s; the other's %s" % (
+    for n in contenders:
+        others = [m for m in contenders if m is not n]
+        print("  %s: its own intent %s%s" % (
             n.name, states[n.name][ids[n.name]],
-            states[n.name][ids[({b, c} - {n}).pop().name]]))
+            "; the other's %s" % states[n.name][ids[others[0].name]] if others else ""))
     opened = [c2["peer_id"] for c2 in target.rpc.listpeerchannels()["channels"]]
-    print("  %s now has channels from: %s (the lower pubkey, %s, won the tie-break)"
+    why = "the lower pubkey won the tie-break" if len(contenders) == 2 else \
+        "the only one that could announce"
+    print("  %s now has channels from: %s (%s: %s)"
           % (target.name, ", ".join({n.id: n.name for n in (b, c)}.get(p, p[:8])
-                                    for p in opened), winner.name))
+                                    for p in opened), winner.name, why))
     if len(opened) != 1:
         raise RuntimeError("expected exactly one channel, got %d" % len(opened))
 
