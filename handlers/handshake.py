@@ -170,15 +170,25 @@ def on_hello(ctx, peer_id: str, body: dict) -> None:
 
 
 # -- joiner: CHALLENGE ----------------------------------------------------------------
+def _awaiting(ctx, peer_id, body, kind, trigger, msg, reason, scope=""):
+    """The session this message moves, if the machine's own rules let it move now (right
+    state, this peer, before the deadline); else the message is refused and None."""
+    token = _session_of(body)
+    if token is None:
+        return _refuse(peer_id, msg, "no session id")
+    session = scope + token
+    if not ctx.dispatcher.allows(kind, session, trigger, peer_id=peer_id):
+        return _refuse(peer_id, msg, reason, session=token)
+    return session, ctx.dispatcher.load(kind, session)
+
+
 def on_challenge(ctx, peer_id: str, body: dict) -> None:
-    session = _session_of(body)
-    if session is None:
-        return _refuse(peer_id, "CHALLENGE", "no session id")
     # Only a challenge to our own HELLO, from that admin, may make us sign.
-    if not ctx.dispatcher.allows(JOINER, session, "challenge_valid", peer_id=peer_id):
-        return _refuse(peer_id, "CHALLENGE", "no open session of ours awaits it",
-                       session=session)
-    inst = ctx.dispatcher.load(JOINER, session)
+    found = _awaiting(ctx, peer_id, body, JOINER, "challenge_valid", "CHALLENGE",
+                      "no open session of ours awaits it")
+    if found is None:
+        return
+    session, inst = found
     try:
         challenge = messages.parse(messages.CHALLENGE, body)
         if challenge["hive_id"] != inst.data["hive_id"]:
@@ -201,13 +211,12 @@ def on_challenge(ctx, peer_id: str, body: dict) -> None:
 
 # -- admin: ATTEST --------------------------------------------------------------------
 def on_attest(ctx, peer_id: str, body: dict) -> None:
-    token = _session_of(body)
-    if token is None:
-        return _refuse(peer_id, "ATTEST", "no session id")
-    session_id = f"{peer_id}:{token}"
-    if not ctx.dispatcher.allows(ADMIN, session_id, "attest_valid", peer_id=peer_id):
-        return _refuse(peer_id, "ATTEST", "no open session awaits it", session=token)
-    inst = ctx.dispatcher.load(ADMIN, session_id)
+    found = _awaiting(ctx, peer_id, body, ADMIN, "attest_valid", "ATTEST",
+                      "no open session awaits it", scope=f"{peer_id}:")
+    if found is None:
+        return
+    session_id, inst = found
+    token = inst.data["session"]
     meta = hive_store.get_meta(ctx.db.conn())
     problem = _attest_problem(ctx, peer_id, body, inst, meta)
     if problem:
@@ -257,13 +266,11 @@ def _attest_problem(ctx, peer_id, body, inst, meta) -> str | None:
 
 # -- joiner: WELCOME ------------------------------------------------------------------
 def on_welcome(ctx, peer_id: str, body: dict) -> None:
-    session = _session_of(body)
-    if session is None:
-        return _refuse(peer_id, "WELCOME", "no session id")
-    if not ctx.dispatcher.allows(JOINER, session, "welcome_valid", peer_id=peer_id):
-        return _refuse(peer_id, "WELCOME", "no session of ours sent ATTEST to this peer",
-                       session=session)
-    inst = ctx.dispatcher.load(JOINER, session)
+    found = _awaiting(ctx, peer_id, body, JOINER, "welcome_valid", "WELCOME",
+                      "no session of ours sent ATTEST to this peer")
+    if found is None:
+        return
+    session, inst = found
     try:
         welcome = messages.parse(messages.WELCOME, body)
         if hive_store.get_meta(ctx.db.conn()) is not None:

@@ -1,20 +1,16 @@
 """Lookups over intent locks (their machine columns live in `intent_locks`)."""
 from __future__ import annotations
 
-import json
 import sqlite3
+
+from storage.rows import decoded
 
 LIVE = ("pending", "committed", "executing")
 FINISHED = ("executed", "aborted", "expired", "failed")
 
 
 def _rows(cursor) -> list[dict]:
-    out = []
-    for r in cursor:
-        d = dict(r)
-        d["data"] = json.loads(d["data"])
-        out.append(d)
-    return out
+    return decoded(cursor, "data")
 
 
 def holding(conn: sqlite3.Connection, intent_type: str, target: str,

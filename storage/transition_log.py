@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from storage.rows import decoded
+
 
 def append(conn: sqlite3.Connection, *, at: float, kind: str, instance_id: str, trigger: str,
            source: str | None, dest: str, peer_id: str | None, context: dict) -> int:
@@ -28,9 +30,4 @@ def recent(conn: sqlite3.Connection, limit: int = 50) -> list[dict]:
 
 
 def _rows(cursor) -> list[dict]:
-    out = []
-    for r in cursor:
-        d = dict(r)
-        d["context"] = json.loads(d["context"])
-        out.append(d)
-    return out
+    return decoded(cursor, "context")
