@@ -18,6 +18,7 @@ from storage import outbox
 log = structlog.get_logger("hive.engine")
 
 MAX_SEND_ATTEMPTS = 8
+OUTBOX_KEEP_SECONDS = 86400      # sent or abandoned messages are kept a day, for inspection
 _STOP = object()
 
 
@@ -64,6 +65,8 @@ class Engine:
         self.dispatcher.fire_due()
         for fn in self.on_tick:
             fn()
+        with self.db.transaction() as conn:
+            outbox.prune_sent(conn, before=self.clock.now() - OUTBOX_KEEP_SECONDS)
 
     def drain_outbox(self) -> int:
         """Send what is due; a failed send is retried with backoff, then abandoned."""

@@ -63,3 +63,16 @@ def test_stop_is_prompt_and_refuses_later_work(db, clock, config):
     late = e.submit(lambda: "never")
     with pytest.raises(RuntimeError, match="shutting down"):
         late.result(timeout=1)
+
+
+def test_tick_prunes_old_sent_messages(engine, db, clock):
+    from handlers.engine import OUTBOX_KEEP_SECONDS
+    from storage import outbox
+    with db.transaction() as conn:
+        old = outbox.add(conn, peer_id="02aa", msg_hex="8001", now=clock.now())
+        outbox.mark_sent(conn, old, clock.now())
+        unsent = outbox.add(conn, peer_id="02aa", msg_hex="8003", now=clock.now())
+    clock.advance(OUTBOX_KEEP_SECONDS + 1)
+    engine.submit(engine.tick).result(timeout=5)
+    seqs = [r[0] for r in db.conn().execute("SELECT seq FROM outbox")]
+    assert seqs == [unsent]
