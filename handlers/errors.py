@@ -7,6 +7,7 @@ ALREADY_IN_HIVE = 2002
 NOT_ADMIN = 2003
 PEER_UNREACHABLE = 2004
 HANDSHAKE_BUSY = 2005
+TOO_MANY_INTENTS = 2006
 
 
 def bad_param(name: str, problem: str) -> RpcException:

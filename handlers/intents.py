@@ -31,7 +31,9 @@ log = structlog.get_logger("hive.intents")
 
 KIND = "intent_lock"
 FUTURE_SKEW = 600
-MAX_PER_INITIATOR = 20
+# A peer's intents we keep: live ones (its flood bound), and recent finished ones.
+MAX_LIVE_PER_INITIATOR = 20
+MAX_FINISHED_PER_INITIATOR = 100
 CLEANUP_AFTER = 3600
 
 
@@ -81,6 +83,14 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
     me = hive_store.member(ctx.db.conn(), ctx.node_id)
     if me is None or me["tier"] not in ms.ACTIVE_TIERS:
         raise RpcException("only an active member may announce intents", errors.NOT_ADMIN)
+    # Peers keep our intents live for up to intent_expire_seconds after they hear of them
+    # and refuse more than MAX_LIVE_PER_INITIATOR: never send one they would drop.
+    window = ctx.config().intent_expire_seconds + FUTURE_SKEW
+    recent = store.created_since_by(ctx.db.conn(), ctx.node_id, ctx.clock.now() - window)
+    if recent >= MAX_LIVE_PER_INITIATOR:
+        raise RpcException(f"this node announced {recent} intents in the last {window} s; "
+                           f"peers accept at most {MAX_LIVE_PER_INITIATOR} at a time",
+                           errors.TOO_MANY_INTENTS)
     # A target anyone already holds is not contested: preempting a pending rival late in
     # its hold is how two members would both end up executing.
     for row in _holding(ctx, intent_type, target):
@@ -123,13 +133,15 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
             # The commit notice of an intent we know: a pending rival of ours yields.
             return _yield_to(ctx, meta["hive_id"], intent, peer_id)
         return _refuse(peer_id, "INTENT", "already known (replay)")
-    if store.count_by(ctx.db.conn(), peer_id) >= MAX_PER_INITIATOR:
-        return _refuse(peer_id, "INTENT", "too many intents from this initiator")
+    if store.live_count_by(ctx.db.conn(), peer_id) >= MAX_LIVE_PER_INITIATOR:
+        return _refuse(peer_id, "INTENT", "too many live intents from this initiator")
     if not signing.verify(ctx.lightning, peer_id, meta["hive_id"], "INTENT", intent, msg["sig"]):
         return _refuse(peer_id, "INTENT", "not signed by its initiator")
     ours = [r for r in _holding(ctx, intent["intent_type"], intent["target"])
             if r["initiator"] == ctx.node_id]
-    with ctx.db.transaction():
+    with ctx.db.transaction() as conn:
+        # Rivals that lose at once stop being live: keep memory bounded all the same.
+        store.trim_finished(conn, peer_id, MAX_FINISHED_PER_INITIATOR)
         ctx.dispatcher.create(KIND, intent["intent_id"], peer_id=peer_id,
                               domain={k: intent[k] for k in ("intent_type", "target", "initiator")},
                               data={"role": "remote", "intent": intent, "sig": msg["sig"]})
@@ -170,8 +182,15 @@ def _abort_ours(ctx, hive_id, ours, lost_to, peer_id) -> None:
 
 def _yield_to(ctx, hive_id, theirs, peer_id) -> None:
     for row in _holding(ctx, theirs["intent_type"], theirs["target"]):
-        if row["initiator"] == ctx.node_id and row["state"] == "pending":
+        if row["initiator"] != ctx.node_id:
+            continue
+        if row["state"] == "pending":
             _abort_ours(ctx, hive_id, row, theirs["intent_id"], peer_id)
+        else:
+            # Their commit meets ours: neither heard of the other in time (a round trip
+            # longer than the hold). Nothing can undo it now; say so for the operator.
+            log.warning("intent.both_committed", ours=row["intent_id"],
+                        theirs=theirs["intent_id"], target=theirs["target"])
 
 
 def on_intent_abort(ctx, peer_id: str, body: dict) -> None:
@@ -211,8 +230,10 @@ def on_tick(ctx) -> None:
             ctx.drain()          # the commit notices leave before anything is executed
         for row in committed:
             execute(ctx, row["intent_id"])
+    now = ctx.clock.now()
     with ctx.db.transaction() as conn:
-        removed = store.delete_finished(conn, ctx.clock.now() - CLEANUP_AFTER)
+        removed = store.delete_finished(conn, finished_before=now - CLEANUP_AFTER,
+                                        created_before=now - ctx.config().intent_expire_seconds)
     if removed:
         log.info("intent.cleanup", removed=removed)
 

@@ -14,22 +14,37 @@ def _rows(cursor) -> list[dict]:
 
 
 def holding(conn: sqlite3.Connection, intent_type: str, target: str,
-            executed_since: float) -> list[dict]:
-    """Intents that hold the lock on a target: live ones, and ones executed since
-    `executed_since` (a target just acted on stays locked for a while)."""
+            created_since: float) -> list[dict]:
+    """Intents that hold the lock on a target: live ones, and executed ones created after
+    `created_since` (the window in which peers' copies of it are still live: they expire
+    when `created + expire <= now`)."""
     marks = ", ".join("?" for _ in LIVE)
     return _rows(conn.execute(
         f"""SELECT intent_id, intent_type, target, initiator, state, data FROM intent_locks
             WHERE intent_type = ? AND target = ?
-              AND (state IN ({marks}) OR (state = 'executed' AND state_since >= ?))
-            ORDER BY created_at""", (intent_type, target, *LIVE, executed_since)))
+              AND (state IN ({marks}) OR (state = 'executed' AND created_at > ?))
+            ORDER BY created_at""", (intent_type, target, *LIVE, created_since)))
 
 
-def count_by(conn: sqlite3.Connection, initiator: str) -> int:
-    """Every intent of one initiator that we still hold a row for (finished ones are kept
-    an hour), so a peer cannot cycle intents past a limit on live ones."""
-    return conn.execute("SELECT COUNT(*) FROM intent_locks WHERE initiator = ?",
-                        (initiator,)).fetchone()[0]
+def live_count_by(conn: sqlite3.Connection, initiator: str) -> int:
+    marks = ", ".join("?" for _ in LIVE)
+    return conn.execute(f"SELECT COUNT(*) FROM intent_locks WHERE initiator = ? "
+                        f"AND state IN ({marks})", (initiator, *LIVE)).fetchone()[0]
+
+
+def created_since_by(conn: sqlite3.Connection, initiator: str, since: float) -> int:
+    return conn.execute("SELECT COUNT(*) FROM intent_locks WHERE initiator = ? "
+                        "AND created_at >= ?", (initiator, since)).fetchone()[0]
+
+
+def trim_finished(conn: sqlite3.Connection, initiator: str, keep: int) -> int:
+    """Keep only the `keep` most recent finished intents of one initiator."""
+    marks = ", ".join("?" for _ in FINISHED)
+    return conn.execute(
+        f"""DELETE FROM intent_locks WHERE intent_id IN (
+                SELECT intent_id FROM intent_locks WHERE initiator = ? AND state IN ({marks})
+                ORDER BY state_since DESC LIMIT -1 OFFSET ?)""",
+        (initiator, *FINISHED, keep)).rowcount
 
 
 def in_state(conn: sqlite3.Connection, state: str) -> list[dict]:
@@ -49,8 +64,11 @@ def exists(conn: sqlite3.Connection, intent_id: str) -> bool:
                         (intent_id,)).fetchone() is not None
 
 
-def delete_finished(conn: sqlite3.Connection, before: float) -> int:
-    """Remove intents that ended before `before` (their transitions stay in the log)."""
+def delete_finished(conn: sqlite3.Connection, finished_before: float,
+                    created_before: float) -> int:
+    """Remove intents that ended before `finished_before` and no longer hold a lock (created
+    before `created_before`); their transitions stay in the log."""
     marks = ", ".join("?" for _ in FINISHED)
     return conn.execute(f"DELETE FROM intent_locks WHERE state IN ({marks}) "
-                        f"AND state_since < ?", (*FINISHED, before)).rowcount
+                        f"AND state_since < ? AND created_at < ?",
+                        (*FINISHED, finished_before, created_before)).rowcount

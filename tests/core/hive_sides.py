@@ -78,12 +78,16 @@ class Side:
 
     def outgoing(self, to: "Side") -> list[str]:
         """Take (and mark sent) every queued message for `to`."""
-        conn = self.db.conn()
-        rows = [r for r in outbox.due(conn, float("inf")) if r["peer_id"] == to.node_id]
-        with self.db.transaction() as c:
-            for r in rows:
-                outbox.mark_sent(c, r["seq"], 0.0)
-        return [r["msg_hex"] for r in rows]
+        taken = []
+        while True:
+            rows = [r for r in outbox.due(self.db.conn(), float("inf"), limit=10_000)
+                    if r["peer_id"] == to.node_id]
+            if not rows:
+                return taken
+            with self.db.transaction() as c:
+                for r in rows:
+                    outbox.mark_sent(c, r["seq"], 0.0)
+            taken += [r["msg_hex"] for r in rows]
 
     def snapshot(self) -> tuple:
         """Everything a refused message must leave unchanged."""

@@ -7,7 +7,7 @@ from pyln.client import RpcException
 from structlog.testing import capture_logs
 
 from handlers import intents, signing
-from handlers.intents import MAX_PER_INITIATOR
+from handlers.intents import MAX_FINISHED_PER_INITIATOR, MAX_LIVE_PER_INITIATOR
 from handlers.wire import MsgType, decode, encode
 from hive_sides import Side, form_hive, pump
 from storage import hive as hive_store
@@ -314,11 +314,25 @@ def test_an_intent_flood_from_one_peer_is_bounded(make_fleet):
     a, b = make_fleet(["a", "b"])
     hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
     with capture_logs() as logs:
-        for i in range(MAX_PER_INITIATOR + 10):
+        for i in range(MAX_LIVE_PER_INITIATOR + 10):
             a.receive(b, encode(MsgType.INTENT, _intent(
                 b, hive_id, target="02" + "%064x" % (i + 1))))
-    assert len(store.listing(a.db.conn())) == MAX_PER_INITIATOR
-    assert refusals(logs) == ["too many intents from this initiator"] * 10
+    assert len(store.listing(a.db.conn())) == MAX_LIVE_PER_INITIATOR
+    assert refusals(logs) == ["too many live intents from this initiator"] * 10
+
+
+def test_a_member_never_announces_more_than_its_peers_accept(make_fleet, clock):
+    a, b = make_fleet(["a", "b"])
+    for i in range(MAX_LIVE_PER_INITIATOR):
+        announce(a, target="02" + "%064x" % (i + 1))
+        settle([a, b], clock, 5)
+    with pytest.raises(RpcException, match="peers accept at most 20 at a time"):
+        announce(a, target="02" + "ff" * 32)
+    clock.advance(a.config.intent_expire_seconds + 600)
+    settle([a, b], clock, 0)
+    announce(a, target="02" + "ff" * 32)         # the window has passed
+    pump(a, b)
+    assert state(b, store.listing(a.db.conn())[-1]["intent_id"]) == "pending"
 
 
 def test_losing_intents_do_not_slip_past_the_flood_bound(make_fleet, clock):
@@ -330,13 +344,14 @@ def test_losing_intents_do_not_slip_past_the_flood_bound(make_fleet, clock):
     clock.advance(low.config.intent_hold_seconds)
     low.dispatcher.fire_due()                    # ours committed: each rival gets an answer
     low.lightning.calls.clear()
-    with capture_logs() as logs:
-        for _ in range(MAX_PER_INITIATOR + 30):
-            low.receive(high, encode(MsgType.INTENT, _intent(high, hive_id)))
-    assert len(store.listing(low.db.conn())) == 1 + MAX_PER_INITIATOR
-    assert refusals(logs).count("too many intents from this initiator") == 30
-    assert len(low.outgoing(high)) == MAX_PER_INITIATOR      # one answer per admitted rival
+    n = MAX_FINISHED_PER_INITIATOR + 50
+    for _ in range(n):
+        low.receive(high, encode(MsgType.INTENT, _intent(high, hive_id)))
+    # each rival lost at once; only the most recent finished ones are kept
+    assert len(store.listing(low.db.conn())) <= 1 + MAX_FINISHED_PER_INITIATOR + 1
+    assert len(low.outgoing(high)) == n                      # one answer per rival, no more
     assert low.lightning.calls.count("signmessage") == 0     # our signature is reused
+    assert low.lightning.calls.count("checkmessage") == n    # one check per message
 
 
 def test_an_executor_fault_still_ends_the_intent(make_fleet, clock):
@@ -350,3 +365,46 @@ def test_an_executor_fault_still_ends_the_intent(make_fleet, clock):
     inst = a.dispatcher.load("intent_lock", iid)
     assert inst.state == "failed" and inst.data["failure"].startswith("executor fault")
     assert [e["event"] for e in logs if e["log_level"] == "error"] == ["intent.executor_fault"]
+
+
+def test_the_lock_window_is_the_same_on_the_executor_and_its_peers(make_fleet, clock):
+    low, high = _ordered(make_fleet(["a", "b"]))
+    ours = announce(low)
+    pump(low, high)
+    settle([low, high], clock, low.config.intent_hold_seconds)
+    assert state(low, ours) == "executed"
+    clock.advance(low.config.intent_expire_seconds - low.config.intent_hold_seconds)
+    settle([low, high], clock, 0)             # high's copy of ours expires now...
+    assert state(high, ours) == "expired"
+    theirs = announce(high)                  # ... and so the target is free again
+    pump(low, high)
+    assert state(low, theirs) == "pending"   # not refused by low's executed intent
+
+
+def test_a_round_trip_longer_than_the_hold_lets_both_execute_and_is_logged(make_fleet, clock):
+    """The documented limit: no message is lost, but each arrives after the other's hold."""
+    low, high = _ordered(make_fleet(["a", "b"]))
+    hold = low.config.intent_hold_seconds
+    theirs = announce(high)
+    to_low = high.outgoing(low)
+    clock.advance(25)
+    ours = announce(low)
+    to_high = low.outgoing(high)
+    clock.advance(15)
+    for msg in to_low:
+        low.receive(high, msg)                # low wins on key and waits
+    clock.advance(hold - 40)
+    high.dispatcher.fire_due()
+    intents.on_tick(high.ctx)                 # high heard nothing: it commits and executes
+    notices = high.outgoing(low)
+    for msg in to_high:
+        high.receive(low, msg)                # low's intent reaches high after its commit
+    notices += high.outgoing(low)
+    clock.advance(25)
+    low.dispatcher.fire_due()
+    intents.on_tick(low.ctx)                  # low commits and executes too
+    with capture_logs() as logs:
+        for msg in notices:
+            low.receive(high, msg)
+    assert state(high, theirs) == "executed" and state(low, ours) == "executed"
+    assert "intent.both_committed" in [e["event"] for e in logs]
