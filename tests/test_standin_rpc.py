@@ -6,7 +6,7 @@ import threading
 import pytest
 from pyln.client import RpcError
 
-from tests.standin.backend import COMPANIONS
+from tests.standin.backend import COMPANIONS, wait_until
 
 
 @pytest.fixture
@@ -139,7 +139,9 @@ def test_rpc_served_while_a_call_hangs(one):
     got = {}
     t = threading.Thread(target=lambda: got.setdefault("r", _call_catching(one, "probe-hang")), daemon=True)
     t.start()
-    one.standin.wait_for_log("probe initialised")
+    host = one.standin.find_host("probe_plugin.py")
+    wait_until(lambda: "probe-hang" in host.requests_sent, 10, 0.01,
+               "the hanging call to reach the plugin")
     assert one.rpc.getinfo()["id"] == one.id
     assert t.is_alive()  # still waiting on the plugin
     one.kill_plugin("probe_plugin.py")
