@@ -124,7 +124,7 @@ def main(n: int = 10_000) -> None:
         for i in range(n // 10):
             disp.fire("intent_lock", f"i{i}", "start_execution")
         persist_fire = (time.perf_counter() - t0) / (n // 10)
-        db.conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.checkpoint()
         size = os.path.getsize(config.db_path)
         db.close()
     out("persisted (SQLite, WAL, one transaction per trigger incl. the transition log):\n")

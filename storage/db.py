@@ -107,6 +107,10 @@ class Database:
         else:
             self._local.after_commit.append(fn)
 
+    def checkpoint(self) -> None:
+        """Fold the WAL into the main file (so its size is the data's size)."""
+        self.conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

@@ -42,6 +42,10 @@ def prune_sent(conn: sqlite3.Connection, before: float) -> int:
                         (before,)).rowcount
 
 
+def total_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+
 def pending_count(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL "
                         "AND abandoned_at IS NULL").fetchone()[0]

@@ -490,12 +490,12 @@ def test_duplicated_challenge_and_welcome_are_refused(hive):
         joiner.receive(admin, challenge)          # again, after we attested
     assert refusals(logs) == ["no open session of ours awaits it"]
     assert "signmessage" not in joiner.lightning.calls
-    pump(admin, joiner)
+    for msg in joiner.outgoing(admin):
+        admin.receive(joiner, msg)
+    [welcome] = admin.outgoing(joiner)
+    joiner.receive(admin, welcome)
     assert joiner.dispatcher.load("handshake_joiner", session).state == "joined"
     before = joiner.snapshot()
-    welcome = admin.db.conn().execute(
-        "SELECT msg_hex FROM outbox WHERE peer_id = ? ORDER BY seq DESC LIMIT 1",
-        (joiner.node_id,)).fetchone()[0]
     with capture_logs() as logs:
         joiner.receive(admin, welcome)
     assert refusals(logs) == ["no session of ours sent ATTEST to this peer"]
@@ -535,9 +535,9 @@ def test_hive_fills_up_between_hello_and_attest(hive, sides):
               second.dispatcher.load("handshake_joiner", s2).state}
     assert states == {"joined", "attest_sent"}
     assert len(admin.members()) == 2
-    failed = [r for r in admin.db.conn().execute(
-        "SELECT data FROM handshake_sessions WHERE state = 'failed'")]
-    assert len(failed) == 1 and "hive is full" in failed[0][0]
+    late, sid = (joiner, s1) if joiner.node_id not in admin.members() else (second, s2)
+    failed = admin.dispatcher.load("handshake_admin", f"{late.node_id}:{sid}")
+    assert failed.state == "failed" and "hive is full" in failed.data["failure"]
 
 
 def test_welcome_lists_only_active_members(hive, sides):

@@ -12,6 +12,7 @@ from handlers.wire import MsgType, decode, encode
 from hive_sides import Side, form_hive, pump
 from storage import hive as hive_store
 from storage import intents as store
+from storage import transition_log
 
 TARGET = "03" + "5a" * 32
 
@@ -115,9 +116,8 @@ def test_silence_commits_and_executes_once(make_fleet, clock):
     settle([a, b], clock, 1)
     assert state(a, iid) == "executed" and state(b, iid) == "committed"
     settle([a, b], clock, 5)
-    log = a.db.conn().execute("SELECT COUNT(*) FROM transition_log WHERE instance_id = ? "
-                              "AND trigger = 'start_execution'", (iid,)).fetchone()[0]
-    assert log == 1
+    log = transition_log.for_instance(a.db.conn(), "intent_lock", iid)
+    assert [r["trigger"] for r in log].count("start_execution") == 1
     assert a.dispatcher.load("pending_action", iid).state == "awaiting_approval"
 
 
@@ -240,8 +240,7 @@ def test_finished_intents_older_than_an_hour_are_removed(make_fleet, clock):
     ids = {r["intent_id"] for r in store.listing(a.db.conn())}
     assert old not in ids and recent in ids
     # the evidence stays in the append-only transition log
-    assert a.db.conn().execute("SELECT COUNT(*) FROM transition_log WHERE instance_id = ?",
-                               (old,)).fetchone()[0] >= 3
+    assert len(transition_log.for_instance(a.db.conn(), "intent_lock", old)) >= 3
 
 
 # -- bad input ----------------------------------------------------------------------------
