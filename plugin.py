@@ -11,10 +11,10 @@ from pathlib import Path
 
 from pyln.client import Plugin
 
-from handlers import config as cfg
-from handlers import logs
+from handlers.frame import config as cfg
+from handlers.frame import logs
 from handlers import status as status_view
-from handlers.effects import ThreadLocalRpc
+from handlers.frame.effects import ThreadLocalRpc
 from handlers.hive import Hive, StartupError
 
 

@@ -17,10 +17,10 @@ import tracemalloc
 
 from transitions import Machine
 
-from handlers import config as cfg
-from handlers import logs
-from handlers.clock import ManualClock
-from handlers.dispatch import Dispatcher
+from handlers.frame import config as cfg
+from handlers.frame import logs
+from handlers.frame.clock import ManualClock
+from handlers.frame.dispatch import Dispatcher
 from machines import SPECS
 from machines.guards import GUARDS
 from machines.runtime import Instance, runtime_for

@@ -1,4 +1,4 @@
 """What happens on each input: decode, authorize, validate, fire the trigger, queue
-side effects. Nothing here talks to lightningd except through `handlers.effects`."""
+side effects. Nothing here talks to lightningd except through `handlers.frame.effects`."""
 
 __version__ = "0.1.0"

@@ -9,13 +9,19 @@ from concurrent.futures import Future
 import structlog
 from pyln.client import RpcException
 
-from handlers import config as cfg
-from handlers import errors, gossip, handshake, inbound, intents, membership, wire
+from handlers.frame import config as cfg
+from handlers import router
+from handlers.frame import errors
+from handlers.hivemap import gossip
+from handlers.intents import locks as intents
+from handlers.membership import handshake
+from handlers.membership import members as membership
+from handlers.wire import framing as wire
 from handlers import status as status_view
-from handlers.clock import SystemClock
-from handlers.context import Context
-from handlers.engine import Engine
-from handlers.ratelimit import RateLimiter
+from handlers.frame.clock import SystemClock
+from handlers.frame.context import Context
+from handlers.frame.engine import Engine
+from handlers.frame.ratelimit import RateLimiter
 from storage.db import Database, SchemaTooNew
 
 log = structlog.get_logger("hive")
@@ -108,7 +114,7 @@ class Hive:
         if not self.message_limiter.allow(peer_id):
             log.info("wire.rate_limited", peer_id=peer_id)
             return
-        self.engine.submit(lambda: inbound.on_message(self.ctx, peer_id, payload))
+        self.engine.submit(lambda: router.on_message(self.ctx, peer_id, payload))
 
     def on_peer_connected(self, peer_id: str) -> None:
         """The `connect` notification: the peer is up; a member gets our fleet hash."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pyln.client import RpcException
 
 from handlers import __version__
-from handlers.errors import INVALID_PARAMS
+from handlers.frame.errors import INVALID_PARAMS
 from machines import SPECS
 from machines.diagram import mermaid
 from storage import machine_rows, outbox

@@ -4,9 +4,9 @@ import logging
 import pytest
 import structlog
 
-from handlers import config as cfg
-from handlers.clock import ManualClock
-from handlers.dispatch import Dispatcher
+from handlers.frame import config as cfg
+from handlers.frame.clock import ManualClock
+from handlers.frame.dispatch import Dispatcher
 from storage.db import Database
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from pyln.client import RpcError
 
-from handlers import config as cfg
-from handlers import inbound
-from handlers.context import Context
-from handlers.dispatch import Dispatcher
+from handlers.frame import config as cfg
+from handlers import router
+from handlers.frame.context import Context
+from handlers.frame.dispatch import Dispatcher
 from handlers.hive import (FULL_SYNC_BURST, FULL_SYNC_RATE, HELLO_BURST, HELLO_RATE,
                           SYNC_BURST, SYNC_RATE)
-from handlers.ratelimit import RateLimiter
+from handlers.frame.ratelimit import RateLimiter
 from storage import hive as hive_store
 from storage import machine_rows, outbox
 from storage.db import Database
@@ -74,7 +74,7 @@ class Side:
 
     def receive(self, sender: "Side | str", msg_hex: str) -> None:
         peer = sender if isinstance(sender, str) else sender.node_id
-        inbound.on_message(self.ctx, peer, msg_hex)
+        router.on_message(self.ctx, peer, msg_hex)
 
     def outgoing(self, to: "Side") -> list[str]:
         """Take (and mark sent) every queued message for `to`."""
@@ -120,7 +120,8 @@ def pump(*sides: Side, rounds: int = 10) -> None:
 
 def form_hive(admin: Side, *joiners: Side) -> None:
     """Genesis on `admin`, then each joiner joins with its own ticket; everyone connected."""
-    from handlers import handshake, membership
+    from handlers.membership import handshake
+    from handlers.membership import members as membership
     membership.genesis(admin.ctx, "fleet")
     for joiner in joiners:
         ticket = membership.invite(admin.ctx, None, None, None)["ticket"]

@@ -1,7 +1,7 @@
 """Option parsing and validation: init values, setconfig strings, joint rules."""
 import pytest
 
-from handlers import config as cfg
+from handlers.frame import config as cfg
 
 
 def test_defaults(tmp_path):

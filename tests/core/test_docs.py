@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from handlers.config import OPTIONS
+from handlers.frame.config import OPTIONS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

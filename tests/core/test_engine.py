@@ -5,7 +5,7 @@ import pytest
 from pyln.client import RpcException
 from structlog.testing import capture_logs
 
-from handlers.engine import Engine
+from handlers.frame.engine import Engine
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_stop_is_prompt_and_refuses_later_work(db, clock, config):
 
 
 def test_tick_prunes_old_sent_messages(engine, db, clock):
-    from handlers.engine import OUTBOX_KEEP_SECONDS
+    from handlers.frame.engine import OUTBOX_KEEP_SECONDS
     from storage import outbox
     with db.transaction() as conn:
         old = outbox.add(conn, peer_id="02aa", msg_hex="8001", now=clock.now())

@@ -7,10 +7,12 @@ import pytest
 from pyln.client import RpcException
 from structlog.testing import capture_logs
 
-from handlers import config as cfg
-from handlers import handshake, membership, signing
+from handlers.frame import config as cfg
+from handlers.membership import handshake
+from handlers.membership import members as membership
+from handlers.wire import signing
 from handlers.hive import HELLO_BURST, MESSAGE_BURST, Hive
-from handlers.wire import MsgType, decode, encode
+from handlers.wire.framing import MsgType, decode, encode
 from hive_sides import Side, pump
 from storage import hive as hive_store
 

@@ -5,10 +5,11 @@ import random
 import pytest
 from structlog.testing import capture_logs
 
-from handlers import gossip, messages, signing
+from handlers.hivemap import gossip
+from handlers.wire import messages, signing
 from handlers.hive import SYNC_BURST
-from handlers.hivemap_rules import chunk, fleet_hash, should_broadcast, summarize
-from handlers.wire import MAX_MESSAGE_BYTES, MsgType, decode, encode
+from handlers.hivemap.rules import chunk, fleet_hash, should_broadcast, summarize
+from handlers.wire.framing import MAX_MESSAGE_BYTES, MsgType, decode, encode
 from hive_sides import Side, form_hive, pump
 from storage import hive as hive_store
 from storage import hivemap

@@ -6,9 +6,10 @@ import pytest
 from pyln.client import RpcException
 from structlog.testing import capture_logs
 
-from handlers import intents, signing
-from handlers.intents import MAX_FINISHED_PER_INITIATOR, MAX_LIVE_PER_INITIATOR
-from handlers.wire import MsgType, decode, encode
+from handlers.intents import locks as intents
+from handlers.wire import signing
+from handlers.intents.locks import MAX_FINISHED_PER_INITIATOR, MAX_LIVE_PER_INITIATOR
+from handlers.wire.framing import MsgType, decode, encode
 from hive_sides import Side, form_hive, pump
 from storage import hive as hive_store
 from storage import intents as store

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import structlog
 
-from handlers import logs
-from handlers.dispatch import Dispatcher
+from handlers.frame import logs
+from handlers.frame.dispatch import Dispatcher
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,7 +50,7 @@ def test_warning_maps_to_warn_and_foreign_stdlib_records_are_rendered():
 
 
 def test_configured_logging_writes_nothing_to_stdout():
-    code = ("import structlog, logging; from handlers import logs; "
+    code = ("import structlog, logging; from handlers.frame import logs; "
             "logs.configure(lambda m, l: None); "
             "structlog.get_logger('x').info('hello', a=1); logging.getLogger('y').error('e')")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,

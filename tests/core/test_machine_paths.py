@@ -4,7 +4,7 @@ manual clock (no sleeps)."""
 import pytest
 from structlog.testing import capture_logs
 
-from handlers.dispatch import Dispatcher, Send
+from handlers.frame.dispatch import Dispatcher, Send
 from storage import outbox, transition_log
 from storage.db import Database
 

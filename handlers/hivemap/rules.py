@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import statistics
 
-from handlers.signing import canonical_json
-from handlers.wire import MAX_MESSAGE_BYTES
+from handlers.wire.signing import canonical_json
+from handlers.wire.framing import MAX_MESSAGE_BYTES
 
 MAX_EXTERNAL_PEERS = 200          # the largest channels' peers, to bound a state's size
 USABLE_STATES = ("CHANNELD_NORMAL", "CHANNELD_AWAITING_SPLICE")

@@ -14,11 +14,12 @@ import secrets
 import structlog
 from pyln.client import RpcError, RpcException
 
-from handlers import __version__, errors, messages, signing
-from handlers import membership as ms
-from handlers.authorize import from_member
-from handlers.dispatch import Send
-from handlers.wire import MsgType, WireError, encode
+from handlers import __version__
+from handlers.frame import errors
+from handlers.wire import messages, signing
+from handlers.membership import members as ms
+from handlers.frame.dispatch import Send
+from handlers.wire.framing import MsgType, WireError, encode
 from storage import hive as hive_store
 
 log = structlog.get_logger("hive.handshake")
@@ -320,12 +321,8 @@ def _check_welcome(ctx, admin: str, welcome: dict, data: dict) -> None:
 
 
 # -- member: MEMBER_ADDED -------------------------------------------------------------
-def on_member_added(ctx, peer_id: str, body: dict) -> None:
-    ok = from_member(ctx, peer_id, body, messages.MEMBER_ADDED,
-                     lambda why: _refuse(peer_id, "MEMBER_ADDED", why))
-    if ok is None:
-        return
-    meta, _, msg = ok
+def on_member_added(ctx, peer_id: str, msg: dict, auth) -> None:
+    meta = auth.meta
     conn = ctx.db.conn()
     admission = msg["admission"]
     if msg["hive_id"] != meta["hive_id"] or admission["hive_id"] != meta["hive_id"]:

@@ -10,9 +10,10 @@ import secrets
 
 from pyln.client import RpcException
 
-from handlers import errors, messages, signing
-from handlers.messages import INVITE_TIERS
-from handlers.wire import MAX_JSON_DEPTH, WireError, json_depth
+from handlers.frame import errors
+from handlers.wire import messages, signing
+from handlers.wire.messages import INVITE_TIERS
+from handlers.wire.framing import MAX_JSON_DEPTH, WireError, json_depth
 from storage import hive as hive_store
 
 TICKET_PREFIX = "HIVE1:"
@@ -39,6 +40,15 @@ def active_members(conn) -> list[dict]:
     banned = hive_store.banned_ids(conn)
     return [m for m in hive_store.members(conn)
             if m["tier"] in ACTIVE_TIERS and m["peer_id"] not in banned]
+
+
+def connected_members(ctx, members: set[str] | None = None) -> list[str]:
+    """Active members other than us that lightningd reports connected."""
+    if members is None:
+        members = {m["peer_id"] for m in active_members(ctx.db.conn())}
+    peers = ctx.lightning.call("listpeers", {}).get("peers", [])
+    return sorted(p["id"] for p in peers
+                  if p.get("connected") and p["id"] in members and p["id"] != ctx.node_id)
 
 
 def sign_admission(ctx, hive_id: str, member: str, tier: str, ticket_id: str | None) -> dict:

@@ -12,7 +12,7 @@ from typing import Callable
 import structlog
 from pyln.client import RpcError, RpcException
 
-from handlers.dispatch import Dispatcher
+from handlers.frame.dispatch import Dispatcher
 from storage import outbox
 
 log = structlog.get_logger("hive.engine")

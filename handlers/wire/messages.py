@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from handlers.wire import WireError
+from handlers.wire.framing import WireError
 
 _HEX = re.compile(r"[0-9a-f]*")
 _ZBASE = re.compile(r"[ybndrfg8ejkmcpqxot1uwisza345h769]{104}")

@@ -16,7 +16,7 @@ import json
 
 from pyln.client import RpcError
 
-from handlers.wire import PROTOCOL, VERSION
+from handlers.wire.framing import PROTOCOL, VERSION
 
 
 def canonical_json(obj) -> str:

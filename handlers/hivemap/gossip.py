@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import structlog
 
-from handlers import membership as ms
-from handlers import messages, signing
-from handlers.authorize import connected_members, from_member
-from handlers.hivemap_rules import chunk, fleet_hash, should_broadcast, summarize
-from handlers.wire import MsgType, encode
+from handlers.membership import members as ms
+from handlers.wire import messages, signing
+from handlers.hivemap.rules import chunk, fleet_hash, should_broadcast, summarize
+from handlers.wire.framing import MsgType, encode
 from storage import hive as hive_store
 from storage import hivemap, outbox
 
@@ -67,11 +66,11 @@ def on_tick(ctx) -> None:
                               status_event=ctx.timers.pop("status_event", False))
     connected = None
     if reason:
-        connected = connected_members(ctx, members)
+        connected = ms.connected_members(ctx, members)
         _broadcast(ctx, meta["hive_id"], summary, last, reason, connected)
     if now - ctx.timers.get("last_sync", 0.0) >= ctx.config().sync_interval:
         ctx.timers["last_sync"] = now
-        connected = connected if connected is not None else connected_members(ctx, members)
+        connected = connected if connected is not None else ms.connected_members(ctx, members)
         _queue(ctx, connected, _our_hash_message(ctx))
 
 
@@ -127,12 +126,8 @@ def accept_entry(ctx, entry: dict, *, live: bool, members: set[str], hive_id: st
     return None
 
 
-def on_gossip(ctx, peer_id: str, body: dict) -> None:
-    ok = from_member(ctx, peer_id, body, messages.GOSSIP,
-                     lambda why: _refuse(peer_id, "GOSSIP", why))
-    if ok is None:
-        return
-    meta, members, entry = ok
+def on_gossip(ctx, peer_id: str, entry: dict, auth) -> None:
+    meta, members = auth.meta, auth.members
     reason = accept_entry(ctx, entry, live=True, members=members, hive_id=meta["hive_id"])
     if reason:
         return _refuse(peer_id, "GOSSIP", reason, about=entry["state"]["peer_id"],
@@ -141,14 +136,9 @@ def on_gossip(ctx, peer_id: str, body: dict) -> None:
              version=entry["state"]["version"])
 
 
-def on_state_hash(ctx, peer_id: str, body: dict) -> None:
+def on_state_hash(ctx, peer_id: str, theirs: dict, auth) -> None:
     if not ctx.sync_limiter.allow(peer_id):
         return _refuse(peer_id, "STATE_HASH", "rate limited")
-    ok = from_member(ctx, peer_id, body, messages.STATE_HASH,
-                     lambda why: _refuse(peer_id, "STATE_HASH", why))
-    if ok is None:
-        return
-    theirs = ok[2]
     entries = hivemap.all_entries(ctx.db.conn())
     ours = fleet_hash(e["state"] for e in entries)
     if theirs["hash"] == ours:
@@ -173,14 +163,10 @@ def on_state_hash(ctx, peer_id: str, body: dict) -> None:
              entries=len(entries), chunks=len(chunks))
 
 
-def on_full_sync(ctx, peer_id: str, body: dict) -> None:
+def on_full_sync(ctx, peer_id: str, sync: dict, auth) -> None:
     if not ctx.full_sync_limiter.allow(peer_id):
         return _refuse(peer_id, "FULL_SYNC", "rate limited")
-    ok = from_member(ctx, peer_id, body, messages.FULL_SYNC,
-                     lambda why: _refuse(peer_id, "FULL_SYNC", why))
-    if ok is None:
-        return
-    meta, members, sync = ok
+    meta, members = auth.meta, auth.members
     # Only members' entries, and none for a member listed twice (an honest sender lists
     # each once): the work of a message is bounded by the size of the hive.
     seen: dict[str, int] = {}
@@ -202,7 +188,7 @@ def on_full_sync(ctx, peer_id: str, body: dict) -> None:
     if taken:
         # What we just learned may be news to our other peers: offer them our hash, so a
         # healed partition converges across members that are not directly connected.
-        others = [p for p in connected_members(ctx, members) if p != peer_id]
+        others = [p for p in ms.connected_members(ctx, members) if p != peer_id]
         _queue(ctx, others, _our_hash_message(ctx))
 
 

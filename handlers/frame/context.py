@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from handlers.dispatch import Dispatcher
-from handlers.ratelimit import RateLimiter
+from handlers.frame.dispatch import Dispatcher
+from handlers.frame.ratelimit import RateLimiter
 
 
 @dataclass

@@ -17,12 +17,12 @@ import secrets
 import structlog
 from pyln.client import RpcException
 
-from handlers import errors, messages, signing
-from handlers import membership as ms
-from handlers.authorize import connected_members, from_member
-from handlers.dispatch import Send
-from handlers.executors import EXECUTORS, NEEDS_AMOUNT, ExecutionFailed
-from handlers.wire import MsgType, encode
+from handlers.frame import errors
+from handlers.wire import messages, signing
+from handlers.membership import members as ms
+from handlers.frame.dispatch import Send
+from handlers.intents.executors import EXECUTORS, NEEDS_AMOUNT, ExecutionFailed
+from handlers.wire.framing import MsgType, encode
 from storage import hive as hive_store
 from storage import intents as store
 from storage import outbox
@@ -104,18 +104,14 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
     ctx.dispatcher.create(KIND, intent["intent_id"],
                           domain={k: intent[k] for k in ("intent_type", "target", "initiator")},
                           data={"role": "local", "intent": intent, "sig": sig},
-                          sends=[Send(p, msg) for p in connected_members(ctx)])
+                          sends=[Send(p, msg) for p in ms.connected_members(ctx)])
     inst = ctx.dispatcher.load(KIND, intent["intent_id"])
     return {"intent_id": intent["intent_id"], "state": inst.state, "commits_at": inst.deadline}
 
 
 # -- INTENT from a peer -------------------------------------------------------------------
-def on_intent(ctx, peer_id: str, body: dict) -> None:
-    ok = from_member(ctx, peer_id, body, messages.INTENT_MSG,
-                     lambda why: _refuse(peer_id, "INTENT", why))
-    if ok is None:
-        return
-    meta, _, msg = ok
+def on_intent(ctx, peer_id: str, msg: dict, auth) -> None:
+    meta = auth.meta
     intent, committed = msg["intent"], msg["committed"]
     if intent["initiator"] != peer_id:
         return _refuse(peer_id, "INTENT", "initiator is not the sender")
@@ -177,7 +173,7 @@ def _abort_ours(ctx, hive_id, ours, lost_to, peer_id) -> None:
     abort = _abort_message(ctx, hive_id, ours["intent_id"], "lost the tie-break")
     ctx.dispatcher.fire(KIND, ours["intent_id"], "conflict_lost", peer_id=peer_id,
                         context={"lost_to": lost_to},
-                        sends=[Send(p, abort) for p in connected_members(ctx)])
+                        sends=[Send(p, abort) for p in ms.connected_members(ctx)])
 
 
 def _yield_to(ctx, hive_id, theirs, peer_id) -> None:
@@ -193,12 +189,8 @@ def _yield_to(ctx, hive_id, theirs, peer_id) -> None:
                         theirs=theirs["intent_id"], target=theirs["target"])
 
 
-def on_intent_abort(ctx, peer_id: str, body: dict) -> None:
-    ok = from_member(ctx, peer_id, body, messages.INTENT_ABORT_MSG,
-                     lambda why: _refuse(peer_id, "INTENT_ABORT", why))
-    if ok is None:
-        return
-    meta, _, msg = ok
+def on_intent_abort(ctx, peer_id: str, msg: dict, auth) -> None:
+    meta = auth.meta
     abort = msg["abort"]
     if abort["initiator"] != peer_id:
         return _refuse(peer_id, "INTENT_ABORT", "initiator is not the sender")
@@ -219,7 +211,7 @@ def on_tick(ctx) -> None:
     committed = [r for r in store.in_state(ctx.db.conn(), "committed")
                  if r["data"].get("role") == "local"]
     if committed:
-        peers = connected_members(ctx)
+        peers = ms.connected_members(ctx)
         with ctx.db.transaction() as conn:
             for row in committed:
                 notice = _intent_message(row["data"]["intent"], row["data"]["sig"],

@@ -1,0 +1,98 @@
+"""Every incoming hive message: recognise it, authorize its sender, decode and parse it,
+then hand it to its wing's handler. The router sits above the wings it routes to.
+
+Messages between members (`Route.schema` set) are authorized before their payload is even
+decoded: this node is in a hive, the sender is an active member and not banned. Their
+handlers get the parsed body and what authorization established (`Authorized`).
+Handshake messages come from nodes that are not members yet; their handlers parse them.
+A refusal is logged under the family's name (`<family>.refused`) and dropped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import structlog
+
+from handlers.hivemap import gossip
+from handlers.intents import locks as intents
+from handlers.membership import handshake
+from handlers.membership import members as ms
+from handlers.wire import messages
+from handlers.wire.framing import MsgType, WireError, decode, peek
+from storage import hive as hive_store
+
+log = structlog.get_logger("hive.wire")
+
+
+@dataclass(frozen=True)
+class Authorized:
+    """What the router established before a member's message reached its handler."""
+    meta: dict              # the hive we are in (storage.hive.get_meta)
+    members: frozenset      # the active members' ids, the sender among them
+
+
+@dataclass(frozen=True)
+class Route:
+    handler: Callable
+    family: str                  # refusals are logged as `<family>.refused`
+    schema: dict | None = None   # set: a member's message, parsed and authorized here
+
+
+ROUTES = {
+    MsgType.HELLO: Route(handshake.on_hello, "handshake"),
+    MsgType.CHALLENGE: Route(handshake.on_challenge, "handshake"),
+    MsgType.ATTEST: Route(handshake.on_attest, "handshake"),
+    MsgType.WELCOME: Route(handshake.on_welcome, "handshake"),
+    MsgType.MEMBER_ADDED: Route(handshake.on_member_added, "handshake", messages.MEMBER_ADDED),
+    MsgType.GOSSIP: Route(gossip.on_gossip, "gossip", messages.GOSSIP),
+    MsgType.STATE_HASH: Route(gossip.on_state_hash, "gossip", messages.STATE_HASH),
+    MsgType.FULL_SYNC: Route(gossip.on_full_sync, "gossip", messages.FULL_SYNC),
+    MsgType.INTENT: Route(intents.on_intent, "intent", messages.INTENT_MSG),
+    MsgType.INTENT_ABORT: Route(intents.on_intent_abort, "intent", messages.INTENT_ABORT_MSG),
+}
+
+
+def authorize(ctx, peer_id: str) -> Authorized | str:
+    """The sender may send member messages; else the reason it may not."""
+    conn = ctx.db.conn()
+    meta = hive_store.get_meta(conn)
+    if meta is None:
+        return "this node is not in a hive"
+    if hive_store.is_banned(conn, peer_id):
+        return "sender is banned"
+    members = frozenset(m["peer_id"] for m in ms.active_members(conn))
+    if peer_id not in members:
+        return "sender is not a member"
+    return Authorized(meta, members)
+
+
+def on_message(ctx, peer_id: str, payload_hex: str) -> None:
+    msg_type = peek(payload_hex)
+    route = None if msg_type is None else ROUTES.get(MsgType(msg_type))
+    if route is None:
+        log.debug("wire.unhandled", peer_id=peer_id)
+        return
+    name = MsgType(msg_type).name
+
+    def refuse(reason: str) -> None:
+        log.info(f"{route.family}.refused", peer_id=peer_id, msg=name, reason=reason)
+
+    auth = None
+    if route.schema is not None:
+        auth = authorize(ctx, peer_id)     # before decoding: a stranger's payload costs nothing
+        if isinstance(auth, str):
+            return refuse(auth)
+    try:
+        _, body = decode(payload_hex)
+    except WireError as e:
+        log.info("wire.rejected", peer_id=peer_id, msg=name, reason=str(e))
+        return
+    if route.schema is None:
+        route.handler(ctx, peer_id, body)
+        return
+    try:
+        msg = messages.parse(route.schema, body)
+    except WireError as e:
+        return refuse(f"malformed: {e}")
+    route.handler(ctx, peer_id, msg, auth)
