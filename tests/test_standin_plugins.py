@@ -87,6 +87,19 @@ def test_good_raw_plugin_and_manifest_disable(standin_fleet, tmp_path):
     assert a.standin.faults == []
 
 
+def test_a_plugin_file_lightningd_cannot_execute_is_refused(standin_fleet, tmp_path):
+    # lightningd execs the file (its #! line picks the interpreter), so it needs the x bit.
+    path = write_raw_plugin(str(tmp_path), "noexec.py")
+    os.chmod(path, 0o644)
+    with pytest.raises(StartupError, match="error starting plugin '%s': opening pipe: Permission denied" % path):
+        standin_fleet.nodes(1, plugins=[PROBE_PLUGIN, path])
+    assert not any(h.alive for h in standin_fleet.all_nodes[0].hosts)
+    a = standin_fleet.nodes(1)[0]
+    with pytest.raises(RpcError, match="Permission denied"):
+        a.rpc.plugin_start(path)
+    assert a.standin.faults == []
+
+
 def test_runtime_plugin_start_rejects_bad_and_static_plugins(standin_fleet, tmp_path):
     a = standin_fleet.nodes(1)[0]
     static = write_raw_plugin(str(tmp_path), "static.py", dynamic=False)
@@ -180,6 +193,7 @@ def test_plugin_ignoring_shutdown_is_killed_after_timeout(standin_fleet, tmp_pat
     path.write_text(open(write_raw_plugin(str(tmp_path), "base.py", subscriptions=["shutdown"])).read().replace(
         'buf = b""', 'import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nbuf = b""') +
         "\nwhile True:\n    time.sleep(1)\n")
+    path.chmod(0o755)
     a = standin_fleet.nodes(1, plugins=[str(path)])[0]
     a.standin.expect_fault("plugin-lingered")
     times = a.stop(timeout=0.3)

@@ -44,7 +44,10 @@ class Lifecycle:
         """getmanifest to all, validate, then init to all (lightningd sends init to every
         plugin before waiting, so one plugin's init may call another's method)."""
         for h in hosts:
-            h.spawn()
+            try:
+                h.spawn()
+            except PermissionError as e:
+                raise StartupError(str(e))
         taken_opts = {o["name"] for h in self.hosts if h not in hosts and h.state in ("init", "active")
                       for o in h.manifest["options"]}
         taken_methods = self.all_method_names()

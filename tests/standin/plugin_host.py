@@ -64,6 +64,11 @@ class PluginHost:
         return self.proc.pid if self.proc else None
 
     def spawn(self):
+        if not os.access(self.path, os.X_OK):
+            # lightningd execs the file itself (its #! line picks the interpreter): no
+            # executable bit, no plugin.
+            self._exited.set()
+            raise PermissionError("error starting plugin '%s': opening pipe: Permission denied" % self.path)
         env = dict(os.environ, LIGHTNINGD_PLUGIN="1", LIGHTNINGD_VERSION=LIGHTNINGD_VERSION)
         # stderr is inherited by real plugins; keep it in a file so failures can quote it.
         self._stderr = open(os.path.join(self.node.network_dir, "stderr-%s.log" % self.name), "ab")

@@ -40,4 +40,5 @@ def write_raw_plugin(directory, name, manifest=None, init_result=None, responses
     path = os.path.join(directory, name)
     with open(path, "w") as f:
         f.write(_TEMPLATE % (json.dumps(m), json.dumps(init_result), json.dumps(responses or {})))
+    os.chmod(path, 0o755)   # lightningd executes plugin files
     return path
