@@ -1,6 +1,6 @@
 """cl-hive (the repo's plugin.py) running in a fleet: start, connect, status, restart, stop.
 
-Runs on real CLN when its binaries are on PATH, otherwise on the stand-in."""
+Each runs on the stand-in and, when `lightningd` is on PATH, on real lightningd."""
 import pytest
 
 STATUS_KEYS = {"version", "governance_mode", "db_path", "machines"}
@@ -45,10 +45,23 @@ def test_graceful_stop_ends_plugin_within_a_second(fleet):
     assert not a.standin.hosts[0].alive
 
 
+@pytest.mark.standin_only
+def test_a_tick_while_lightningd_refuses_rpc_before_shutdown_is_not_a_fault(fleet):
+    # lightningd refuses JSON-RPC before it sends `shutdown` (it stops connectd and the
+    # channel daemons in between); a tick calling lightningd then must not log an error
+    # (lightningd records it as BROKEN). The gap is held open long enough for ticks to fall in.
+    a = fleet.nodes(1, options={"hive-tick-seconds": 1})[0]
+    a.rpc.call("hive-genesis", {})             # a member: its tick reads channels and funds
+    a.stop(rpc_gap=2.5)
+    assert a.standin.faults == []
+    assert any("engine.lightningd_unreachable" in line.message for line in a.standin.logs)
+
+
 @pytest.mark.real_cln
 def test_lightningd_stop_is_clean(fleet):
     # Real CLN only: pyln-testing stops lightningd with its own `stop` command and fails
     # teardown on BROKEN log lines or a crash log, which the stand-in cannot show.
-    a = fleet.nodes(1)[0]
+    a = fleet.nodes(1, options={"hive-tick-seconds": 1})[0]
+    a.rpc.call("hive-genesis", {})             # so its ticks call lightningd, up to the end
     hive_status(a)
     a.stop()

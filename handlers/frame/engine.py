@@ -103,6 +103,11 @@ class Engine:
             except RpcException as e:   # the operator's bad input: answered, not a fault
                 log.info("engine.command_refused", error=e.message, code=e.code)
                 fut.set_exception(e)
+            except ConnectionError as e:
+                # lightningd refuses JSON-RPC while it shuts down, before it sends us
+                # `shutdown`: expected then, and the next tick retries otherwise.
+                log.info("engine.lightningd_unreachable", error=repr(e))
+                fut.set_exception(e)
             except Exception as e:  # a fault in one item must not stop the hive
                 log.error("engine.item_failed", error=repr(e), exc_info=True)
                 fut.set_exception(e)

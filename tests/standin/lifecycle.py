@@ -10,6 +10,7 @@ from .params import RpcFail
 from .plugin_host import PluginDied, PluginHost
 from .rpc_server import RpcServer
 
+SHUTDOWN_RPC_GAP = 0.15  # seconds between refusing JSON-RPC and the shutdown notification
 LINGER_GRACE = 2.0  # seconds a plugin gets to exit once its stdin is closed
 FEATURE_SET = {"init": "08a0800a8a59a1", "node": "88a0800a8a59a1", "channel": "", "invoice": "02000002024100",
                "bolt12_offer": "", "bolt12_invreq": "", "bolt12_invoice": "", "channel_type": ""}
@@ -197,12 +198,15 @@ class Lifecycle:
                 times[h.name] = h.exit_time - t0
         return times
 
-    def stop(self, timeout=None):
+    def stop(self, timeout=None, rpc_gap=SHUTDOWN_RPC_GAP):
         """Graceful stop as lightningd shuts down; returns {plugin: seconds to exit}."""
         if not self.running:
             return dict(self.stop_times)
         self.running = False
         self.server.stop_listening()  # plugins' RPC calls are refused from here on
+        # lightningd stops connectd and the channel daemons before it tells plugins: for that
+        # long a plugin still runs, and its RPC calls are refused.
+        time.sleep(rpc_gap)
         live = [h for h in self.hosts if h.alive]
         self.stop_times = self._shutdown_hosts(live, self.shutdown_timeout if timeout is None else timeout)
         if self.network is not None:
