@@ -1,10 +1,11 @@
-"""Fixtures for cl-hive's tests: one `fleet` API over real CLN (pyln-testing) or the stand-in.
-
-Real CLN is used when lightningd, bitcoind and bitcoin-cli are all on PATH (unless
-HIVE_TEST_BACKEND=standin); otherwise the stand-in in tests/standin runs the real plugin
-processes. Markers: `real_cln` (needs the real binaries), `standin_only` (needs chaos knobs,
-fake data or fault injection)."""
+"""Fixtures for cl-hive's tests: one `fleet` API over two backends, and every test that uses
+`fleet` runs on both: `[standin]` (tests/standin runs the real plugin processes) and
+`[lightningd]` (real Core Lightning through pyln-testing, on our own regtest chain in
+tests/chain; needs only `lightningd` on PATH, else these are skipped with the reason;
+HIVE_TEST_BACKEND=standin skips them too). Markers: `real_cln` (lightningd only),
+`standin_only` (needs chaos knobs, fake data or fault injection)."""
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -12,30 +13,68 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # so `tests.standin` imports from anywhere
 
-from tests.standin.backend import (PROBE_PLUGIN, RealFleet, StandinFleet,  # noqa: E402
-                                   missing_real_binaries, use_real_cln)
+from tests.lightningd_fleet import LightningdFleet, lightningd_missing  # noqa: E402
+from tests.standin.backend import PROBE_PLUGIN, StandinFleet  # noqa: E402
 
-USE_REAL_CLN = use_real_cln()
-if USE_REAL_CLN:
-    from pyln.testing.fixtures import *  # noqa: F401,F403,E402  (node_factory and friends)
+LIGHTNINGD_MISSING = lightningd_missing()
+if LIGHTNINGD_MISSING is None:
+    # Our build has no Rust plugins: without RUST=0 pyln-testing passes --grpc-port, which it refuses.
+    os.environ.setdefault("RUST", "0")
+    # pyln-testing's fixtures behind node_factory; not its autouse ones (they reset logging).
+    from pyln.testing.fixtures import (db_provider, directory, executor, node_cls,  # noqa: F401,E402
+                                       node_factory, teardown_checks, test_base_dir, test_name)
+
+    from tests.chain.pyln_bitcoind import RegtestBitcoind  # noqa: E402
+
+    @pytest.fixture
+    def bitcoind():
+        """Our regtest chain where pyln-testing expects bitcoind."""
+        chain = RegtestBitcoind()
+        yield chain
+        chain.stop()
+
+    @pytest.fixture
+    def jsonschemas():
+        return {}   # the schemas live in Core Lightning's source tree, not here
+
+BACKENDS = [pytest.param("standin"), pytest.param("lightningd", marks=pytest.mark.lightningd)]
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "real_cln: needs lightningd, bitcoind and bitcoin-cli on PATH")
+    config.addinivalue_line("markers", "real_cln: runs on real lightningd only")
     config.addinivalue_line("markers", "standin_only: needs the stand-in (chaos, fake data, fault injection)")
+    config.addinivalue_line("markers", "lightningd: this run is on real lightningd (set by the `fleet` fixture)")
     # Node logs go to the `standin` logger; pytest shows them when a test fails.
     logging.getLogger("standin").setLevel(logging.DEBUG)
 
 
+def _backend(item):
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("fleet") if callspec else None
+
+
 def pytest_collection_modifyitems(config, items):
-    missing = missing_real_binaries()
+    keep, dropped = [], []
     for item in items:
-        if "real_cln" in item.keywords and not USE_REAL_CLN:
-            why = ("real CLN binaries not on PATH: " + ", ".join(missing)) if missing else \
-                "HIVE_TEST_BACKEND=standin"
-            item.add_marker(pytest.mark.skip(reason=why))
-        if "standin_only" in item.keywords and USE_REAL_CLN:
-            item.add_marker(pytest.mark.skip(reason="stand-in only: runs against the stand-in, not real CLN"))
+        backend = _backend(item)
+        if (backend == "lightningd" and "standin_only" in item.keywords) or \
+                (backend == "standin" and "real_cln" in item.keywords):
+            dropped.append(item)          # a test for one backend is not run on the other
+            continue
+        if backend == "lightningd" and LIGHTNINGD_MISSING:
+            item.add_marker(pytest.mark.skip(reason="real lightningd: " + LIGHTNINGD_MISSING))
+        keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # pyln-testing's `directory` fixture keeps a failed test's node dirs when it sees rep_call.
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
 
 
 def _standin(fleet_kwargs):
@@ -48,11 +87,11 @@ def _standin(fleet_kwargs):
             pytest.fail("stand-in teardown found problems:\n  " + "\n  ".join(problems), pytrace=False)
 
 
-@pytest.fixture
+@pytest.fixture(params=BACKENDS)
 def fleet(request):
-    """Nodes running cl-hive (/work/main/plugin.py): `a, b = fleet.nodes(2)`."""
-    if USE_REAL_CLN:
-        yield RealFleet(request.getfixturevalue("node_factory"))
+    """Nodes running cl-hive (the repo's plugin.py): `a, b = fleet.nodes(2)`."""
+    if request.param == "lightningd":
+        yield LightningdFleet(request.getfixturevalue("node_factory"), request.getfixturevalue("bitcoind"))
     else:
         yield from _standin({})
 

@@ -1,5 +1,6 @@
 """Intent locks on a fleet of real plugin processes: two members announce a channel open
-to the same target at the same moment and exactly one opens it, also with delayed,
+to the same target at the same moment and exactly one opens it (a real channel on
+lightningd: funded, confirmed and announced), also with delayed,
 duplicated and reordered messages; an intent interrupted while executing is not run
 again after the plugin restarts."""
 import threading
@@ -32,7 +33,7 @@ def intent_states(node):
 
 def race_for(fleet, a, b, target):
     for n in (a, b):
-        n.standin.data.add_funds(5_000_000)
+        fleet.fund(n, 5_000_000)
         fleet.connect(n, target)
     ids, refused = {}, {}
 
@@ -60,10 +61,14 @@ def race_for(fleet, a, b, target):
     opened = [c for c in target.rpc.listpeerchannels()["channels"]
               if c["peer_id"] in (a.id, b.id)]
     assert [c["peer_id"] for c in opened] == [winner.id]
+    fleet.mine(6)                   # confirmed deep enough to be announced
+    fleet.wait_for(lambda: [c["state"] for c in target.rpc.listpeerchannels(winner.id)["channels"]] ==
+                   ["CHANNELD_NORMAL"], timeout=30, what="the channel to be usable")
+    fleet.wait_for(lambda: {c["destination"] for c in target.rpc.listchannels(source=winner.id)["channels"]} ==
+                   {target.id}, timeout=30, what="the channel to be announced")
     return winner, loser
 
 
-@pytest.mark.standin_only
 def test_two_members_race_for_one_target_and_exactly_one_opens(fleet):
     a, b = hive_of(fleet, 2)
     target = fleet.nodes(1, plugins=[])[0]

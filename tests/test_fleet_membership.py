@@ -1,5 +1,5 @@
 """Membership on a fleet of real plugin processes: genesis, invites, joins, agreement,
-persistence across a restart. Runs on real CLN when its binaries are on PATH."""
+persistence across a restart. Each runs on the stand-in and on real lightningd."""
 import pytest
 from pyln.client import RpcError
 
@@ -67,7 +67,6 @@ def test_hive_join_reports_the_state_when_the_admin_stays_silent(fleet):
     assert result["done"] is False and result["state"] == "hello_sent"
 
 
-@pytest.mark.standin_only
 def test_join_connects_to_the_admin_by_address(fleet):
     a, b = fleet.nodes(2)
     a.rpc.call("hive-genesis", {})
@@ -77,5 +76,5 @@ def test_join_connects_to_the_admin_by_address(fleet):
         b.rpc.call("hive-join", {"ticket": ticket, "address": "127.0.0.1:1"})
     assert err.value.error["message"].startswith("address: cannot connect to admin")
     result = b.rpc.call("hive-join", {"ticket": ticket,
-                                      "address": "127.0.0.1:%d" % a.standin.port})
+                                      "address": "127.0.0.1:%d" % a.port})
     assert result["state"] == "joined"

@@ -1,7 +1,6 @@
-"""One fleet API over two backends: the stand-in, or real CLN through pyln-testing."""
+"""The fleet API on the stand-in (tests/lightningd_fleet.py has the same API on real lightningd)."""
 import os
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -16,19 +15,9 @@ HIVE_PLUGIN = REPO_ROOT / "plugin.py"
 PROBE_PLUGIN = STANDIN_DIR / "probe_plugin.py"
 COMPANIONS = {"revenue_ops": STANDIN_DIR / "companions" / "revenue_ops.py",
               "clboss": STANDIN_DIR / "companions" / "clboss.py"}
-REAL_BINARIES = ("lightningd", "bitcoind", "bitcoin-cli")
 
 
-def missing_real_binaries():
-    return [b for b in REAL_BINARIES if shutil.which(b) is None]
-
-
-def use_real_cln() -> bool:
-    """Real CLN when all binaries are on PATH, unless HIVE_TEST_BACKEND=standin."""
-    return os.environ.get("HIVE_TEST_BACKEND", "auto") != "standin" and not missing_real_binaries()
-
-
-def _plugin_list(plugins, companions, default):
+def plugin_list(plugins, companions, default):
     paths = [str(p) for p in (plugins if plugins is not None else [default])]
     for c in companions or ():
         if c not in COMPANIONS:
@@ -37,7 +26,7 @@ def _plugin_list(plugins, companions, default):
     return paths
 
 
-def _per_node(options, n):
+def per_node(options, n):
     if isinstance(options, list):
         if len(options) != n:
             raise ValueError("%d option dicts for %d nodes" % (len(options), n))
@@ -77,9 +66,9 @@ class StandinFleet:
     def nodes(self, n, options=None, companions=(), plugins=None, start=True):
         """n new nodes, each running cl-hive (or `plugins`) plus the named companions."""
         made = []
-        for opts in _per_node(options, n):
+        for opts in per_node(options, n):
             name = "l%d" % (len(self.all_nodes) + 1)
-            node = Node(name, self.base_dir, plugins=_plugin_list(plugins, companions, self.plugin), options=opts,
+            node = Node(name, self.base_dir, plugins=plugin_list(plugins, companions, self.plugin), options=opts,
                         seed="%s:%s" % (self.seed, name), startup_timeout=self.startup_timeout,
                         shutdown_timeout=self.shutdown_timeout)
             self.network.add_node(node)
@@ -117,6 +106,13 @@ class StandinFleet:
     def disconnect(self, a, b):
         self.network.disconnect(a, b.id)
 
+    def fund(self, node, amount_sat):
+        """A confirmed output of amount_sat in node's wallet."""
+        return node.data.add_funds(amount_sat)["txid"]
+
+    def mine(self, n=1):
+        """The stand-in has no chain: its channels are usable (and announced) as soon as opened."""
+
     def check_faults(self):
         for node in self.all_nodes:
             node.check_faults()
@@ -142,79 +138,5 @@ class StandinFleet:
         return problems
 
 
-class RealNode:
-    """A pyln-testing LightningNode behind the same small API as the stand-in Node."""
-    standin = property(lambda self: _skip("node.standin (fake data, fault injection) needs the stand-in"))
-
-    def __init__(self, ln, name):
-        self.ln, self.name = ln, name
-        self.id = ln.info["id"]
-
-    @property
-    def rpc(self):
-        return self.ln.rpc
-
-    def start(self):
-        self.ln.start()
-
-    def stop(self):
-        self.ln.stop()
-        return {}  # per-plugin exit times are a stand-in measurement
-
-    def restart(self):
-        self.ln.restart()
-
-    def kill_plugin(self, name):
-        import psutil  # comes with pyln-testing
-        for child in psutil.Process(self.ln.daemon.proc.pid).children(recursive=True):
-            if any(os.path.basename(a) == name for a in child.cmdline()):
-                os.kill(child.pid, signal.SIGKILL)
-                return child.pid
-        raise KeyError("%s runs no plugin %r" % (self.name, name))
-
-    def wait_for_log(self, pattern, timeout=10.0, **_):
-        return self.ln.daemon.wait_for_log(pattern, timeout=timeout)
-
-
-def _skip(reason):
-    import pytest
-    pytest.skip("stand-in only: " + reason)
-
-
-class RealFleet:
-    kind = "real"
-    network = property(lambda self: _skip("fleet.network (chaos knobs) needs the stand-in"))
-
-    def __init__(self, node_factory, plugin=HIVE_PLUGIN):
-        self.node_factory, self.plugin = node_factory, plugin
-        self.all_nodes = []
-
-    def nodes(self, n, options=None, companions=(), plugins=None, start=True):
-        opts = []
-        for o in _per_node(options, n):
-            o["plugin"] = _plugin_list(plugins, companions, self.plugin)
-            o["start"] = start
-            opts.append(o)
-        made = [RealNode(ln, "l%d" % (len(self.all_nodes) + i + 1))
-                for i, ln in enumerate(self.node_factory.get_nodes(n, opts=opts))]
-        self.all_nodes += made
-        return made
-
-    def node(self, **kwargs):
-        return self.nodes(1, **kwargs)[0]
-
-    def connect(self, a, b):
-        return a.rpc.connect(b.id, "localhost", b.ln.port)
-
-    def disconnect(self, a, b):
-        a.rpc.disconnect(b.id, force=True)
-
-    def wait_for(self, cond, timeout=10.0, interval=0.05, what=None):
-        return wait_until(cond, timeout, interval, what)
-
-    def teardown(self):
-        return []  # node_factory's own teardown checks logs for BROKEN lines
-
-
-__all__ = ["StandinFleet", "RealFleet", "NodeFault", "HIVE_PLUGIN", "PROBE_PLUGIN", "COMPANIONS",
-           "missing_real_binaries", "use_real_cln"]
+__all__ = ["StandinFleet", "NodeFault", "HIVE_PLUGIN", "PROBE_PLUGIN", "COMPANIONS", "per_node", "plugin_list",
+           "wait_until"]

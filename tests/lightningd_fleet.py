@@ -1,0 +1,149 @@
+"""The fleet API on real lightningd: pyln-testing's NodeFactory starts the nodes, each on our
+regtest chain (tests/chain) through our Bitcoin backend plugin instead of bcli+bitcoind."""
+import os
+import shutil
+import signal
+import sys
+import threading
+
+from tests.chain.pyln_bitcoind import BACKEND_PLUGIN
+from tests.standin.backend import HIVE_PLUGIN, per_node, plugin_list, wait_until
+
+# The plugins run with the interpreter running the tests (it has their dependencies).
+PYTHON_BIN = os.path.dirname(sys.executable)
+
+
+def lightningd_missing():
+    """Why real-lightningd tests cannot run here, or None."""
+    if os.environ.get("HIVE_TEST_BACKEND", "auto") == "standin":
+        return "HIVE_TEST_BACKEND=standin"
+    if shutil.which("lightningd") is None:
+        return "lightningd not on PATH (build Core Lightning v26.06 and install it, see README)"
+    return None
+
+
+def _skip(reason):
+    import pytest
+    pytest.skip("stand-in only: " + reason)
+
+
+class RealNode:
+    """A pyln-testing LightningNode behind the same small API as the stand-in Node."""
+    standin = property(lambda self: _skip("node.standin (fake data, fault injection) needs the stand-in"))
+
+    def __init__(self, ln, name):
+        self.ln, self.name = ln, name
+
+    @property
+    def id(self):
+        return self.ln.info["id"]
+
+    @property
+    def rpc(self):
+        return self.ln.rpc
+
+    @property
+    def port(self):
+        return self.ln.port
+
+    def start(self):
+        self.ln.start()
+
+    def stop(self):
+        self.ln.stop()
+        return {}  # per-plugin exit times are a stand-in measurement
+
+    def restart(self):
+        self.ln.restart()
+
+    def kill_plugin(self, name):
+        import psutil  # comes with pyln-testing
+        for child in psutil.Process(self.ln.daemon.proc.pid).children(recursive=True):
+            if any(os.path.basename(a) == name for a in child.cmdline()):
+                os.kill(child.pid, signal.SIGKILL)
+                return child.pid
+        raise KeyError("%s runs no plugin %r" % (self.name, name))
+
+    def wait_for_log(self, pattern, timeout=10.0, **_):
+        return self.ln.daemon.wait_for_log(pattern, timeout=timeout)
+
+
+class LightningdFleet:
+    kind = "lightningd"
+    network = property(lambda self: _skip("fleet.network (chaos knobs) needs the stand-in"))
+
+    def __init__(self, node_factory, bitcoind, plugin=HIVE_PLUGIN):
+        self.node_factory, self.bitcoind, self.plugin = node_factory, bitcoind, plugin
+        self.chain = bitcoind.chain
+        self.all_nodes = []
+
+    def nodes(self, n, options=None, companions=(), plugins=None, start=True):
+        opts = []
+        for o in per_node(options, n):
+            o["plugin"] = [str(BACKEND_PLUGIN)] + plugin_list(plugins, companions, self.plugin)
+            o["disable-plugin"] = "bcli"
+            o["start"] = False
+            opts.append(o)
+        made = [RealNode(ln, "l%d" % (len(self.all_nodes) + i + 1))
+                for i, ln in enumerate(self.node_factory.get_nodes(n, opts=opts))]
+        for node in made:
+            node.ln.daemon.env["PATH"] = PYTHON_BIN + os.pathsep + node.ln.daemon.env.get("PATH", "")
+        if start:
+            _start_all(made)
+        self.all_nodes += made
+        return made
+
+    def node(self, **kwargs):
+        return self.nodes(1, **kwargs)[0]
+
+    def connect(self, a, b):
+        return a.rpc.connect(b.id, "localhost", b.ln.port)
+
+    def disconnect(self, a, b):
+        a.rpc.disconnect(b.id, force=True)
+
+    def wait_for(self, cond, timeout=10.0, interval=0.05, what=None):
+        return wait_until(cond, timeout, interval, what)
+
+    def fund(self, node, amount_sat):
+        """Pay amount_sat to node's wallet in a new block; returns when the wallet holds it."""
+        addr = node.rpc.newaddr()
+        txid = self.chain.fund(addr.get("bech32") or addr["p2tr"], amount_sat)
+        self.mine(1)
+        self.wait_for(lambda: any(o["txid"] == txid and o["status"] == "confirmed"
+                                  for o in node.rpc.listfunds()["outputs"]),
+                      timeout=30, what="%s's wallet to see its funds" % node.name)
+        return txid
+
+    def mine(self, n=1):
+        """Mine n blocks; returns when every running node has processed them."""
+        self.chain.mine(n)
+        height = self.chain.height
+        for node in self.all_nodes:
+            if node.ln.daemon.proc is not None and node.ln.daemon.proc.poll() is None:
+                self.wait_for(lambda: node.rpc.getinfo()["blockheight"] >= height, timeout=30,
+                              what="%s to reach height %d" % (node.name, height))
+
+    def teardown(self):
+        return []  # node_factory's own teardown checks logs for BROKEN lines
+
+
+def _start_all(nodes):
+    """Start lightningd nodes side by side; re-raise the first error."""
+    errors = []
+
+    def run(node):
+        try:
+            node.start()
+        except BaseException as e:  # handed to the caller below
+            errors.append(e)
+    threads = [threading.Thread(target=run, args=(n,), name="lightningd-start-" + n.name) for n in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+__all__ = ["LightningdFleet", "RealNode", "lightningd_missing"]
