@@ -1,9 +1,11 @@
 """The fleet API on real lightningd: pyln-testing's NodeFactory starts the nodes, each on our
 regtest chain (tests/chain) through our Bitcoin backend plugin instead of bcli+bitcoind."""
+import contextlib
 import os
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 
 from tests.chain.pyln_bitcoind import BACKEND_PLUGIN
@@ -46,6 +48,16 @@ class RealNode:
     def port(self):
         return self.ln.port
 
+    @property
+    def rpc_path(self):
+        return self.ln.rpc.socket_path
+
+    def plugin_log(self, plugin):
+        """The messages `plugin` (a file name) logged through lightningd, oldest first."""
+        self.ln.daemon.logs_catchup()
+        mark = " plugin-%s: " % plugin
+        return [line.split(mark, 1)[1] for line in self.ln.daemon.logs if mark in line]
+
     def start(self):
         self.ln.start()
 
@@ -72,8 +84,9 @@ class LightningdFleet:
     kind = "lightningd"
     network = property(lambda self: _skip("fleet.network (chaos knobs) needs the stand-in"))
 
-    def __init__(self, node_factory, bitcoind, plugin=HIVE_PLUGIN):
+    def __init__(self, node_factory, bitcoind, plugin=HIVE_PLUGIN, echo_logs=True):
         self.node_factory, self.bitcoind, self.plugin = node_factory, bitcoind, plugin
+        self.echo_logs = echo_logs       # lightningd's log also on stdout (pytest shows it on failure)
         self.chain = bitcoind.chain
         self.all_nodes = []
 
@@ -87,6 +100,8 @@ class LightningdFleet:
         made = [RealNode(ln, "l%d" % (len(self.all_nodes) + i + 1))
                 for i, ln in enumerate(self.node_factory.get_nodes(n, opts=opts))]
         for node in made:
+            if not self.echo_logs:
+                node.ln.daemon.opts["log-file"] = [f for f in node.ln.daemon.opts["log-file"] if f != "-"]
             node.ln.daemon.env["PATH"] = PYTHON_BIN + os.pathsep + node.ln.daemon.env.get("PATH", "")
         if start:
             _start_all(made)
@@ -128,6 +143,41 @@ class LightningdFleet:
         return []  # node_factory's own teardown checks logs for BROKEN lines
 
 
+@contextlib.contextmanager
+def standalone_fleet(seed_dir=None):
+    """A LightningdFleet outside pytest (the demo): yields (fleet, problems); on exit stops
+    every node and fills `problems` with what pyln-testing's teardown would fail a test on."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyln.testing.db import SqliteDbProvider
+    from pyln.testing.utils import LightningNode, NodeFactory
+
+    from tests.chain.pyln_bitcoind import RegtestBitcoind
+
+    os.environ.setdefault("RUST", "0")          # see tests/conftest.py
+    base = tempfile.mkdtemp(prefix="hive-ln-", dir=seed_dir)
+    bitcoind, executor = RegtestBitcoind(), ThreadPoolExecutor(max_workers=10)
+    db = SqliteDbProvider(base)
+    db.start()
+    factory = NodeFactory(None, "demo", bitcoind, executor, directory=base, db_provider=db,
+                          node_cls=LightningNode, jsonschemas={})
+    problems = []
+    try:
+        yield LightningdFleet(factory, bitcoind, echo_logs=False), problems
+    finally:
+        ok, errs = factory.killall([True] * len(factory.nodes))
+        problems += errs
+        for ln in factory.nodes:
+            ln.daemon.logs_catchup()
+            problems += [line for line in ln.daemon.logs if "**BROKEN**" in line]
+            ln.daemon.cleanup_files()
+        db.stop()
+        bitcoind.stop()
+        executor.shutdown(wait=False)
+        if not problems:
+            shutil.rmtree(base, ignore_errors=True)
+
+
 def _start_all(nodes):
     """Start lightningd nodes side by side; re-raise the first error."""
     errors = []
@@ -146,4 +196,4 @@ def _start_all(nodes):
         raise errors[0]
 
 
-__all__ = ["LightningdFleet", "RealNode", "lightningd_missing"]
+__all__ = ["LightningdFleet", "RealNode", "lightningd_missing", "standalone_fleet"]

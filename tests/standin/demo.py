@@ -1,18 +1,22 @@
-"""What an operator sees: three cl-hive nodes on the stand-in form a hive, agree on its
-members and on the HiveMap, race for one channel through intent locks, and stop.
+"""What an operator sees: three cl-hive nodes form a hive, agree on its members and on the
+HiveMap, race for one channel through intent locks, and stop. On real lightningd (on our
+regtest chain, tests/chain) when `lightningd` is on PATH, on the stand-in otherwise; the
+first line says which (HIVE_TEST_BACKEND=standin forces the stand-in).
 
 Run from the repo root:  python -m tests.standin.demo   (or `make demo`)
 Each step is a function in STEPS. Exits non-zero if any step fails or a node recorded a
-fault."""
+fault (on lightningd: a BROKEN log line)."""
 import json
+import shutil
 import sys
 import threading
 
 from pyln.client import RpcError
 
+from tests.lightningd_fleet import lightningd_missing, standalone_fleet
+
 from .backend import StandinFleet
 
-PLUGIN_PREFIX = "plugin-plugin.py"
 # Short intervals so the demo runs in seconds; the defaults suit a real fleet.
 OPTIONS = {"hive-tick-seconds": 1, "hive-sync-interval": 2, "hive-intent-hold-seconds": 5,
            "hive-intent-expire-seconds": 60}
@@ -74,10 +78,11 @@ def members_agree(demo):
 def topology_agrees(demo):
     a, b, c = demo.nodes
     for node, peer, sat in ((a, demo.target, 2_000_000), (b, c, 1_000_000)):
-        node.standin.data.add_funds(sat + 500_000)
+        demo.fleet.fund(node, sat + 500_000)
         demo.fleet.connect(node, peer)
         node.rpc.fundchannel(peer.id, sat)
         print("  %s opened a %d sat channel to %s" % (node.name, sat, peer.name))
+    demo.fleet.mine(6)          # confirmed and announced (the stand-in has no chain)
 
     def hashes():
         return {n.name: n.rpc.call("hive-topology") for n in demo.nodes}
@@ -100,7 +105,7 @@ def intent_race(demo):
     target = demo.fleet.nodes(1, plugins=[])[0]
     ids = {}
     for node in (b, c):
-        node.standin.data.add_funds(3_000_000)
+        demo.fleet.fund(node, 3_000_000)
         demo.fleet.connect(node, target)
 
     def announce(node):
@@ -153,12 +158,12 @@ def show_status(demo):
 
 def show_logs(demo):
     for node in demo.nodes:
-        lines = [l for l in node.logs if l.prefix == PLUGIN_PREFIX]
+        lines = node.plugin_log("plugin.py")
         moves = []
         for line in lines:
-            if '"event": "fsm.transition"' not in line.message:
+            if '"event": "fsm.transition"' not in line:
                 continue
-            e = json.loads(line.message)
+            e = json.loads(line)
             moves.append("%s %s: %s --%s--> %s" % (e["machine"], e["instance_id"][:10],
                                                    e["source"] or "(new)", e["trigger"],
                                                    e["dest"]))
@@ -170,9 +175,9 @@ def show_logs(demo):
 
 def stop_nodes(demo):
     for node in demo.nodes:
-        times = node.stop()
-        print("  %s stopped; plugin exit after shutdown: %s" % (
-            node.name, ", ".join("%s %.3fs" % kv for kv in sorted(times.items()))))
+        times = node.stop()     # per-plugin exit times are measured on the stand-in only
+        print("  %s stopped%s" % (node.name, "; plugin exit after shutdown: " + ", ".join(
+            "%s %.3fs" % kv for kv in sorted(times.items())) if times else ""))
 
 
 STEPS = [
@@ -195,18 +200,30 @@ class Demo:
         self.nodes = []
 
 
-def main() -> int:
-    fleet = StandinFleet(seed=1)
-    demo = Demo(fleet)
-    failed = None
+def run_steps(demo):
+    """Runs STEPS; returns why the first failing one failed, or None."""
     try:
         for i, (title, step) in enumerate(STEPS, 1):
             print("\n[%d/%d] %s" % (i, len(STEPS), title))
             step(demo)
     except Exception as e:  # a CLI: report which step failed and exit non-zero
-        failed = "%s: %s" % (type(e).__name__, e)
-    finally:
-        problems = fleet.teardown()
+        return "%s: %s" % (type(e).__name__, e)
+    return None
+
+
+def main() -> int:
+    missing = lightningd_missing()
+    if missing is None:
+        print("Backend: real lightningd (%s) on our regtest chain" % shutil.which("lightningd"))
+        with standalone_fleet() as (fleet, problems):
+            failed = run_steps(Demo(fleet))
+    else:
+        print("Backend: the stand-in (%s)" % missing)
+        fleet = StandinFleet(seed=1)
+        try:
+            failed = run_steps(Demo(fleet))
+        finally:
+            problems = fleet.teardown()
     for p in problems:
         print("PROBLEM: " + p)
     if failed:

@@ -52,6 +52,11 @@ class LogBook:
             self._cond.notify_all()
         _logger.debug("%s %s", self.name, line)
 
+    def plugin_log(self, plugin):
+        """The messages `plugin` (a file name) logged, oldest first (as on real lightningd)."""
+        with self._cond:
+            return [line.message for line in self.logs if line.prefix == "plugin-" + plugin]
+
     def add_fault(self, kind, plugin, message):
         f = Fault(kind, plugin, message)
         with self._cond:
