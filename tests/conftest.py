@@ -5,7 +5,6 @@ tests/chain; needs only `lightningd` on PATH, else these are skipped with the re
 HIVE_TEST_BACKEND=standin skips them too). Markers: `real_cln` (lightningd only),
 `standin_only` (needs chaos knobs, fake data or fault injection)."""
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -13,13 +12,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # so `tests.standin` imports from anywhere
 
-from tests.lightningd_fleet import LightningdFleet, lightningd_missing  # noqa: E402
+from tests.lightningd_fleet import LightningdFleet, lightningd_missing, pyln_environment  # noqa: E402
 from tests.standin.backend import PROBE_PLUGIN, StandinFleet  # noqa: E402
 
 LIGHTNINGD_MISSING = lightningd_missing()
 if LIGHTNINGD_MISSING is None:
-    # Our build has no Rust plugins: without RUST=0 pyln-testing passes --grpc-port, which it refuses.
-    os.environ.setdefault("RUST", "0")
+    pyln_environment()      # before pyln.testing reads it
     # pyln-testing's fixtures behind node_factory; not its autouse ones (they reset logging).
     from pyln.testing.fixtures import (db_provider, directory, executor, node_cls,  # noqa: F401,E402
                                        node_factory, teardown_checks, test_base_dir, test_name)

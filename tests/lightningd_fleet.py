@@ -24,6 +24,19 @@ def lightningd_missing():
     return None
 
 
+def rust_plugins_installed():
+    """pyln-testing gives each node a --grpc-port unless RUST=0; a build without the Rust
+    plugins (no cln-grpc) refuses that option."""
+    exe = os.path.realpath(shutil.which("lightningd"))
+    return os.path.exists(os.path.join(os.path.dirname(exe), "..", "libexec", "c-lightning", "plugins",
+                                       "cln-grpc"))
+
+
+def pyln_environment():
+    if not rust_plugins_installed():
+        os.environ.setdefault("RUST", "0")
+
+
 def _skip(reason):
     import pytest
     pytest.skip("stand-in only: " + reason)
@@ -154,7 +167,7 @@ def standalone_fleet(seed_dir=None):
 
     from tests.chain.pyln_bitcoind import RegtestBitcoind
 
-    os.environ.setdefault("RUST", "0")          # see tests/conftest.py
+    pyln_environment()
     base = tempfile.mkdtemp(prefix="hive-ln-", dir=seed_dir)
     bitcoind, executor = RegtestBitcoind(), ThreadPoolExecutor(max_workers=10)
     db = SqliteDbProvider(base)
