@@ -20,7 +20,7 @@ def lightningd_missing():
     if os.environ.get("HIVE_TEST_BACKEND", "auto") == "standin":
         return "HIVE_TEST_BACKEND=standin"
     if shutil.which("lightningd") is None:
-        return "lightningd not on PATH (build Core Lightning v26.06 and install it, see README)"
+        return "lightningd not on PATH (install Core Lightning v26.06 to run them)"
     return None
 
 

@@ -92,6 +92,7 @@ def test_an_intent_interrupted_while_executing_is_not_run_twice(fleet):
         a.standin.data.add_funds(3_000_000)
         fleet.connect(a, peer)
         a.rpc.fundchannel(peer.id, 1_000_000)
+    fleet.mine(1)                               # the channels lock in: rebalancing needs them open
     a.rpc.call("revenue-standin-mode", {"mode": "hang", "method": "revenue-rebalance"})
     iid = a.rpc.call("hive-intent", {"type": "rebalance", "target": x.id,
                                      "amount_sat": 50_000})["intent_id"]

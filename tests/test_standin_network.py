@@ -162,6 +162,7 @@ def test_fundchannel_and_channel_views(standin_fleet):
     assert e.value.error["code"] == 306
     res = a.rpc.fundchannel(b.id, 200_000, push_msat=1_000_000)
     assert set(res) >= {"tx", "txid", "outnum", "channel_id", "channel_type"}
+    standin_fleet.mine(6)                       # confirmed and announced
     ca, = a.rpc.listpeerchannels()["channels"]
     cb, = b.rpc.listpeerchannels()["channels"]
     assert ca["channel_id"] == cb["channel_id"] == res["channel_id"] and ca["state"] == "CHANNELD_NORMAL"

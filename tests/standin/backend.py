@@ -111,7 +111,8 @@ class StandinFleet:
         return node.data.add_funds(amount_sat)["txid"]
 
     def mine(self, n=1):
-        """The stand-in has no chain: its channels are usable (and announced) as soon as opened."""
+        """n blocks: funded channels lock in at the first, are announced at the sixth."""
+        self.network.mine(n)
 
     def check_faults(self):
         for node in self.all_nodes:

@@ -33,6 +33,9 @@ class Channel:
         self.channel_id = cid.hex()
         self.private = private
         self.state = state
+        self.number = 0                     # the scid's tx index
+        self.mined_at = None                # the funding transaction's block (fake data: at once)
+        self.announced = False              # public channels: at 6 confirmations
         self.fees = {n: {"base": 1000, "ppm": 10, "htlcmin": 0, "htlcmax": self.capacity_msat}
                      for n in self.ends}
 

@@ -16,7 +16,7 @@ def _peer_channel(node, c):
     f = c.fees[me]
     connected = node.peer_state(peer) == "connected"
     out = {
-        "peer_id": peer, "peer_connected": connected, "state": c.state, "short_channel_id": c.scid,
+        "peer_id": peer, "peer_connected": connected, "state": c.state,
         "channel_id": c.channel_id, "direction": c.direction(me),
         "opener": "local" if c.opener == me else "remote", "private": c.private,
         "funding_txid": c.funding_txid, "funding_outnum": c.funding_outnum,
@@ -29,6 +29,8 @@ def _peer_channel(node, c):
         "their_reserve_msat": reserve, "our_reserve_msat": reserve,
         "state_changes": [], "status": [], "htlcs": [],
     }
+    if c.scid is not None:          # none until the funding transaction confirms
+        out["short_channel_id"] = c.scid
     if connected and c.state == "CHANNELD_NORMAL":
         out["owner"] = "channeld"
     return out
@@ -50,7 +52,8 @@ def listfunds(node, params):
         chans = [{"peer_id": c.other(node.id), "our_amount_msat": c.balance[node.id], "amount_msat": c.capacity_msat,
                   "funding_txid": c.funding_txid, "funding_output": c.funding_outnum,
                   "connected": node.peer_state(c.other(node.id)) == "connected", "state": c.state,
-                  "channel_id": c.channel_id, "short_channel_id": c.scid} for c in node.data.channels]
+                  "channel_id": c.channel_id, **({"short_channel_id": c.scid} if c.scid else {})}
+                 for c in node.data.channels]
     return {"outputs": outs, "channels": chans}
 
 
@@ -83,9 +86,9 @@ def fundchannel(node, params):
         change = have - amount - fee
         if change > 0:
             data.add_funds(change)
-    chan = node.network.open_channel(node, peer, amount, a["push_msat"], announce=a["announce"])
+    chan = node.network.open_channel(node, peer, amount, a["push_msat"], announce=a["announce"], confirmed=False)
     return {"tx": "02000000" + chan.funding_txid * 2, "txid": chan.funding_txid, "outnum": chan.funding_outnum,
-            "channel_id": chan.channel_id, "channel_type": CHANNEL_TYPE, "mindepth": a["mindepth"] or 1}
+            "channel_id": chan.channel_id, "channel_type": CHANNEL_TYPE}
 
 
 def setchannel(node, params):
@@ -111,7 +114,7 @@ def setchannel(node, params):
                         "ignore_fee_limits": a["ignorefeelimits"], "minimum_htlc_out_msat": f["htlcmin"],
                         "maximum_htlc_out_msat": f["htlcmax"]})
     for c in chans:
-        if not c.private:
+        if c.announced:
             node.network.announce_channel(c)  # a channel_update reaches the others' graphs
     return {"channels": out}
 

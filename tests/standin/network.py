@@ -60,6 +60,8 @@ class Network:
         node.network = self
         node.port = next(self._ports)
         with self._lock:
+            if self.nodes:              # one chain: a new node starts at its tip
+                node.data.blockheight = max(n.data.blockheight for n in self.nodes.values())
             self.nodes[node.id] = node
             self._inboxes[node.id] = queue.Queue()
         self._start_thread(self._worker, "net-deliver-" + node.name, node.id)
@@ -172,29 +174,56 @@ class Network:
             self.disconnect(node, pid)
 
     # ---- channels and gossip -----------------------------------------
-    def open_channel(self, a, b_id, amount_sat, push_msat=0, announce=True):
+    def open_channel(self, a, b_id, amount_sat, push_msat=0, announce=True, confirmed=True):
+        """A channel from a to b. `confirmed` (fake data) makes it usable and announced at once;
+        otherwise (fundchannel) it awaits lockin like lightningd's, until `mine` confirms it."""
         b = self.nodes[b_id]
         n = next(self._chan_numbers)
-        chan = Channel(a.id, b.id, amount_sat, amount_sat * 1000 - push_msat, "%dx%dx0" % (a.data.blockheight, n),
-                       a.data.new_txid("funding"), 0, private=not announce)
+        chan = Channel(a.id, b.id, amount_sat, amount_sat * 1000 - push_msat, None,
+                       a.data.new_txid("funding"), 0, private=not announce, state="CHANNELD_AWAITING_LOCKIN")
+        chan.number = n
         with a.data.lock:
             a.data.channels.append(chan)
         with b.data.lock:
             b.data.channels.append(chan)
         b.notify("channel_opened", {"id": a.id, "funding_msat": amount_sat * 1000,
                                     "funding_txid": chan.funding_txid, "channel_ready": False})
+        if confirmed:
+            self._lock_in(chan, a.data.blockheight)
+            if announce:
+                self.announce_channel(chan)
+        return chan
+
+    def _lock_in(self, chan, mined_at):
+        a, b = self.nodes[chan.ends[0]], self.nodes[chan.ends[1]]
+        chan.scid, chan.state, chan.mined_at = "%dx%dx0" % (mined_at, chan.number), "CHANNELD_NORMAL", mined_at
         now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
         for node, other, cause in ((a, b.id, "user"), (b, a.id, "remote")):
             node.notify("channel_state_changed", {
                 "peer_id": other, "channel_id": chan.channel_id, "short_channel_id": chan.scid, "timestamp": now,
                 "old_state": "CHANNELD_AWAITING_LOCKIN", "new_state": "CHANNELD_NORMAL", "cause": cause,
                 "message": "Lockin complete"})
-        if announce:
-            self.announce_channel(chan)
-        return chan
+
+    def mine(self, n=1):
+        """n blocks on the shared chain: funding transactions confirm in the first (regtest's
+        mindepth is 1, as lightningd's), public channels are announced at 6 confirmations."""
+        with self._lock:
+            nodes = list(self.nodes.values())
+        chans = {id(c): c for node in nodes for c in node.data.channels}.values()
+        for _ in range(n):
+            for node in nodes:
+                with node.data.lock:
+                    node.data.blockheight += 1
+            height = max(node.data.blockheight for node in nodes)
+            for c in chans:
+                if c.state == "CHANNELD_AWAITING_LOCKIN":
+                    self._lock_in(c, height)
+                elif c.mined_at == height - 5 and not c.private:
+                    self.announce_channel(c)
 
     def announce_channel(self, chan):
         """Gossip reaches every node at once: the channel and both endpoints' announcements."""
+        chan.announced = True
         for node in list(self.nodes.values()):
             node.data.add_graph_channel(chan)
             for end in chan.ends:
