@@ -73,7 +73,9 @@ class RegtestBitcoind:
     canned_blocks = None
 
     def __init__(self):
-        self.server = ChainServer()
+        # A port pyln-testing will not also hand to a node (it reserves its nodes' ports).
+        from pyln.testing.utils import reserve_unused_port
+        self.server = ChainServer(port=reserve_unused_port())
         self.chain = self.server.chain
         self.rpc = ChainRpc(self.chain)
         self.rpcport = self.server.port
@@ -95,7 +97,9 @@ class RegtestBitcoind:
         pass
 
     def stop(self):
+        from pyln.testing.utils import drop_unused_port
         self.server.close()
+        drop_unused_port(self.server.port)
 
     def wait_height(self, nodes, timeout=WAIT):
         """Until every node has processed the chain's tip."""

@@ -76,9 +76,9 @@ class _Server(socketserver.ThreadingTCPServer):
 class ChainServer:
     """A Chain and the socket its nodes' backend plugins talk to."""
 
-    def __init__(self, chain=None):
+    def __init__(self, chain=None, port=0):
         self.chain = chain or Chain()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.chain = self.chain
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="chain-server", daemon=True)
