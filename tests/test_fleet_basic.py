@@ -3,6 +3,8 @@
 Each runs on the stand-in and, when `lightningd` is on PATH, on real lightningd."""
 import pytest
 
+from tests.standin.backend import PROBE_PLUGIN
+
 STATUS_KEYS = {"version", "governance_mode", "db_path", "machines"}
 
 
@@ -34,6 +36,21 @@ def test_with_companions(fleet):
     a = fleet.nodes(1, companions=["revenue_ops", "clboss"])[0]
     hive_status(a)
     assert a.rpc.call("revenue-status")["version"] == "1.4.0"
+
+
+def test_plugins_see_lightningds_peer_storage_message_from_each_new_peer(fleet):
+    # lightningd's chanbackup sends each new peer a `peer_storage` (type 7); it reaches the
+    # peer's plugins through the custommsg hook, so a plugin must ignore types it does not know.
+    a, b = fleet.nodes(2, plugins=[PROBE_PLUGIN])
+    fleet.connect(a, b)
+
+    def storage_from(node, peer):
+        return [m for m in node.rpc.call("probe-received")["custommsg_hook"]
+                if m["peer_id"] == peer.id and m["payload"].startswith("0007")]
+    fleet.wait_for(lambda: storage_from(a, b) and storage_from(b, a), timeout=10,
+                   what="a peer_storage message each way")
+    blob = bytes.fromhex(storage_from(b, a)[0]["payload"])
+    assert int.from_bytes(blob[2:4], "big") == len(blob) - 4   # u16 length, then the blob
 
 
 @pytest.mark.standin_only
