@@ -27,7 +27,7 @@ def call(chain, method, **params):
     return json.loads(json.dumps(BACKEND_METHODS[method](chain, **params)))  # as it crosses the wire
 
 
-def spend(chain, outpoint_txid_hex, vout, outputs, locktime=0, sequence=0xFFFFFFFF):
+def spend(outpoint_txid_hex, vout, outputs, locktime=0, sequence=0xFFFFFFFF):
     return Tx(2, [TxIn(bytes.fromhex(outpoint_txid_hex)[::-1], vout, sequence=sequence,
                        witness=[FAUCET_WITNESS_SCRIPT])], outputs, locktime)
 
@@ -73,19 +73,19 @@ def test_mempool_refuses_double_spends_missing_inputs_immature_coinbases_and_new
     txid = chain.fund(P2WPKH, 100_000)
     change = 1                                           # the faucet's change output
     value = chain.utxo(txid, change).value
-    first = spend(chain, txid, change, [TxOut(value - 500, FAUCET_SCRIPT)])
+    first = spend(txid, change, [TxOut(value - 500, FAUCET_SCRIPT)])
     assert chain.send(first.serialize()) == hash_hex(first.txid)
-    twin = spend(chain, txid, change, [TxOut(value - 900, FAUCET_SCRIPT)])
+    twin = spend(txid, change, [TxOut(value - 900, FAUCET_SCRIPT)])
     with pytest.raises(TxRejected, match="txn-mempool-conflict"):
         chain.send(twin.serialize())
     with pytest.raises(TxRejected, match="missingorspent"):
-        chain.send(spend(chain, "11" * 32, 0, [TxOut(1, FAUCET_SCRIPT)]).serialize())
+        chain.send(spend("11" * 32, 0, [TxOut(1, FAUCET_SCRIPT)]).serialize())
     with pytest.raises(TxRejected, match="belowout"):
-        chain.send(spend(chain, hash_hex(first.txid), 0, [TxOut(value, FAUCET_SCRIPT)]).serialize())
+        chain.send(spend(hash_hex(first.txid), 0, [TxOut(value, FAUCET_SCRIPT)]).serialize())
     young = hash_hex(chain.blocks[-1].txs[0].txid)       # the newest coinbase
     with pytest.raises(TxRejected, match="premature"):
-        chain.send(spend(chain, young, 0, [TxOut(1, FAUCET_SCRIPT)]).serialize())
-    late = spend(chain, hash_hex(first.txid), 0, [TxOut(1000, FAUCET_SCRIPT)], locktime=chain.height + 2,
+        chain.send(spend(young, 0, [TxOut(1, FAUCET_SCRIPT)]).serialize())
+    late = spend(hash_hex(first.txid), 0, [TxOut(1000, FAUCET_SCRIPT)], locktime=chain.height + 2,
                  sequence=0xFFFFFFFE)
     with pytest.raises(TxRejected, match="non-final"):
         chain.send(late.serialize())
@@ -107,9 +107,9 @@ def test_answers_have_the_shapes_lightningd_parses(chain):
     assert call(chain, "getrawblockbyheight", height=chain.height + 1) == {"blockhash": None, "block": None}
 
 
-def _plugin_exchange(port, requests):
+def _plugin_exchange(requests):
     proc = subprocess.Popen([sys.executable, str(BACKEND_PLUGIN)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    # lightningd writes objects back to back; split one across writes to exercise the parser.
+    # Back to back, no separator: the plugin must find where each object ends (as jsmn does).
     data = "".join(json.dumps(r) for r in requests).encode()
     out, _ = proc.communicate(data, timeout=30)
     dec, text, replies = json.JSONDecoder(), out.decode(), []
@@ -123,7 +123,7 @@ def _plugin_exchange(port, requests):
 def test_the_backend_plugin_forwards_lightningds_calls_to_the_chain_server():
     server = ChainServer()
     try:
-        replies = _plugin_exchange(server.port, [
+        replies = _plugin_exchange([
             {"jsonrpc": "2.0", "id": 1, "method": "getmanifest", "params": {}},
             {"jsonrpc": "2.0", "id": 2, "method": "init",
              "params": {"options": {"bitcoin-rpcport": str(server.port)}, "configuration": {}}},
@@ -143,7 +143,7 @@ def test_the_backend_plugin_forwards_lightningds_calls_to_the_chain_server():
 
 
 def test_the_backend_plugin_disables_itself_without_a_port():
-    replies = _plugin_exchange(0, [{"jsonrpc": "2.0", "id": 1, "method": "init",
+    replies = _plugin_exchange([{"jsonrpc": "2.0", "id": 1, "method": "init",
                                     "params": {"options": {}, "configuration": {}}}])
     assert "bitcoin-rpcport" in replies[1]["result"]["disable"]
     assert os.access(BACKEND_PLUGIN, os.X_OK)      # lightningd executes it directly

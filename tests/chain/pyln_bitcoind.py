@@ -3,7 +3,6 @@ our chain: `get_proxy()` (whose `rpcport` becomes each node's `--bitcoin-rpcport
 our backend plugin reads as the chain server's port, and whose `mock_rpc` sets fee
 estimates), `canned_blocks`, `generate_block`, and an `rpc` with the few bitcoind calls
 pyln-testing's helpers make."""
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -100,13 +99,3 @@ class RegtestBitcoind:
         from pyln.testing.utils import drop_unused_port
         self.server.close()
         drop_unused_port(self.server.port)
-
-    def wait_height(self, nodes, timeout=WAIT):
-        """Until every node has processed the chain's tip."""
-        deadline = time.monotonic() + timeout
-        want = self.chain.height
-        for node in nodes:
-            while node.rpc.getinfo()["blockheight"] < want:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("%s stuck below height %d" % (node.info["id"], want))
-                time.sleep(0.05)
