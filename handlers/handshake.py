@@ -171,15 +171,19 @@ def on_hello(ctx, peer_id: str, body: dict) -> None:
 
 # -- joiner: CHALLENGE ----------------------------------------------------------------
 def _awaiting(ctx, peer_id, body, kind, trigger, msg, reason, scope=""):
-    """The session this message moves, if the machine's own rules let it move now (right
-    state, this peer, before the deadline); else the message is refused and None."""
+    """(session, instance, now): the session this message moves, if the machine's own
+    rules let it move at `now`, the instant it arrived (right state, this peer, before the
+    deadline); else the message is refused and None. Every trigger the message then fires
+    is judged at that same `now`, so a deadline passing during the signature work cannot
+    turn an allowed move into a refused one."""
     token = _session_of(body)
     if token is None:
         return _refuse(peer_id, msg, "no session id")
     session = scope + token
-    if not ctx.dispatcher.allows(kind, session, trigger, peer_id=peer_id):
+    now = ctx.clock.now()
+    if not ctx.dispatcher.allows(kind, session, trigger, peer_id=peer_id, now=now):
         return _refuse(peer_id, msg, reason, session=token)
-    return session, ctx.dispatcher.load(kind, session)
+    return session, ctx.dispatcher.load(kind, session), now
 
 
 def on_challenge(ctx, peer_id: str, body: dict) -> None:
@@ -188,7 +192,7 @@ def on_challenge(ctx, peer_id: str, body: dict) -> None:
                       "no open session of ours awaits it")
     if found is None:
         return
-    session, inst = found
+    session, inst, now = found
     try:
         challenge = messages.parse(messages.CHALLENGE, body)
         if challenge["hive_id"] != inst.data["hive_id"]:
@@ -196,7 +200,7 @@ def on_challenge(ctx, peer_id: str, body: dict) -> None:
         if hive_store.get_meta(ctx.db.conn()) is not None:
             raise WireError("this node joined a hive meanwhile")
     except WireError as e:
-        ctx.dispatcher.fire(JOINER, session, "challenge_invalid", peer_id=peer_id,
+        ctx.dispatcher.fire(JOINER, session, "challenge_invalid", peer_id=peer_id, now=now,
                             data_update={"failure": f"CHALLENGE: {e}"})
         return
     manifest = {"session": session, "nonce": challenge["nonce"], "pubkey": ctx.node_id,
@@ -205,7 +209,7 @@ def on_challenge(ctx, peer_id: str, body: dict) -> None:
     attest = {k: manifest[k] for k in ("session", "nonce", "pubkey", "plugin_version",
                                        "features")}
     _must(ctx.dispatcher.fire(
-        JOINER, session, "challenge_valid", peer_id=peer_id,
+        JOINER, session, "challenge_valid", peer_id=peer_id, now=now,
         sends=[Send(peer_id, encode(MsgType.ATTEST, {**attest, "sig": sig}))]))
 
 
@@ -215,12 +219,12 @@ def on_attest(ctx, peer_id: str, body: dict) -> None:
                       "no open session awaits it", scope=f"{peer_id}:")
     if found is None:
         return
-    session_id, inst = found
+    session_id, inst, now = found
     token = inst.data["session"]
     meta = hive_store.get_meta(ctx.db.conn())
     problem = _attest_problem(ctx, peer_id, body, inst, meta)
     if problem:
-        ctx.dispatcher.fire(ADMIN, session_id, "attest_invalid", peer_id=peer_id,
+        ctx.dispatcher.fire(ADMIN, session_id, "attest_invalid", peer_id=peer_id, now=now,
                             data_update={"failure": problem})
         return
     hive_id = meta["hive_id"]
@@ -235,7 +239,7 @@ def on_attest(ctx, peer_id: str, body: dict) -> None:
             raise Invariant("ticket consumed while its session was open")
         ms.add_member(ctx, admission, peer_id=peer_id)
         _must(ctx.dispatcher.fire(
-            ADMIN, session_id, "attest_valid", peer_id=peer_id,
+            ADMIN, session_id, "attest_valid", peer_id=peer_id, now=now,
             sends=[Send(peer_id, encode(MsgType.WELCOME, welcome))]
             + [Send(m["peer_id"], announce) for m in active if m["peer_id"] != ctx.node_id]))
 
@@ -270,14 +274,14 @@ def on_welcome(ctx, peer_id: str, body: dict) -> None:
                       "no session of ours sent ATTEST to this peer")
     if found is None:
         return
-    session, inst = found
+    session, inst, now = found
     try:
         welcome = messages.parse(messages.WELCOME, body)
         if hive_store.get_meta(ctx.db.conn()) is not None:
             raise WireError("this node joined a hive meanwhile")
         _check_welcome(ctx, peer_id, welcome, inst.data)
     except WireError as e:
-        ctx.dispatcher.fire(JOINER, session, "welcome_invalid", peer_id=peer_id,
+        ctx.dispatcher.fire(JOINER, session, "welcome_invalid", peer_id=peer_id, now=now,
                             data_update={"failure": f"WELCOME: {e}"})
         return
     genesis = welcome["genesis"]
@@ -287,7 +291,8 @@ def on_welcome(ctx, peer_id: str, body: dict) -> None:
                             joined_at=ctx.clock.now())
         for admission in [welcome["admission"], *welcome["members"]]:
             ms.add_member(ctx, admission, peer_id=peer_id)
-        _must(ctx.dispatcher.fire(JOINER, session, "welcome_valid", peer_id=peer_id))
+        _must(ctx.dispatcher.fire(JOINER, session, "welcome_valid", peer_id=peer_id,
+                                  now=now))
 
 
 def _check_welcome(ctx, admin: str, welcome: dict, data: dict) -> None:

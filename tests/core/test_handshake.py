@@ -558,3 +558,60 @@ def test_a_node_that_left_cannot_rejoin_yet(hive):
         admin.receive(joiner, hello(ticket=invite(admin)))
     assert refusals(logs) == ["rejoining after left is not supported"]
     assert admin.snapshot()[2] == before[2]
+
+
+# -- one instant per message ----------------------------------------------------------
+class SlowSignatures:
+    """The node's lightningd, but each signature call takes `seconds` of (manual) time:
+    the deadline passes while the handler is checking or signing."""
+
+    def __init__(self, side, clock, seconds):
+        self.inner, self.clock, self.seconds = side.lightning, clock, seconds
+
+    def call(self, method, params=None):
+        if method in ("checkmessage", "signmessage"):
+            self.clock.advance(self.seconds)
+        return self.inner.call(method, params)
+
+
+def test_attest_that_arrives_before_the_deadline_is_decided_then(hive, clock):
+    admin, joiner = hive
+    session, attest = _to_attest(admin, joiner)
+    clock.advance(admin.config.handshake_timeout_seconds - 0.01)
+    admin.ctx.lightning = SlowSignatures(admin, clock, 0.05)
+    attest.pop("v")
+    with capture_logs() as logs:
+        admin.receive(joiner, encode(MsgType.ATTEST, attest))
+    assert not [e for e in logs if e["log_level"] in ("error", "critical")]
+    assert admin.dispatcher.load("handshake_admin",
+                                 f"{joiner.node_id}:{session}").state == "welcomed"
+    assert admin.members()[joiner.node_id] == "neophyte"
+    assert len(admin.outgoing(joiner)) == 1          # the WELCOME
+
+
+def test_welcome_that_arrives_before_the_deadline_is_decided_then(hive, clock):
+    admin, joiner = hive
+    session, welcome = _welcome_for(admin, joiner)
+    clock.advance(joiner.config.handshake_timeout_seconds - 0.01)
+    joiner.ctx.lightning = SlowSignatures(joiner, clock, 0.05)    # many admissions to check
+    welcome.pop("v")
+    with capture_logs() as logs:
+        joiner.receive(admin, encode(MsgType.WELCOME, welcome))
+    assert not [e for e in logs if e["log_level"] in ("error", "critical")]
+    assert joiner.dispatcher.load("handshake_joiner", session).state == "joined"
+    assert joiner.members() == admin.members()
+
+
+def test_challenge_that_arrives_before_the_deadline_is_decided_then(hive, clock):
+    admin, joiner = hive
+    session = handshake.start_join(joiner.ctx, invite(admin), None)
+    for msg in joiner.outgoing(admin):
+        admin.receive(joiner, msg)
+    [challenge] = admin.outgoing(joiner)
+    clock.advance(joiner.config.handshake_timeout_seconds - 0.01)
+    joiner.ctx.lightning = SlowSignatures(joiner, clock, 0.05)    # signing the manifest
+    with capture_logs() as logs:
+        joiner.receive(admin, challenge)
+    assert not [e for e in logs if e["log_level"] in ("error", "critical")]
+    assert joiner.dispatcher.load("handshake_joiner", session).state == "attest_sent"
+    assert len(joiner.outgoing(admin)) == 1
