@@ -19,6 +19,7 @@ from handlers import membership as ms
 from handlers.authorize import from_member
 from handlers.dispatch import Send
 from handlers.wire import MsgType, WireError, encode
+from machines.handshake import ADMIN as ADMIN_TABLE
 from storage import hive as hive_store
 
 log = structlog.get_logger("hive.handshake")
@@ -26,7 +27,7 @@ log = structlog.get_logger("hive.handshake")
 JOINER, ADMIN = "handshake_joiner", "handshake_admin"
 FEATURES = ["handshake/1"]
 LIVE_JOINER = ms.LIVE_JOINER
-LIVE_ADMIN = ("challenge_sent",)
+LIVE_ADMIN = ADMIN_TABLE.live_states        # sessions that count against the bounds
 ACTIVE_TIERS = ms.ACTIVE_TIERS
 
 

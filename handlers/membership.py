@@ -13,10 +13,11 @@ from pyln.client import RpcException
 from handlers import errors, messages, signing
 from handlers.messages import INVITE_TIERS
 from handlers.wire import MAX_JSON_DEPTH, WireError, json_depth
+from machines.handshake import JOINER as JOINER_TABLE
 from storage import hive as hive_store
 
 TICKET_PREFIX = "HIVE1:"
-LIVE_JOINER = ("hello_sent", "attest_sent")
+LIVE_JOINER = JOINER_TABLE.live_states      # a join is in progress
 ACTIVE_TIERS = ("neophyte", "member", "admin")
 MAX_TICKET_CHARS = 2048
 

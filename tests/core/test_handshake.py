@@ -12,6 +12,7 @@ from handlers import handshake, membership, signing
 from handlers.hive import HELLO_BURST, MESSAGE_BURST, Hive
 from handlers.wire import MsgType, decode, encode
 from hive_sides import Side, pump
+from machines import handshake as tables
 from storage import hive as hive_store
 
 
@@ -615,3 +616,14 @@ def test_challenge_that_arrives_before_the_deadline_is_decided_then(hive, clock)
     assert not [e for e in logs if e["log_level"] in ("error", "critical")]
     assert joiner.dispatcher.load("handshake_joiner", session).state == "attest_sent"
     assert len(joiner.outgoing(admin)) == 1
+
+
+# -- open sessions are the tables' live states ----------------------------------------
+@pytest.mark.parametrize("spec,live", [(tables.JOINER, lambda: handshake.LIVE_JOINER),
+                                       (tables.ADMIN, lambda: handshake.LIVE_ADMIN)])
+def test_open_sessions_are_exactly_the_non_terminal_states_of_the_table(spec, live):
+    # Every state a session can still leave counts as open (one-at-a-time, the session
+    # bound, hive-join's `done`), and no finished one does.
+    assert set(live()) == set(spec.states) - set(spec.terminal)
+    assert spec.live_states == live()
+    assert membership.LIVE_JOINER == handshake.LIVE_JOINER
