@@ -82,7 +82,8 @@ def start_join(ctx, ticket, address) -> str:
     _reach(ctx, admin, address)
     session = secrets.token_hex(16)
     ctx.dispatcher.create(
-        JOINER, session, domain={"peer_id": admin}, peer_id=admin,
+        JOINER, session, domain={"peer_id": admin, "ticket_id": fields["ticket_id"]},
+        peer_id=admin,
         data={"peer_id": admin, "hive_id": fields["hive_id"], "ticket_id": fields["ticket_id"],
               "tier": fields["tier"]},
         sends=[Send(admin, encode(MsgType.HELLO, {"session": session, "ticket": ticket}))])
@@ -157,13 +158,17 @@ def on_hello(ctx, peer_id: str, body: dict) -> None:
         return _refuse(peer_id, "HELLO", "duplicate of a known session")
     if hive_store.session_for_peer(conn, ADMIN, peer_id, LIVE_ADMIN):
         return _refuse(peer_id, "HELLO", "a session with this peer is already open")
+    # One per ticket too: strangers sharing a leaked ticket hold one slot, not them all.
+    if hive_store.session_for_ticket(conn, ADMIN, fields["ticket_id"], LIVE_ADMIN):
+        return _refuse(peer_id, "HELLO", "a session with this ticket is already open")
     if hive_store.open_sessions(conn, ADMIN, LIVE_ADMIN) >= ctx.config().max_handshake_sessions:
         return _refuse(peer_id, "HELLO", "too many open sessions (hive-max-handshake-sessions)")
     if not signing.verify(ctx.lightning, ctx.node_id, meta["hive_id"], "TICKET", fields, sig):
         return _refuse(peer_id, "HELLO", "ticket signature does not verify")
     nonce = secrets.token_hex(32)
     ctx.dispatcher.create(
-        ADMIN, session_id, domain={"peer_id": peer_id}, peer_id=peer_id,
+        ADMIN, session_id, domain={"peer_id": peer_id, "ticket_id": fields["ticket_id"]},
+        peer_id=peer_id,
         data={"peer_id": peer_id, "session": hello["session"], "nonce": nonce,
               "ticket_id": fields["ticket_id"], "tier": fields["tier"]},
         sends=[Send(peer_id, encode(MsgType.CHALLENGE, {

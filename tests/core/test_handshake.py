@@ -627,3 +627,38 @@ def test_open_sessions_are_exactly_the_non_terminal_states_of_the_table(spec, li
     assert set(live()) == set(spec.states) - set(spec.terminal)
     assert spec.live_states == live()
     assert membership.LIVE_JOINER == handshake.LIVE_JOINER
+
+
+def test_a_leaked_ticket_holds_at_most_one_session(hive, sides):
+    admin, joiner = hive
+    admin.config = admin.config.__class__(**{**admin.config.public(),
+                                             "max_handshake_sessions": 3})
+    leaked = invite(admin)                          # unbound: anyone holding it may try
+    strangers = [sides(f"stranger{i}") for i in range(3)]
+    with capture_logs() as logs:
+        for i, stranger in enumerate(strangers):
+            admin.receive(stranger, hello(session="%032x" % i, ticket=leaked))
+    assert refusals(logs) == ["a session with this ticket is already open"] * 2
+    # the slots the strangers could not take are still there for honest joiners
+    assert join(admin, joiner, invite(admin))["state"] == "joined"
+    second = sides("second")
+    assert join(admin, second, invite(admin))["state"] == "joined"
+
+
+def test_sessions_open_before_the_upgrade_count_against_their_ticket(tmp_path):
+    from storage import machine_rows
+    from storage.db import Database
+    db = Database(str(tmp_path / "old.db"))
+    db.migrate(target=3)                   # before sessions had a ticket column
+    with db.transaction() as conn:
+        machine_rows.insert(conn, "handshake_admin", "02aa:01", {
+            "state": "challenge_sent", "deadline": 60.0, "deadline_trigger": "expire",
+            "created_at": 1.0, "state_since": 1.0, "version": 0,
+            "data": {"peer_id": "02aa", "ticket_id": "cd" * 16}}, {"peer_id": "02aa"})
+    db.migrate()
+    live = handshake.LIVE_ADMIN
+    assert hive_store.session_for_ticket(db.conn(), "handshake_admin", "cd" * 16,
+                                         live) == "02aa:01"
+    assert hive_store.session_for_ticket(db.conn(), "handshake_admin", "ef" * 16,
+                                         live) is None
+    db.close()
