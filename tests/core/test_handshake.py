@@ -662,3 +662,101 @@ def test_sessions_open_before_the_upgrade_count_against_their_ticket(tmp_path):
     assert hive_store.session_for_ticket(db.conn(), "handshake_admin", "ef" * 16,
                                          live) is None
     db.close()
+
+
+# -- a WELCOME that came too late -----------------------------------------------------
+def _admitted_but_not_welcomed(admin, joiner, clock, ticket):
+    """The admin admits the joiner, but its WELCOME arrives after the joiner's session
+    expired (the joiner was away longer than the handshake timeout)."""
+    session, attest = None, None
+    session = handshake.start_join(joiner.ctx, ticket, None)
+    for msg in joiner.outgoing(admin):
+        admin.receive(joiner, msg)
+    for msg in admin.outgoing(joiner):
+        joiner.receive(admin, msg)
+    for msg in joiner.outgoing(admin):
+        admin.receive(joiner, msg)              # ATTEST: admitted, WELCOME queued
+    assert joiner.node_id in admin.members()
+    clock.advance(joiner.config.handshake_timeout_seconds + 1)
+    joiner.dispatcher.fire_due()
+    with capture_logs() as logs:
+        for msg in admin.outgoing(joiner):
+            joiner.receive(admin, msg)          # too late
+    assert refusals(logs) == ["no session of ours sent ATTEST to this peer"]
+    return session
+
+
+def test_a_late_welcome_then_the_same_ticket_again_completes_the_join(hive, sides, clock):
+    from storage import transition_log
+    admin, joiner = hive
+    member = sides("member")
+    assert join(admin, member, invite(admin))["state"] == "joined"
+    ticket = invite(admin)
+    first = _admitted_but_not_welcomed(admin, joiner, clock, ticket)
+    pump(admin, member)                         # the fleet learns of the new member
+    result = handshake.join_result(joiner.ctx, first)
+    assert result["state"] == "expired" and result["done"]
+    assert "may have admitted" in result["reason"] and "same ticket" in result["reason"]
+    ticket_id = membership.decode_ticket(ticket)[0]["ticket_id"]
+    used = hive_store.get_ticket(admin.db.conn(), ticket_id)
+    admission = hive_store.member(admin.db.conn(), joiner.node_id)["admission"]
+
+    session = handshake.start_join(joiner.ctx, ticket, None)
+    pump(admin, joiner)
+    assert handshake.join_result(joiner.ctx, session)["state"] == "joined"
+    assert admin.outgoing(member) == []         # no second MEMBER_ADDED
+    assert joiner.members() == admin.members() == member.members()
+    # the same admission, not a new one; the ticket used once; the member added once
+    assert hive_store.member(joiner.db.conn(), joiner.node_id)["admission"] == admission
+    assert hive_store.member(admin.db.conn(), joiner.node_id)["admission"] == admission
+    assert hive_store.get_ticket(admin.db.conn(), ticket_id) == used
+    log = transition_log.for_instance(admin.db.conn(), "member_tier", joiner.node_id)
+    assert [e["trigger"] for e in log] == ["create"]
+    again = admin.dispatcher.load("handshake_admin", f"{joiner.node_id}:{session}")
+    assert again.state == "welcomed" and again.data["admitted"] is True
+
+
+def test_a_late_welcome_with_an_expired_ticket_still_completes(hive, clock):
+    admin, joiner = hive
+    ticket = invite(admin, valid_hours=1)
+    _admitted_but_not_welcomed(admin, joiner, clock, ticket)
+    clock.advance(2 * 3600)                     # away past the ticket's expiry too
+    assert join(admin, joiner, ticket)["state"] == "joined"
+    assert joiner.members() == admin.members()
+
+
+def test_a_re_hello_still_needs_the_key(hive, sides, clock):
+    admin, joiner = hive
+    ticket = invite(admin)
+    _admitted_but_not_welcomed(admin, joiner, clock, ticket)
+    session = handshake.start_join(joiner.ctx, ticket, None)
+    for msg in joiner.outgoing(admin):
+        admin.receive(joiner, msg)
+    for msg in admin.outgoing(joiner):
+        joiner.receive(admin, msg)
+    [attest] = joiner.outgoing(admin)
+    attest = decode(attest)[1]
+    attest.pop("v")
+    other = sides("other")                      # another key signs the same manifest
+    manifest = {k: attest[k] for k in ("session", "nonce", "pubkey", "plugin_version",
+                                       "features")}
+    hive_id = hive_store.get_meta(admin.db.conn())["hive_id"]
+    attest["sig"] = signing.sign(other.lightning, hive_id, "ATTEST",
+                                 {**manifest, "admin": admin.node_id})
+    admin.receive(joiner, encode(MsgType.ATTEST, attest))
+    inst = admin.dispatcher.load("handshake_admin", f"{joiner.node_id}:{session}")
+    assert inst.state == "failed" and "signature" in inst.data["failure"]
+    assert admin.outgoing(joiner) == []
+
+
+def test_a_re_hello_is_refused_once_the_member_is_banned(hive, clock):
+    admin, joiner = hive
+    ticket = invite(admin)
+    _admitted_but_not_welcomed(admin, joiner, clock, ticket)
+    admin.dispatcher.fire("member_tier", joiner.node_id, "ban", votes=1, eligible=1)
+    before = admin.snapshot()
+    handshake.start_join(joiner.ctx, ticket, None)
+    with capture_logs() as logs:
+        pump(admin, joiner)
+    assert refusals(logs) == ["banned"]
+    assert admin.snapshot()[2] == before[2]
