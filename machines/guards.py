@@ -28,6 +28,11 @@ def from_session_peer(ev) -> bool:
     return ev.kwargs.get("peer_id") == ev.model.data.get("peer_id")
 
 
+def already_admitted(ev) -> bool:
+    # The admin opened this session for a member admitted by the same ticket (re-HELLO).
+    return ev.model.data.get("admitted") is True
+
+
 def is_local(ev) -> bool:
     return ev.model.data.get("role") == "local"
 
@@ -54,6 +59,6 @@ def failure_threshold_reached(ev) -> bool:
 
 GUARDS = {
     f.__name__: f
-    for f in (deadline_passed, quorum_reached, from_session_peer, is_local, is_remote,
-              mode_advisor, mode_autonomous, mode_oracle, failure_threshold_reached)
+    for f in (deadline_passed, quorum_reached, from_session_peer, already_admitted, is_local,
+              is_remote, mode_advisor, mode_autonomous, mode_oracle, failure_threshold_reached)
 }

@@ -88,6 +88,11 @@ class MachineSpec:
     def triggers(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(r.trigger for r in self.rules))
 
+    @property
+    def live_states(self) -> tuple[str, ...]:
+        """The states an instance can still leave: every state but the terminal ones."""
+        return tuple(s for s in self.states if s not in self.terminal)
+
     def deadline_for(self, state: str) -> Deadline | None:
         for d in self.deadlines:
             if d.state == state:

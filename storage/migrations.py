@@ -118,6 +118,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             used_at REAL)""",
         "ALTER TABLE hive_members ADD COLUMN admission TEXT NOT NULL DEFAULT '{}'",
     ]),
+    (4, "handshake sessions know their ticket (one live session per ticket)", [
+        "ALTER TABLE handshake_sessions ADD COLUMN ticket_id TEXT",
+        "UPDATE handshake_sessions SET ticket_id = json_extract(data, '$.ticket_id')",
+        "CREATE INDEX handshake_sessions_ticket ON handshake_sessions (ticket_id, state)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -57,9 +57,12 @@ class Dispatcher:
 
     def fire(self, kind: str, instance_id: str, trigger: str, *, peer_id: str | None = None,
              sends: Iterable[Send] = (), data_update: dict | None = None,
-             context: dict | None = None, **guard_context) -> Outcome:
-        """Apply `trigger`; `sends` and `data_update` take effect only if it moves."""
-        now = self.clock.now()
+             context: dict | None = None, now: float | None = None,
+             **guard_context) -> Outcome:
+        """Apply `trigger`; `sends` and `data_update` take effect only if it moves.
+        `now` pins the instant the rules are judged at (the one `allows` used), so slow
+        work between the check and the fire cannot change the decision."""
+        now = self.clock.now() if now is None else now
         sends = tuple(sends)
         with self.db.transaction() as conn:
             row = machine_rows.load(conn, kind, instance_id)
@@ -85,7 +88,8 @@ class Dispatcher:
         return outcome
 
     def allows(self, kind: str, instance_id: str, trigger: str, *,
-               peer_id: str | None = None, **guard_context) -> bool:
+               peer_id: str | None = None, now: float | None = None,
+               **guard_context) -> bool:
         """Would `trigger` move this instance now? Runs the table on a copy and changes
         nothing, so a handler can check before doing costly or irreversible work (such as
         signing) with exactly the rules the trigger itself will apply."""
@@ -95,7 +99,8 @@ class Dispatcher:
         probe = Instance(kind, instance_id, inst.state, deadline=inst.deadline,
                          deadline_trigger=inst.deadline_trigger, created_at=inst.created_at,
                          state_since=inst.state_since, data=inst.data, version=inst.version)
-        return runtime_for(kind).fire(probe, trigger, self.clock.now(), self.config(),
+        now = self.clock.now() if now is None else now
+        return runtime_for(kind).fire(probe, trigger, now, self.config(),
                                       peer_id=peer_id, **guard_context).ok
 
     def fire_due(self, batch: int = 500) -> list[Outcome]:

@@ -4,6 +4,7 @@ PASS = {
     "deadline_passed": ({}, {}),            # handled by setting the deadline, see below
     "quorum_reached": ({}, {"votes": 2, "eligible": 3}),
     "from_session_peer": ({"peer_id": "02" + "11" * 32}, {"peer_id": "02" + "11" * 32}),
+    "already_admitted": ({"admitted": True}, {}),
     "is_local": ({"role": "local"}, {}),
     "is_remote": ({"role": "remote"}, {}),
     "mode_advisor": ({}, {"mode": "advisor"}),
@@ -16,6 +17,7 @@ FAIL = {
     "deadline_passed": ({}, {}),
     "quorum_reached": ({}, {"votes": 1, "eligible": 3}),
     "from_session_peer": ({"peer_id": "02" + "11" * 32}, {"peer_id": "03" + "22" * 32}),
+    "already_admitted": ({"admitted": False}, {}),
     "is_local": ({"role": "remote"}, {}),
     "is_remote": ({"role": "local"}, {}),
     # A mode no guard accepts, so failing one mode guard never passes another.
