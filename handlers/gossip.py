@@ -113,7 +113,9 @@ def accept_entry(ctx, entry: dict, *, live: bool, members: set[str], hive_id: st
         if (state["version"], state["timestamp"], sig) <= \
                 (held["version"], held["timestamp"], stored["sig"]):
             return "not newer than the version held"
-        if state["version"] > held["version"] + MAX_VERSION_JUMP:
+        # Our own record is always taken back (our database was restored from a backup,
+        # or a peer replays our newer state): otherwise we could never publish again.
+        if state["version"] > held["version"] + MAX_VERSION_JUMP and peer != ctx.node_id:
             return "version too far ahead"
         if state["timestamp"] < held["timestamp"]:
             return "timestamp went back"

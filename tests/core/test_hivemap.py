@@ -344,3 +344,38 @@ def test_a_member_on_the_ban_list_no_longer_counts(fleet):
     with capture_logs() as logs:
         a.receive(b, encode(MsgType.GOSSIP, _signed_state(c, hive_id)))   # relayed by b
     assert refusals(logs) == ["not a member"]
+
+
+def test_our_own_state_far_ahead_is_taken_back_and_we_publish_above_it(fleet, clock):
+    """Our database was restored from an old backup (or a peer replays our newer state):
+    peers hold a version of ours far above the one we hold. Signed by us, it is taken back
+    whatever the jump, and our next broadcast continues above it, so peers take it."""
+    a, b, c = fleet
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    gossip.on_tick(a.ctx)
+    pump(a, b, c)
+    held = hivemap.get(a.db.conn(), a.node_id)["state"]
+    ahead = _signed_state(a, hive_id, version=held["version"] + gossip.MAX_VERSION_JUMP + 5,
+                          timestamp=held["timestamp"])
+    with b.db.transaction() as conn:     # b still holds what we sent before the restore
+        hivemap.put_if_newer(conn, ahead["state"], ahead["sig"], clock.now())
+    a.receive(b, encode(MsgType.FULL_SYNC, {"entries": [ahead], "chunk": 0, "chunks": 1}))
+    assert hivemap.get(a.db.conn(), a.node_id) == ahead
+    clock.advance(a.config.heartbeat_interval)
+    gossip.on_tick(a.ctx)
+    pump(a, b)
+    ours = hivemap.get(a.db.conn(), a.node_id)["state"]
+    assert ours["version"] == ahead["state"]["version"] + 1
+    assert hivemap.get(b.db.conn(), a.node_id)["state"] == ours
+
+
+def test_another_members_state_far_ahead_is_still_refused(fleet):
+    a, b, c = fleet
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    a.receive(b, encode(MsgType.GOSSIP, _signed_state(b, hive_id, version=3)))
+    far = _signed_state(b, hive_id, version=3 + gossip.MAX_VERSION_JUMP + 1)
+    with capture_logs() as logs:
+        a.receive(c, encode(MsgType.FULL_SYNC, {"entries": [far], "chunk": 0, "chunks": 1}))
+    [merged] = [e for e in logs if e["event"] == "sync.merged"]
+    assert merged["refused"] == {"version too far ahead": 1}
+    assert hivemap.get(a.db.conn(), b.node_id)["state"]["version"] == 3
