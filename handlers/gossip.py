@@ -15,7 +15,7 @@ import structlog
 from handlers import membership as ms
 from handlers import messages, signing
 from handlers.authorize import connected_members, from_member
-from handlers.hivemap_rules import chunk, fleet_hash, should_broadcast, summarize
+from handlers.hivemap_rules import Recent, chunk, fleet_hash, should_broadcast, summarize
 from handlers.wire import MsgType, encode
 from storage import hive as hive_store
 from storage import hivemap, outbox
@@ -25,6 +25,7 @@ log = structlog.get_logger("hive.gossip")
 FUTURE_SKEW = 600            # seconds a member's clock may run ahead of ours
 MAX_LIVE_AGE = 3600          # a GOSSIP older than this is stale (a FULL_SYNC may be older)
 MAX_VERSION_JUMP = 100_000   # a version this far past the one we hold is refused
+MAX_REMEMBERED = 1024        # peers whose last answered pair of hashes is kept (LRU)
 
 
 def _refuse(peer_id, msg, reason, **extra):
@@ -158,14 +159,14 @@ def on_state_hash(ctx, peer_id: str, body: dict) -> None:
         return
     # Views that cannot merge (a member list that differs) would otherwise be answered
     # forever: the same pair of hashes is answered once per sync interval.
-    answered = ctx.timers.setdefault("answered", {})
+    answered = ctx.timers.get("answered")
+    if answered is None:
+        answered = ctx.timers["answered"] = Recent(MAX_REMEMBERED)
     pair, now = (ours, theirs["hash"]), ctx.clock.now()
     last = answered.get(peer_id)
     if last is not None and last[0] == pair and now - last[1] < ctx.config().sync_interval:
         return _refuse(peer_id, "STATE_HASH", "already answered these hashes")
-    answered[peer_id] = (pair, now)
-    if len(answered) > 1000:
-        answered.clear()
+    answered.put(peer_id, (pair, now))
     chunks = chunk(entries, lambda group, i, n: encode(
         MsgType.FULL_SYNC, {"entries": group, "chunk": i, "chunks": n}))
     with ctx.db.transaction() as conn:

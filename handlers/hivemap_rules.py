@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import statistics
+from collections import OrderedDict
 
 from handlers.signing import canonical_json
 from handlers.wire import MAX_MESSAGE_BYTES
@@ -19,6 +20,26 @@ def fleet_hash(entries) -> str:
                        "timestamp": e["timestamp"]} for e in entries),
                      key=lambda e: e["peer_id"])
     return hashlib.sha256(canonical_json(summary).encode()).hexdigest()
+
+
+class Recent:
+    """A bounded map that forgets the least recently written key first."""
+
+    def __init__(self, max_keys: int):
+        self.max_keys = max_keys
+        self._items: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        return self._items.get(key)
+
+    def put(self, key, value) -> None:
+        self._items.pop(key, None)
+        self._items[key] = value
+        while len(self._items) > self.max_keys:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def summarize(our_id: str, channels: list[dict], outputs: list[dict],
