@@ -17,6 +17,7 @@ HANDLERS = {
     MsgType.GOSSIP: gossip.on_gossip,
     MsgType.STATE_HASH: gossip.on_state_hash,
     MsgType.FULL_SYNC: gossip.on_full_sync,
+    MsgType.DIGEST: gossip.on_digest,
     MsgType.INTENT: intents.on_intent,
     MsgType.INTENT_ABORT: intents.on_intent_abort,
 }

@@ -251,6 +251,8 @@ def test_state_hash_floods_are_rate_limited(fleet):
     "8019" + b"HIVE".hex() + b'{"v":1,"entries":[{"state":{},"sig":""}],"chunk":0,"chunks":1}'.hex(),
     "8011" + b"HIVE".hex() + b'{"v":1,"state":{"peer_id":5}}'.hex(),
     "8013" + b"HIVE".hex() + b'{"v":1,"hash":"zz","count":-1}'.hex(),
+    "8015" + b"HIVE".hex() + b'{"v":1,"digests":[{"peer_id":"zz","version":1,"timestamp":1}]}'.hex(),
+    "8015" + b"HIVE".hex() + b'{"v":1,"digests":{}}'.hex(),
     "8011" + b"HIVE".hex() + "37" * 70000,
 ])
 def test_malformed_hivemap_payloads_change_nothing(fleet, payload):

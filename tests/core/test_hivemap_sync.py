@@ -1,12 +1,99 @@
-"""Anti-entropy's own bookkeeping, on real SQLite and real signatures; time moves only by
-the ManualClock."""
+"""Anti-entropy at the sizes the limits allow: a full view reaches an empty node in a bounded
+number of sync rounds, and only what differs is sent. Real handlers, real rate limiters,
+real signatures, SQLite; time moves only by the ManualClock."""
+import math
+
 import pytest
 from structlog.testing import capture_logs
 
 from handlers import gossip
-from handlers.wire import MsgType, encode
-from hive_sides import Side, form_hive
-from hivemap_fleet import admit
+from handlers.hive import FULL_SYNC_BURST
+from handlers.wire import MsgType, decode, encode
+from hive_sides import Side, form_hive, pump
+from hivemap_fleet import admit, signed_state, store
+from storage import hive as hive_store
+from storage import hivemap
+
+MEMBERS = 100                  # hive-max-members at most
+EXTERNAL_PEERS = 200           # the most a state lists
+
+
+def views_equal(x, y) -> bool:
+    return hivemap.all_entries(x.db.conn()) == hivemap.all_entries(y.db.conn())
+
+
+def sync_round(clock, sides) -> None:
+    """One sync interval: every side ticks (its periodic STATE_HASH), then messages flow."""
+    clock.advance(sides[0].config.sync_interval)
+    for s in sides:
+        gossip.on_tick(s.ctx)
+    pump(*sides, rounds=50)
+
+
+@pytest.fixture
+def big_view(tmp_path, clock):
+    """`a` holds the states of 100 members (two real sides and 98 keys), 200 peers each;
+    `e` is a member that holds none yet."""
+    a, e = Side("a", tmp_path, clock), Side("e", tmp_path, clock)
+    form_hive(a, e)
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    keys = admit(a, (a, e), MEMBERS - 2)
+    now = int(clock.now())
+    store(a, [signed_state(k, hive_id, version=1, timestamp=now, peers=EXTERNAL_PEERS)
+              for k in keys])
+    yield a, e, keys, hive_id
+    a.close()
+    e.close()
+
+
+def test_a_full_view_of_100_members_reaches_an_empty_node_in_bounded_rounds(big_view, clock):
+    a, e, keys, _ = big_view
+    held = hivemap.all_entries(a.db.conn())
+    chunks = sum(1 for _ in gossip.chunk(held, lambda g, i, n: encode(
+        MsgType.FULL_SYNC, {"entries": g, "chunk": i, "chunks": n})))
+    assert chunks > FULL_SYNC_BURST           # more than a receiver takes at once
+    bound = math.ceil(chunks / FULL_SYNC_BURST) + 2
+    with capture_logs() as logs:
+        for rounds in range(1, bound + 1):
+            sync_round(clock, [a, e])
+            if views_equal(a, e):
+                break
+    # chunks are sent at the pace the receiver takes them: none is sent to be dropped
+    assert not [x for x in logs if x.get("reason") == "rate limited"]
+    assert views_equal(a, e), (
+        f"after {bound} rounds e holds {len(hivemap.all_entries(e.db.conn()))} "
+        f"of {len(hivemap.all_entries(a.db.conn()))} states")
+    assert len(hivemap.all_entries(e.db.conn())) == MEMBERS
+
+
+def test_a_partial_difference_sends_only_the_changed_entries(big_view, clock):
+    a, e, keys, hive_id = big_view
+    for _ in range(10):
+        sync_round(clock, [a, e])
+        if views_equal(a, e):
+            break
+    assert views_equal(a, e)
+    now = int(clock.now())
+    changed = [signed_state(k, hive_id, version=2, timestamp=now, peers=EXTERNAL_PEERS,
+                            salt=1) for k in keys[:10]]
+    store(a, changed)
+    sent = []
+    clock.advance(a.config.sync_interval)
+    for s in (a, e):
+        gossip.on_tick(s.ctx)
+    for _ in range(50):
+        moved = False
+        for x, y in ((a, e), (e, a)):
+            for msg in x.outgoing(y):
+                sent.append(decode(msg))
+                y.receive(x, msg)
+                moved = True
+        if not moved:
+            break
+    assert views_equal(a, e)
+    pushed = [entry["state"]["peer_id"] for t, body in sent if t == MsgType.FULL_SYNC
+              for entry in body["entries"]]
+    assert sorted(pushed) == sorted(k.node_id for k in keys[:10])
 
 
 def test_answered_hashes_are_remembered_in_a_bounded_lru(fleet_of_keys, monkeypatch):
@@ -27,6 +114,17 @@ def test_answered_hashes_are_remembered_in_a_bounded_lru(fleet_of_keys, monkeypa
     refused = {e["peer_id"] for e in logs if e.get("reason") == "already answered these hashes"}
     assert refused == {k.node_id for k in keys[-3:]}     # the 3 most recent are remembered
     assert answered == {k.node_id for k in keys[:-3]}
+
+
+def test_a_digest_listing_a_member_twice_gets_no_answer(fleet_of_keys):
+    a, keys = fleet_of_keys
+    twice = [{"peer_id": keys[0].node_id, "version": v, "timestamp": 1} for v in (1, 2)]
+    before = a.snapshot()
+    with capture_logs() as logs:
+        a.receive(keys[1].node_id, encode(MsgType.DIGEST, {"digests": twice}))
+    assert [e["reason"] for e in logs if e["event"] == "gossip.refused"] == [
+        "a member listed twice"]
+    assert a.snapshot() == before
 
 
 @pytest.fixture
