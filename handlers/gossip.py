@@ -7,11 +7,11 @@ per-peer lifecycle to persist. A differing STATE_HASH is answered with our DIGES
 with the entries its sender lacks or holds older (no more chunks than the receiver takes
 at once: a FULL_SYNC budget per peer mirrors the receiver's) and, when the sender holds
 something newer, our own DIGEST so that it sends those. The exchange ends when both hashes
-match; what did not fit goes at the next sync interval, and only what still differs. A
-FULL_SYNC that taught us something makes us offer our new hash to our other connected
-members, so news crosses the fleet. An entry is only ever taken if it is its member's own
-signature over a newer version, so a sync can neither forge nor roll back a state, and it
-never adds, removes or re-tiers a member.
+match; what did not fit goes at the next sync interval, and only what still differs. What
+a FULL_SYNC teaches us is not passed on at once (each member's periodic sync picks it up),
+so a member that makes news at will cannot make the others multiply it. An entry is only
+ever taken if it is its member's own signature over a newer version, so a sync can
+neither forge nor roll back a state, and it never adds, removes or re-tiers a member.
 """
 from __future__ import annotations
 
@@ -257,13 +257,10 @@ def on_full_sync(ctx, peer_id: str, body: dict) -> None:
             taken += 1
         else:
             refused[reason] = refused.get(reason, 0) + 1
+    # What we learned is not offered on at once: the periodic sync carries it to the
+    # members that lack it, so news a member makes at will is not multiplied.
     log.info("sync.merged", peer_id=peer_id, chunk=sync["chunk"], chunks=sync["chunks"],
              taken=taken, refused=refused)
-    if taken:
-        # What we just learned may be news to our other peers: offer them our hash, so a
-        # healed partition converges across members that are not directly connected.
-        others = [p for p in connected_members(ctx, members) if p != peer_id]
-        _queue(ctx, others, _our_hash_message(ctx))
 
 
 def _full_sync_chunk(group, i, n) -> str:

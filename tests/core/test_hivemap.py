@@ -275,12 +275,18 @@ def test_anti_entropy_converges_after_divergence(fleet, clock):
                 s.outgoing(o)      # dropped
     hashes = {fleet_hash(e["state"] for e in hivemap.all_entries(s.db.conn())) for s in fleet}
     assert len(hashes) > 1
-    # Heal: a reconnects to b, and b to c: anti-entropy alone brings everyone level.
+    # Heal: a reconnects to b, and b to c (a and c stay apart): anti-entropy alone brings
+    # everyone level, news crossing one hop per sync interval.
+    a.lightning.connected, c.lightning.connected = {b.node_id}, {b.node_id}
     gossip.on_member_connected(a.ctx, b.node_id)
     gossip.on_member_connected(b.ctx, c.node_id)
     pump(a, b, c)
+    clock.advance(a.config.sync_interval)
+    for s in fleet:
+        gossip.on_tick(s.ctx)            # (b also broadcasts its first state)
+    pump(a, b, c)
     views = [hivemap.all_entries(s.db.conn()) for s in fleet]
-    assert views[0] == views[1] == views[2] and len(views[0]) == 2
+    assert views[0] == views[1] == views[2] and len(views[0]) == 3
 
 
 def test_the_hivemap_survives_reopening_the_database(fleet, tmp_path, clock):

@@ -1,6 +1,6 @@
 """Anti-entropy at the sizes the limits allow: a full view reaches an empty node in a bounded
-number of sync rounds, and only what differs is sent. Real handlers, real rate limiters,
-real signatures, SQLite; time moves only by the ManualClock."""
+number of sync rounds, and a member making news cannot make the others amplify it. Real
+handlers, real rate limiters, real signatures, SQLite; time moves only by the ManualClock."""
 import math
 
 import pytest
@@ -94,6 +94,60 @@ def test_a_partial_difference_sends_only_the_changed_entries(big_view, clock):
     pushed = [entry["state"]["peer_id"] for t, body in sent if t == MsgType.FULL_SYNC
               for entry in body["entries"]]
     assert sorted(pushed) == sorted(k.node_id for k in keys[:10])
+
+
+@pytest.mark.parametrize("targets", [1, 4])
+def test_a_member_making_news_cannot_make_the_others_amplify_it(tmp_path, clock, targets):
+    """A member can sign a new version of its own state at will and push it in FULL_SYNCs
+    (to one member, or to all four) as fast as the receivers' limits take them. What the
+    honest members send meanwhile and in the sync round after it stays within 4x what the
+    member sent."""
+    sides = [Side(n, tmp_path, clock) for n in ("a", "b", "c", "d", "m")]
+    form_hive(*sides)
+    *honest, m = sides
+    hive_id = hive_store.get_meta(m.db.conn())["hive_id"]
+    for _ in range(2):                         # everyone's first state, everywhere
+        sync_round(clock, sides)
+    version = hivemap.get(m.db.conn(), m.node_id)["state"]["version"]
+    sent_in = sent_out = 0
+
+    def flow():
+        nonlocal sent_out
+        for _ in range(50):
+            moved = False
+            for x in sides:
+                for y in sides:
+                    if x is y:
+                        continue
+                    for msg in x.outgoing(y):
+                        if x is not m:
+                            sent_out += len(msg) // 2
+                        y.receive(x, msg)
+                        moved = True
+            if not moved:
+                return
+        raise AssertionError("messages still flowing")
+
+    for second in range(2 * FULL_SYNC_BURST):  # a burst each, then one a second
+        clock.advance(1)
+        for h in honest[:targets]:
+            version += 1
+            state = {"peer_id": m.node_id, "version": version, "timestamp": int(clock.now()),
+                     "capacity_sat": version, "available_sat": 0,
+                     "fee_policy": {"base_msat": 0, "ppm": 0}, "peers": []}
+            msg = encode(MsgType.FULL_SYNC, {
+                "entries": [{"state": state, "sig": gossip.signing.sign(
+                    m.lightning, hive_id, "STATE", state)}], "chunk": 0, "chunks": 1})
+            sent_in += len(msg) // 2
+            h.receive(m, msg)
+            flow()
+    sync_round(clock, honest)                  # the news settles at the next sync
+    flow()
+    latest = {hivemap.get(h.db.conn(), m.node_id)["state"]["version"] for h in honest}
+    assert sent_out / sent_in < 4, f"x{sent_out / sent_in:.1f} ({sent_out} B for {sent_in} B)"
+    assert latest == {version}                 # and the news still reached everyone
+    for s in sides:
+        s.close()
 
 
 def test_answered_hashes_are_remembered_in_a_bounded_lru(fleet_of_keys, monkeypatch):
