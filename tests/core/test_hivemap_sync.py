@@ -6,7 +6,7 @@ import math
 import pytest
 from structlog.testing import capture_logs
 
-from handlers import gossip
+from handlers import gossip, signing
 from handlers.hive import FULL_SYNC_BURST
 from handlers.wire import MsgType, decode, encode
 from hive_sides import Side, form_hive, pump
@@ -128,7 +128,7 @@ def test_a_member_making_news_cannot_make_the_others_amplify_it(tmp_path, clock,
                 return
         raise AssertionError("messages still flowing")
 
-    for second in range(2 * FULL_SYNC_BURST):  # a burst each, then one a second
+    for second in range(2 * FULL_SYNC_BURST):  # one a second: a receiver's sustained rate
         clock.advance(1)
         for h in honest[:targets]:
             version += 1
@@ -136,7 +136,7 @@ def test_a_member_making_news_cannot_make_the_others_amplify_it(tmp_path, clock,
                      "capacity_sat": version, "available_sat": 0,
                      "fee_policy": {"base_msat": 0, "ppm": 0}, "peers": []}
             msg = encode(MsgType.FULL_SYNC, {
-                "entries": [{"state": state, "sig": gossip.signing.sign(
+                "entries": [{"state": state, "sig": signing.sign(
                     m.lightning, hive_id, "STATE", state)}], "chunk": 0, "chunks": 1})
             sent_in += len(msg) // 2
             h.receive(m, msg)
