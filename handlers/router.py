@@ -48,6 +48,7 @@ ROUTES = {
     MsgType.GOSSIP: Route(gossip.on_gossip, "gossip", messages.GOSSIP),
     MsgType.STATE_HASH: Route(gossip.on_state_hash, "gossip", messages.STATE_HASH),
     MsgType.FULL_SYNC: Route(gossip.on_full_sync, "gossip", messages.FULL_SYNC),
+    MsgType.DIGEST: Route(gossip.on_digest, "gossip", messages.DIGEST),
     MsgType.INTENT: Route(intents.on_intent, "intent", messages.INTENT_MSG),
     MsgType.INTENT_ABORT: Route(intents.on_intent_abort, "intent", messages.INTENT_ABORT_MSG),
 }

@@ -153,6 +153,11 @@ GOSSIP = SIGNED_STATE
 STATE_HASH = {"hash": hex_str(64), "count": integer(0, 100_000)}
 FULL_SYNC = {"entries": list_of(record(SIGNED_STATE), 1000), "chunk": integer(0, 9999),
              "chunks": integer(1, 9999)}
+# What a view holds, one {peer_id, version, timestamp} per member: 500 fit one message,
+# and a hive has at most 100 members.
+MAX_DIGESTS = 500
+DIGEST = {"digests": list_of(record({"peer_id": node_id, "version": integer(1, MAX_VERSION),
+                                     "timestamp": TIMESTAMP}), MAX_DIGESTS)}
 
 # Intent locks (docs/PROTOCOL.md §6), each signed by its initiator.
 INTENT_TYPES = ("channel_open", "rebalance", "ban_peer")
