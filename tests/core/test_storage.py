@@ -191,3 +191,20 @@ def test_after_commit_callbacks_are_dropped_on_rollback(db):
     with db.transaction():
         db.after_commit(lambda: ran.append("next"))
     assert ran == ["next"]
+
+
+def test_after_commit_callbacks_of_a_rolled_back_savepoint_never_run(db):
+    """A step that failed inside a savepoint must not log or notify at the outer commit."""
+    ran = []
+    with db.transaction() as conn:
+        db.after_commit(lambda: ran.append("outer"))
+        with pytest.raises(RuntimeError):
+            with db.transaction():
+                db.after_commit(lambda: ran.append("rolled back"))
+                with db.transaction():
+                    db.after_commit(lambda: ran.append("inside the rolled back one"))
+                raise RuntimeError("inner step fails")
+        with db.transaction():
+            db.after_commit(lambda: ran.append("kept"))
+        machine_rows.insert(conn, "member_tier", "02aa", machine_fields("admin"))
+    assert ran == ["outer", "kept"]
