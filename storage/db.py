@@ -33,7 +33,9 @@ class Database:
                                 timeout=10.0)
             c.row_factory = sqlite3.Row
             c.execute("PRAGMA journal_mode=WAL")
-            c.execute("PRAGMA synchronous=NORMAL")
+            # FULL, not WAL's usual NORMAL: NORMAL may lose the last commits on power
+            # loss, and an intent's `executing` commit must be on disk before we act.
+            c.execute("PRAGMA synchronous=FULL")
             c.execute("PRAGMA foreign_keys=ON")
             self._local.conn = c
             with self._lock:

@@ -33,6 +33,18 @@ def test_migrates_an_empty_file_to_the_latest_schema(tmp_path):
     db.close()
 
 
+def test_every_connection_syncs_each_commit_to_disk(db):
+    """At-most-once execution rests on the `executing` commit surviving a power loss: in
+    WAL mode that needs synchronous=FULL (2), on every thread's connection."""
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(
+        db.conn().execute("PRAGMA synchronous").fetchone()[0]))
+    t.start()
+    t.join()
+    assert seen == [2]
+    assert db.conn().execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
 @pytest.mark.parametrize("start", [n for n, _, _ in MIGRATIONS[:-1]])
 def test_migrates_from_each_earlier_version_keeping_data(tmp_path, start):
     path = str(tmp_path / "h.db")
