@@ -4,8 +4,10 @@ After each item the worker drains the outbox (messages are sent only after the s
 change that caused them has committed)."""
 from __future__ import annotations
 
+import functools
 import queue
 import threading
+from collections import Counter
 from concurrent.futures import Future
 from typing import Callable
 
@@ -33,6 +35,7 @@ class Engine:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.on_tick: list[Callable[[], None]] = []    # more work for each tick
+        self.tick_failures: Counter[str] = Counter()   # failed tick steps, by step name
 
     # -- feeding the queue ---------------------------------------------------------
     def submit(self, fn: Callable[[], object]) -> Future:
@@ -61,12 +64,30 @@ class Engine:
         return not any(t.is_alive() for t in self._threads)
 
     def tick(self) -> None:
-        """Fire every deadline that has passed, then the tick's other work. On the worker."""
-        self.dispatcher.fire_due()
-        for fn in self.on_tick:
-            fn()
+        """Fire every deadline that has passed, then the tick's other work. On the worker.
+        Each step is isolated: one that fails (lightningd not answering a read) is logged
+        and counted, and the later steps still run."""
+        self._tick_step(self.dispatcher.fire_due)
+        for fn in list(self.on_tick):
+            self._tick_step(fn)
+        self._tick_step(self._prune_outbox)
+
+    def _prune_outbox(self) -> None:
         with self.db.transaction() as conn:
             outbox.prune_sent(conn, before=self.clock.now() - OUTBOX_KEEP_SECONDS)
+
+    def _tick_step(self, fn: Callable[[], object]) -> None:
+        name = _step_name(fn)
+        try:
+            fn()
+        except (RpcError, OSError) as e:    # lightningd or a companion failed us: not our fault
+            self.tick_failures[name] += 1
+            log.warning("engine.tick_step_failed", step=name, error=str(e),
+                        failures=self.tick_failures[name])
+        except Exception as e:              # a fault, but the other steps still run
+            self.tick_failures[name] += 1
+            log.error("engine.tick_step_failed", step=name, error=repr(e),
+                      failures=self.tick_failures[name], exc_info=True)
 
     def drain_outbox(self) -> int:
         """Send what is due; a failed send is retried with backoff, then abandoned."""
@@ -126,3 +147,10 @@ class Engine:
     def _schedule(self) -> None:
         while not self._stopping.wait(self.config().tick_seconds):
             self.submit(self.tick)
+
+
+def _step_name(fn) -> str:
+    """A tick step's name for logs: the function behind a partial or bound method."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"

@@ -2,6 +2,7 @@
 `plugin.py` wires lightningd's hooks, notifications and commands to."""
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from concurrent.futures import Future
@@ -67,8 +68,9 @@ class Hive:
                            drain=self.engine.drain_outbox)
         self.engine.dispatcher.observers.append(self._on_outcome)
         self.engine.on_tick.append(self._expire_join_waiters)
-        self.engine.on_tick.append(lambda: gossip.on_tick(self.ctx))
-        self.engine.on_tick.append(lambda: intents.on_tick(self.ctx))
+        # partials, not lambdas: a failing step is logged under its function's name
+        self.engine.on_tick.append(functools.partial(gossip.on_tick, self.ctx))
+        self.engine.on_tick.append(functools.partial(intents.on_tick, self.ctx))
         self.engine.start()
         # Intents a crash left `executing` are reconciled before anything else runs.
         self.engine.submit(lambda: intents.reconcile(self.ctx))
