@@ -11,7 +11,8 @@ import structlog
 from pyln.client import RpcException
 
 from handlers import config as cfg
-from handlers import errors, gossip, handshake, inbound, intents, membership, wire
+from handlers import (errors, gossip, handshake, inbound, intents, membership, retention,
+                      wire)
 from handlers import status as status_view
 from handlers.clock import SystemClock
 from handlers.context import Context
@@ -71,6 +72,7 @@ class Hive:
         # partials, not lambdas: a failing step is logged under its function's name
         self.engine.on_tick.append(functools.partial(gossip.on_tick, self.ctx))
         self.engine.on_tick.append(functools.partial(intents.on_tick, self.ctx))
+        self.engine.on_tick.append(functools.partial(retention.on_tick, self.ctx))
         self.engine.start()
         # Intents a crash left `executing` are reconciled before anything else runs.
         self.engine.submit(lambda: intents.reconcile(self.ctx))
