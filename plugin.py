@@ -13,7 +13,7 @@ from pyln.client import Plugin
 
 from handlers import config as cfg
 from handlers import logs
-from handlers import status as status_view
+from handlers import effects
 from handlers.effects import ThreadLocalRpc
 from handlers.hive import Hive, StartupError
 
@@ -48,7 +48,8 @@ def build(hive=None) -> Plugin:
         logs.configure(plugin.log, log_file=snapshot.log_file)
         rpc_path = str(Path(configuration["lightning-dir"]) / configuration["rpc-file"])
         try:
-            hive.start(snapshot, ThreadLocalRpc(rpc_path))
+            hive.start(snapshot, ThreadLocalRpc(
+                rpc_path, timeout=lambda method: effects.timeout_for(hive.config, method)))
         except StartupError as e:
             return {"disable": str(e)}
         return None
@@ -123,7 +124,7 @@ def build(hive=None) -> Plugin:
     @plugin.async_method("hive-diagram")
     def hive_diagram(request, plugin, machine):
         """The Mermaid state diagram of one machine kind, e.g. machine=intent_lock."""
-        _answer(request, hive.command(lambda: status_view.diagram(machine)))
+        _answer(request, hive.diagram(machine))
 
     plugin.hive = hive
     return plugin
