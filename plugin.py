@@ -13,7 +13,7 @@ from pyln.client import Plugin
 
 from handlers import config as cfg
 from handlers import logs
-from handlers import effects
+from handlers import effects, wire
 from handlers.effects import ThreadLocalRpc
 from handlers.hive import Hive, StartupError
 
@@ -54,15 +54,12 @@ def build(hive=None) -> Plugin:
             return {"disable": str(e)}
         return None
 
-    @plugin.hook("custommsg")
+    # `filters` (lightningd v25.12+): only our message types are sent to us, so cl-hive is
+    # not in the hook chain of other protocols' messages. No `peer_connected` hook: it
+    # would delay every connection; anti-entropy starts on the `connect` notification.
+    @plugin.hook("custommsg", filters=sorted(wire.KNOWN_TYPES))
     def on_custommsg(peer_id, payload, plugin, **kwargs):
         hive.on_custommsg(peer_id, payload)
-        return {"result": "continue"}
-
-    @plugin.hook("peer_connected")
-    def on_peer_connected(peer, plugin, **kwargs):
-        # Nothing to decide here yet; anti-entropy starts on the `connect` notification,
-        # once the peer is really up.
         return {"result": "continue"}
 
     @plugin.subscribe("connect")
@@ -72,6 +69,14 @@ def build(hive=None) -> Plugin:
     @plugin.subscribe("disconnect")
     def on_disconnect(plugin, **kwargs):
         hive.on_disconnect(kwargs["disconnect"]["id"])
+
+    @plugin.subscribe("channel_opened")
+    def on_channel_opened(plugin, **kwargs):
+        hive.on_channel_event("channel_opened")
+
+    @plugin.subscribe("channel_state_changed")
+    def on_channel_state_changed(plugin, **kwargs):
+        hive.on_channel_event("channel_state_changed")
 
     @plugin.subscribe("forward_event")
     def on_forward_event(plugin, **kwargs):

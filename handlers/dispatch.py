@@ -12,6 +12,7 @@ from typing import Callable, Iterable
 
 import structlog
 
+from handlers.refusals import refusal_log
 from machines.runtime import Instance, Outcome, runtime_for
 from storage import machine_rows, outbox, transition_log
 
@@ -86,9 +87,12 @@ class Dispatcher:
                                  sends)
                     self._after_commit(outcome, peer_id, context)
         if not outcome.ok:
-            log.info("fsm.trigger_refused", machine=kind, instance_id=instance_id,
-                     trigger=trigger, source=outcome.source, reason=outcome.refused,
-                     peer_id=peer_id, context=context or {})
+            fields = dict(machine=kind, instance_id=instance_id, trigger=trigger,
+                          source=outcome.source, reason=outcome.refused, context=context or {})
+            if peer_id is None:
+                log.info("fsm.trigger_refused", peer_id=None, **fields)
+            else:       # a peer can repeat it as often as it likes
+                refusal_log(log, "fsm.trigger_refused", peer_id, **fields)
         return outcome
 
     def allows(self, kind: str, instance_id: str, trigger: str, *,

@@ -18,6 +18,7 @@ from handlers.clock import SystemClock
 from handlers.context import Context
 from handlers.engine import Engine
 from handlers.ratelimit import RateLimiter
+from handlers.refusals import refusal_log
 from storage.db import Database, SchemaTooNew
 
 log = structlog.get_logger("hive")
@@ -121,7 +122,7 @@ class Hive:
         if wire.peek(payload) is None or not self.running:
             return      # not ours (another plugin's), or not started
         if not self.message_limiter.allow(peer_id):
-            log.info("wire.rate_limited", peer_id=peer_id)
+            refusal_log(log, "wire.rate_limited", peer_id)
             return
         self.engine.submit(lambda: inbound.on_message(self.ctx, peer_id, payload),
                            droppable=True)
@@ -131,6 +132,14 @@ class Hive:
         log.debug("peer.connected", peer_id=peer_id)
         if self.running:
             self.engine.submit(lambda: gossip.on_member_connected(self.ctx, peer_id),
+                               droppable=True)
+
+    def on_channel_event(self, event: str) -> None:
+        """`channel_opened` / `channel_state_changed`: our channels changed, so the next
+        tick reads them again (otherwise it reads them once per sync interval)."""
+        log.debug("channel.event", notification=event)
+        if self.running:
+            self.engine.submit(functools.partial(gossip.channels_changed, self.ctx),
                                droppable=True)
 
     def on_disconnect(self, peer_id: str) -> None:
