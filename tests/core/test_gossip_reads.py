@@ -43,3 +43,17 @@ def test_channels_are_read_at_the_sync_cadence_or_after_a_channel_notification(p
     clock.advance(min(a.config.sync_interval, a.config.heartbeat_interval))
     gossip.on_tick(a.ctx)                  # the interval passed: read again
     assert reads(a) == first + 4
+
+
+def test_a_channel_notification_flags_a_read_for_the_next_tick(tmp_path, clock):
+    from handlers import config as cfg
+    from handlers.hive import Hive
+    from hive_sides import KeyOnlyLightning
+    hive = Hive(clock=clock)
+    hive.start(cfg.from_init({}, str(tmp_path)), KeyOnlyLightning("a"))
+    try:
+        hive.on_channel_event("channel_state_changed")
+        flagged = hive.command(lambda: hive.ctx.timers.get("channels_changed")).result(5)
+    finally:
+        hive.stop()
+    assert flagged is True
