@@ -104,6 +104,11 @@ class Engine:
             fut.set_exception(RuntimeError(str(e)))
             return fut
 
+    def stats(self) -> dict:
+        """For hive-status: what waits, what was dropped, which tick steps failed."""
+        return {"queued": len(self._queue), "dropped": self.dropped,
+                "tick_failures": dict(self.tick_failures)}
+
     # -- running ------------------------------------------------------------------
     def start(self) -> None:
         for name, target in (("hive-worker", self._work), ("hive-scheduler", self._schedule)):

@@ -171,6 +171,7 @@ class Hive:
             view = membership.members_view(self.ctx)
             out["hive"] = {k: view.get(k) for k in ("hive_id", "name", "admin", "our_tier")}
             out["hive"]["members"] = len(view["members"])
+            out["engine"] = self.engine.stats()
             return out
         return self.read(run)
 

@@ -106,6 +106,8 @@ def test_status_members_and_diagram_answer_while_the_worker_waits(tmp_path, cloc
     finally:
         hive.stop()
     assert status["machines"]["member_tier"] == {"admin": 1}
+    assert status["engine"]["dropped"] == 0 and status["engine"]["tick_failures"] == {}
+    assert status["engine"]["queued"] <= 1             # at most a tick behind the held item
     assert members["members"] == [] or members["our_id"] == lightning.node_id
     assert diagram["machine"] == "intent_lock"
     # our node id was asked once, at start, on the starting thread: never by the reader
