@@ -103,7 +103,15 @@ class Database:
             released = self._local.after_commit.pop()
             self._local.after_commit[-1].extend(released)
             return
-        c.execute("COMMIT")
+        try:
+            c.execute("COMMIT")
+        except BaseException:
+            # A COMMIT can fail (a deferred constraint, a full disk): without a ROLLBACK
+            # the transaction would stay open and every later BEGIN here would fail.
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            self._local.after_commit = [[]]
+            raise
         callbacks, self._local.after_commit = self._local.after_commit[0], [[]]
         for fn in callbacks:
             fn()

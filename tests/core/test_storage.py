@@ -221,3 +221,23 @@ def test_after_commit_callbacks_of_a_rolled_back_savepoint_never_run(db):
             db.after_commit(lambda: ran.append("kept"))
         machine_rows.insert(conn, "member_tier", "02aa", machine_fields("admin"))
     assert ran == ["outer", "kept"]
+
+
+def test_a_commit_that_fails_rolls_back_and_the_next_transaction_works(db):
+    """A deferred constraint fails at COMMIT itself: the transaction must not stay open
+    (every later BEGIN on this thread would fail) and its callbacks must not run."""
+    conn = db.conn()
+    conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    conn.execute("CREATE TABLE child (pid INTEGER REFERENCES parent (id) "
+                 "DEFERRABLE INITIALLY DEFERRED)")
+    ran = []
+    with pytest.raises(sqlite3.IntegrityError):
+        with db.transaction() as c:
+            c.execute("INSERT INTO child (pid) VALUES (42)")
+            db.after_commit(lambda: ran.append("never"))
+    assert not conn.in_transaction and ran == []
+    assert conn.execute("SELECT COUNT(*) FROM child").fetchone()[0] == 0
+    with db.transaction() as c:
+        machine_rows.insert(c, "member_tier", "02aa", machine_fields("admin"))
+        db.after_commit(lambda: ran.append("next"))
+    assert ran == ["next"]
