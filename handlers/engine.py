@@ -188,6 +188,9 @@ class Engine:
             except RpcException as e:   # the operator's bad input: answered, not a fault
                 log.info("engine.command_refused", error=e.message, code=e.code)
                 item.future.set_exception(e)
+            except (RpcError, OSError) as e:    # lightningd refused or timed out: not ours
+                log.warning("engine.item_failed", error=str(e))
+                item.future.set_exception(e)
             except Exception as e:  # a fault in one item must not stop the hive
                 log.error("engine.item_failed", error=repr(e), exc_info=True)
                 item.future.set_exception(e)

@@ -170,3 +170,21 @@ def test_calls_that_wait_on_a_peer_or_funding_get_longer(config):
     assert effects.timeout_for(config, "revenue-rebalance") == 30
     assert effects.timeout_for(config, "fundchannel") == 120
     assert effects.timeout_for(config, "connect") == 120
+
+
+def test_an_item_whose_lightningd_call_timed_out_is_a_warning_not_a_fault(
+        silent_lightningd, db, clock, config):
+    rpc = ThreadLocalRpc(silent_lightningd, timeout=lambda method: 0.2)
+    engine = Engine(db, clock, lambda: config, lightning=None)
+    engine.start()
+    try:
+        with capture_logs() as logs:
+            failed = engine.submit(lambda: rpc.call("checkmessage", {}), droppable=True)
+            after = engine.submit(lambda: "still serving")
+            assert after.result(timeout=5) == "still serving"
+    finally:
+        engine.stop()
+    with pytest.raises(RpcError):
+        failed.result()
+    [event] = [e for e in logs if e["event"] == "engine.item_failed"]
+    assert event["log_level"] == "warning" and "within 0.2 seconds" in event["error"]
