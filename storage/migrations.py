@@ -123,6 +123,28 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "UPDATE handshake_sessions SET ticket_id = json_extract(data, '$.ticket_id')",
         "CREATE INDEX handshake_sessions_ticket ON handshake_sessions (ticket_id, state)",
     ]),
+    # The log stays evidence under retention: a row may be deleted only once it is older
+    # than a cutoff recorded in `log_retention`, which only ever moves forward and which
+    # the pruning step sets in the same transaction as its DELETE. So no code path can
+    # remove or rewrite a row younger than the retention the operator chose (UPDATE stays
+    # refused outright), and a missing cutoff row protects everything (COALESCE).
+    (5, "retention: the transition log may lose rows older than a recorded cutoff", [
+        """CREATE TABLE log_retention (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            cutoff REAL NOT NULL)""",
+        "INSERT INTO log_retention (id, cutoff) VALUES (1, 0)",
+        """CREATE TRIGGER log_retention_forward BEFORE UPDATE ON log_retention
+           WHEN NEW.cutoff < OLD.cutoff
+           BEGIN SELECT RAISE(ABORT, 'the retention cutoff only moves forward'); END""",
+        """CREATE TRIGGER log_retention_no_delete BEFORE DELETE ON log_retention
+           BEGIN SELECT RAISE(ABORT, 'the retention cutoff only moves forward'); END""",
+        "DROP TRIGGER transition_log_no_delete",
+        """CREATE TRIGGER transition_log_no_delete BEFORE DELETE ON transition_log
+           WHEN OLD.at >= COALESCE((SELECT cutoff FROM log_retention WHERE id = 1), 1e308)
+           BEGIN SELECT RAISE(ABORT, 'transition_log is append-only'); END""",
+        "CREATE INDEX transition_log_at ON transition_log (at)",
+        "CREATE INDEX tickets_expires ON tickets (expires_at)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -95,14 +95,24 @@ def on_tick(ctx) -> None:
     with ctx.db.transaction() as c:
         if hivemap.forget_except(c, members):       # states of banned or departed members
             log.info("gossip.pruned")
-    summary = summarize(ctx.node_id,
-                        ctx.lightning.call("listpeerchannels", {}).get("channels", []),
-                        ctx.lightning.call("listfunds", {}).get("outputs", []), members)
-    last = hivemap.get(conn, ctx.node_id)
     now = ctx.clock.now()
-    reason = should_broadcast(last and last["state"], summary, now, ctx.config(),
-                              status_event=ctx.timers.pop("status_event", False))
     connected = None
+    # listpeerchannels and listfunds are costly on a big node: read them when a channel
+    # notification said something changed, when a status event asks for a broadcast,
+    # or once per sync interval (or heartbeat, if shorter), not on every tick.
+    every = min(ctx.config().sync_interval, ctx.config().heartbeat_interval)
+    asked = ctx.timers.pop("status_event", False)
+    if ctx.timers.pop("channels_changed", False) or asked or \
+            now - ctx.timers.get("last_read", float("-inf")) >= every:
+        ctx.timers["last_read"] = now
+        summary = summarize(ctx.node_id,
+                            ctx.lightning.call("listpeerchannels", {}).get("channels", []),
+                            ctx.lightning.call("listfunds", {}).get("outputs", []), members)
+        last = hivemap.get(conn, ctx.node_id)
+        reason = should_broadcast(last and last["state"], summary, now, ctx.config(),
+                                  status_event=asked)
+    else:
+        reason = None
     if reason:
         connected = ms.connected_members(ctx, members)
         _broadcast(ctx, meta["hive_id"], summary, last, reason, connected)
@@ -125,6 +135,11 @@ def _broadcast(ctx, hive_id, summary, last, reason, connected) -> None:
             outbox.add(conn, peer_id=peer, msg_hex=msg, now=ctx.clock.now())
     log.info("gossip.broadcast", reason=reason, version=state["version"],
              capacity_sat=state["capacity_sat"], to=len(connected))
+
+
+def channels_changed(ctx) -> None:
+    """A channel opened or changed state: read our channels at the next tick."""
+    ctx.timers["channels_changed"] = True
 
 
 def status_event(ctx) -> None:

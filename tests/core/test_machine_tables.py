@@ -183,3 +183,23 @@ def test_every_rule_is_refused_while_its_unless_holds(kind, index, source):
     inst = _instance(kind, source, data, deadline)
     outcome = Runtime(spec).fire(inst, rule.trigger, NOW, Cfg(), **kwargs)
     assert not outcome.ok and outcome.refused == "guard" and inst.state == source
+
+
+def test_internal_is_read_from_the_rule_that_fired_not_from_the_table():
+    """A trigger with both a self-loop (re-enters: deadline re-armed) and an internal rule
+    (stays: deadline kept) from the same state: which one fired decides."""
+    spec = MachineSpec(
+        kind="probe", title="probe", states=("waiting", "done"), initial="waiting",
+        rules=(Rule("vote", ("waiting",), "waiting", guards=("quorum_reached",)),
+               Rule("vote", ("waiting",), None),
+               Rule("time_up", ("waiting",), "done", guards=("deadline_passed",))),
+        deadlines=(Deadline("waiting", "time_up", "intent_hold_seconds"),))
+    rt = Runtime(spec)
+    inst = rt.create("p1", NOW - 10, Cfg())
+    armed = inst.deadline
+    counted = rt.fire(inst, "vote", NOW, Cfg(), votes=1, eligible=3)      # no quorum yet
+    assert counted.ok and counted.internal
+    assert (inst.deadline, inst.state_since) == (armed, NOW - 10)         # untouched
+    restarted = rt.fire(inst, "vote", NOW, Cfg(), votes=2, eligible=3)    # the self-loop
+    assert restarted.ok and not restarted.internal
+    assert (inst.deadline, inst.state_since) == (NOW + Cfg.intent_hold_seconds, NOW)

@@ -12,6 +12,7 @@ SEED_TABLES = {"hive_members", "intent_locks", "hive_state", "contribution_ledge
 FRAMEWORK_TABLES = {"pending_actions", "handshake_sessions", "circuit_breakers",
                     "transition_log", "outbox"}
 HIVE_TABLES = {"hive_meta", "tickets"}
+RETENTION_TABLES = {"log_retention"}
 
 
 def tables(db):
@@ -28,9 +29,21 @@ def test_migrates_an_empty_file_to_the_latest_schema(tmp_path):
     db = Database(str(tmp_path / "h.db"))
     assert db.migrate() == 0
     assert db.schema_version() == LATEST
-    assert tables(db) == SEED_TABLES | FRAMEWORK_TABLES | HIVE_TABLES
+    assert tables(db) == SEED_TABLES | FRAMEWORK_TABLES | HIVE_TABLES | RETENTION_TABLES
     assert db.conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
+
+
+def test_every_connection_syncs_each_commit_to_disk(db):
+    """At-most-once execution rests on the `executing` commit surviving a power loss: in
+    WAL mode that needs synchronous=FULL (2), on every thread's connection."""
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(
+        db.conn().execute("PRAGMA synchronous").fetchone()[0]))
+    t.start()
+    t.join()
+    assert seen == [2]
+    assert db.conn().execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
 @pytest.mark.parametrize("start", [n for n, _, _ in MIGRATIONS[:-1]])
@@ -189,5 +202,42 @@ def test_after_commit_callbacks_are_dropped_on_rollback(db):
             raise RuntimeError("outer fails")
     assert ran == []
     with db.transaction():
+        db.after_commit(lambda: ran.append("next"))
+    assert ran == ["next"]
+
+
+def test_after_commit_callbacks_of_a_rolled_back_savepoint_never_run(db):
+    """A step that failed inside a savepoint must not log or notify at the outer commit."""
+    ran = []
+    with db.transaction() as conn:
+        db.after_commit(lambda: ran.append("outer"))
+        with pytest.raises(RuntimeError):
+            with db.transaction():
+                db.after_commit(lambda: ran.append("rolled back"))
+                with db.transaction():
+                    db.after_commit(lambda: ran.append("inside the rolled back one"))
+                raise RuntimeError("inner step fails")
+        with db.transaction():
+            db.after_commit(lambda: ran.append("kept"))
+        machine_rows.insert(conn, "member_tier", "02aa", machine_fields("admin"))
+    assert ran == ["outer", "kept"]
+
+
+def test_a_commit_that_fails_rolls_back_and_the_next_transaction_works(db):
+    """A deferred constraint fails at COMMIT itself: the transaction must not stay open
+    (every later BEGIN on this thread would fail) and its callbacks must not run."""
+    conn = db.conn()
+    conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    conn.execute("CREATE TABLE child (pid INTEGER REFERENCES parent (id) "
+                 "DEFERRABLE INITIALLY DEFERRED)")
+    ran = []
+    with pytest.raises(sqlite3.IntegrityError):
+        with db.transaction() as c:
+            c.execute("INSERT INTO child (pid) VALUES (42)")
+            db.after_commit(lambda: ran.append("never"))
+    assert not conn.in_transaction and ran == []
+    assert conn.execute("SELECT COUNT(*) FROM child").fetchone()[0] == 0
+    with db.transaction() as c:
+        machine_rows.insert(c, "member_tier", "02aa", machine_fields("admin"))
         db.after_commit(lambda: ran.append("next"))
     assert ran == ["next"]
