@@ -62,6 +62,13 @@ def _abort_message(ctx, hive_id, intent_id, reason) -> str:
         "abort": abort, "sig": signing.sign(ctx.lightning, hive_id, "INTENT_ABORT", abort)})
 
 
+def _expires_at(ctx, intent) -> float:
+    """The end of an intent's lock window, counted from its announce: the same instant on
+    every node (up to clock skew), so no node commits or executes it past the moment its
+    peers' copies expire."""
+    return intent["created_at"] + ctx.config().intent_expire_seconds
+
+
 def _amount_fits(intent_type, amount) -> bool:
     return (amount is not None) == (intent_type in NEEDS_AMOUNT)
 
@@ -103,7 +110,8 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
     msg = _intent_message(intent, sig)
     ctx.dispatcher.create(KIND, intent["intent_id"],
                           domain={k: intent[k] for k in ("intent_type", "target", "initiator")},
-                          data={"role": "local", "intent": intent, "sig": sig},
+                          data={"role": "local", "intent": intent, "sig": sig,
+                                "expires_at": _expires_at(ctx, intent)},
                           sends=[Send(p, msg) for p in connected_members(ctx)])
     inst = ctx.dispatcher.load(KIND, intent["intent_id"])
     return {"intent_id": intent["intent_id"], "state": inst.state, "commits_at": inst.deadline}
@@ -144,7 +152,8 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
         store.trim_finished(conn, peer_id, MAX_FINISHED_PER_INITIATOR)
         ctx.dispatcher.create(KIND, intent["intent_id"], peer_id=peer_id,
                               domain={k: intent[k] for k in ("intent_type", "target", "initiator")},
-                              data={"role": "remote", "intent": intent, "sig": msg["sig"]})
+                              data={"role": "remote", "intent": intent, "sig": msg["sig"],
+                                    "expires_at": _expires_at(ctx, intent)})
         for row in ours:
             _resolve(ctx, meta["hive_id"], row, intent, committed, peer_id)
 
@@ -216,8 +225,10 @@ def on_intent_abort(ctx, peer_id: str, body: dict) -> None:
 
 # -- the tick: announce commits, execute, clean up ------------------------------------------
 def on_tick(ctx) -> None:
+    # A committed intent past its lock window stays put until its expiry fires.
     committed = [r for r in store.in_state(ctx.db.conn(), "committed")
-                 if r["data"].get("role") == "local"]
+                 if r["data"].get("role") == "local"
+                 and ctx.dispatcher.allows(KIND, r["intent_id"], "start_execution")]
     if committed:
         peers = connected_members(ctx)
         with ctx.db.transaction() as conn:

@@ -36,6 +36,14 @@ def is_remote(ev) -> bool:
     return ev.model.data.get("role") == "remote"
 
 
+def within_lock_window(ev) -> bool:
+    # An intent's lock lasts until `expires_at` (its announce plus its expiry), the moment
+    # peers' copies of it expire: past it, committing or executing could meet a rival
+    # that took the target meanwhile. No window recorded means no window (fail closed).
+    expires_at = ev.model.data.get("expires_at")
+    return expires_at is not None and ev.kwargs["now"] < expires_at
+
+
 def mode_advisor(ev) -> bool:
     return ev.kwargs.get("mode") == "advisor"
 
@@ -55,5 +63,6 @@ def failure_threshold_reached(ev) -> bool:
 GUARDS = {
     f.__name__: f
     for f in (deadline_passed, quorum_reached, from_session_peer, is_local, is_remote,
+              within_lock_window,
               mode_advisor, mode_autonomous, mode_oracle, failure_threshold_reached)
 }

@@ -6,6 +6,7 @@ PASS = {
     "from_session_peer": ({"peer_id": "02" + "11" * 32}, {"peer_id": "02" + "11" * 32}),
     "is_local": ({"role": "local"}, {}),
     "is_remote": ({"role": "remote"}, {}),
+    "within_lock_window": ({"expires_at": 2**40}, {}),
     "mode_advisor": ({}, {"mode": "advisor"}),
     "mode_autonomous": ({}, {"mode": "autonomous"}),
     "mode_oracle": ({}, {"mode": "oracle"}),
@@ -18,6 +19,7 @@ FAIL = {
     "from_session_peer": ({"peer_id": "02" + "11" * 32}, {"peer_id": "03" + "22" * 32}),
     "is_local": ({"role": "remote"}, {}),
     "is_remote": ({"role": "local"}, {}),
+    "within_lock_window": ({"expires_at": 0}, {}),
     # A mode no guard accepts, so failing one mode guard never passes another.
     "mode_advisor": ({}, {"mode": "none"}),
     "mode_autonomous": ({}, {"mode": "none"}),

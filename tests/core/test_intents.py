@@ -407,3 +407,49 @@ def test_a_round_trip_longer_than_the_hold_lets_both_execute_and_is_logged(make_
             low.receive(high, msg)
     assert state(high, theirs) == "executed" and state(low, ours) == "executed"
     assert "intent.both_committed" in [e["event"] for e in logs]
+
+
+# -- the lock window: nothing commits or executes after its expiry --------------------------
+def _tick(side):
+    side.dispatcher.fire_due()
+    intents.on_tick(side.ctx)
+
+
+def test_an_intent_that_expired_during_downtime_never_executes(make_fleet, clock):
+    """A is down longer than the expiry; B's copy expires and B takes the target. A's
+    first tick back must not commit and execute its own stale intent."""
+    a, b = make_fleet(["a", "b"])
+    ours = announce(a)
+    pump(a, b)                                   # B records A's intent
+    expire = a.config.intent_expire_seconds
+    for _ in range(expire // 30 + 1):            # A is down: no ticks, messages dropped
+        clock.advance(30)
+        _tick(b)
+        b.outgoing(a)
+    assert state(b, ours) == "expired"
+    theirs = announce(b)                         # the target is free again for B
+    b.outgoing(a)
+    clock.advance(b.config.intent_hold_seconds)
+    _tick(b)
+    b.outgoing(a)
+    assert state(b, theirs) == "executed"
+    _tick(a)                                     # A is back
+    assert state(a, ours) == "expired"
+    assert a.dispatcher.load("pending_action", ours) is None
+    assert a.outgoing(b) == []                   # no commit notice for a stale intent
+
+
+def test_a_committed_intent_past_its_lock_window_does_not_start(make_fleet, clock):
+    a, b = make_fleet(["a", "b"])
+    ours = announce(a)
+    pump(a, b)
+    clock.advance(a.config.intent_hold_seconds)
+    a.dispatcher.fire_due()
+    assert state(a, ours) == "committed"         # ... and A stops before executing it
+    clock.advance(a.config.intent_expire_seconds)
+    intents.on_tick(a.ctx)                       # a tick whose deadlines were not fired yet
+    assert state(a, ours) != "executing" and state(a, ours) != "executed"
+    assert a.dispatcher.load("pending_action", ours) is None
+    assert a.outgoing(b) == []
+    a.dispatcher.fire_due()
+    assert state(a, ours) == "expired"
