@@ -7,6 +7,10 @@ coordinator. One rule, applied the same way on every node:
   pending one whatever the keys. A member announces its commit (INTENT with
   `committed: true`) and answers a late rival with it, so the rival yields.
 
+The rule is the intent_lock table's `conflict` trigger (guard `rival_prevails`): a local
+intent that loses is aborted, a remote one is `outranked` (its owner may still commit it,
+if our INTENT never reached it).
+
 Both sides commit only if neither heard of the other within the hold (a partition, or
 delivery slower than the hold).
 """
@@ -23,6 +27,7 @@ from handlers.authorize import connected_members, from_member
 from handlers.dispatch import Send
 from handlers.executors import EXECUTORS, NEEDS_AMOUNT, ExecutionFailed
 from handlers.wire import MsgType, encode
+from machines import guards
 from storage import hive as hive_store
 from storage import intents as store
 from storage import outbox
@@ -37,9 +42,9 @@ MAX_FINISHED_PER_INITIATOR = 100
 CLEANUP_AFTER = 3600
 
 
-def winner(a: str, b: str) -> str:
-    """The seed's tie-breaker: the lexicographically lowest pubkey wins."""
-    return min(a, b)
+# The seed's tie-breaker (the lexicographically lowest pubkey wins), as the table's
+# `rival_prevails` guard applies it.
+winner = guards.key_winner
 
 
 def _refuse(peer_id, msg, reason, **extra):
@@ -139,7 +144,7 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
         if committed and known.data.get("role") == "remote" and \
                 known.data["intent"] == intent:
             # The commit notice of an intent we know: a pending rival of ours yields.
-            return _yield_to(ctx, meta["hive_id"], intent, peer_id)
+            return _commit_received(ctx, meta["hive_id"], intent, peer_id)
         return _refuse(peer_id, "INTENT", "already known (replay)")
     if store.live_count_by(ctx.db.conn(), peer_id) >= MAX_LIVE_PER_INITIATOR:
         return _refuse(peer_id, "INTENT", "too many live intents from this initiator")
@@ -154,47 +159,63 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
                               domain={k: intent[k] for k in ("intent_type", "target", "initiator")},
                               data={"role": "remote", "intent": intent, "sig": msg["sig"],
                                     "expires_at": _expires_at(ctx, intent)})
+        if committed:
+            ctx.dispatcher.fire(KIND, intent["intent_id"], "commit_received", peer_id=peer_id)
         for row in ours:
             _resolve(ctx, meta["hive_id"], row, intent, committed, peer_id)
 
 
 def _resolve(ctx, hive_id, ours, theirs, theirs_committed, peer_id) -> None:
-    """Our intent that holds the target meets theirs."""
-    if ours["state"] == "pending" and (
-            theirs_committed or winner(ctx.node_id, theirs["initiator"]) != ctx.node_id):
-        _abort_ours(ctx, hive_id, ours, theirs["intent_id"], peer_id)
+    """Our intent that holds the target meets theirs. The table's `conflict` rule
+    (`rival_prevails`) decides, fired on each intent with the other as its rival."""
+    ours_committed = ours["state"] != "pending"
+    if _yields(ctx, ours, theirs["initiator"], theirs_committed):
+        _abort_ours(ctx, hive_id, ours, theirs, theirs_committed, peer_id)
         return
-    if ours["state"] != "pending" and theirs_committed:
+    if ours_committed and theirs_committed:
         # Both committed: neither heard of the other within the hold. Nothing can undo
         # it now; say so loudly for the operator.
         log.warning("intent.both_committed", ours=ours["intent_id"],
                     theirs=theirs["intent_id"], target=theirs["target"])
         return
-    log.info("intent.conflict_won", ours=ours["intent_id"], theirs=theirs["intent_id"],
-             our_state=ours["state"])
     notice = []
-    if ours["state"] != "pending":
+    if ours_committed:
         # A late rival: answer with our commit, so its initiator yields too.
         notice = [Send(peer_id, _intent_message(ours["data"]["intent"], ours["data"]["sig"],
                                                 committed=True))]
-    ctx.dispatcher.fire(KIND, theirs["intent_id"], "conflict_lost", peer_id=peer_id,
-                        context={"lost_to": ours["intent_id"]}, sends=notice)
+    out = ctx.dispatcher.fire(KIND, theirs["intent_id"], "conflict", peer_id=peer_id,
+                              rival=ctx.node_id, rival_committed=ours_committed,
+                              context={"lost_to": ours["intent_id"]}, sends=notice)
+    if out.ok:
+        log.info("intent.conflict_won", ours=ours["intent_id"], theirs=theirs["intent_id"],
+                 our_state=ours["state"])
 
 
-def _abort_ours(ctx, hive_id, ours, lost_to, peer_id) -> None:
-    log.info("intent.conflict_lost", ours=ours["intent_id"], theirs=lost_to)
+def _yields(ctx, ours, rival, rival_committed) -> bool:
+    """Would our intent lose to this rival (the table's rule, run on a copy)?"""
+    return ctx.dispatcher.allows(KIND, ours["intent_id"], "conflict", rival=rival,
+                                 rival_committed=rival_committed)
+
+
+def _abort_ours(ctx, hive_id, ours, theirs, rival_committed, peer_id) -> None:
+    log.info("intent.conflict_lost", ours=ours["intent_id"], theirs=theirs["intent_id"])
     abort = _abort_message(ctx, hive_id, ours["intent_id"], "lost the tie-break")
-    ctx.dispatcher.fire(KIND, ours["intent_id"], "conflict_lost", peer_id=peer_id,
-                        context={"lost_to": lost_to},
+    ctx.dispatcher.fire(KIND, ours["intent_id"], "conflict", peer_id=peer_id,
+                        rival=theirs["initiator"], rival_committed=rival_committed,
+                        context={"lost_to": theirs["intent_id"]},
                         sends=[Send(p, abort) for p in connected_members(ctx)])
 
 
-def _yield_to(ctx, hive_id, theirs, peer_id) -> None:
+def _commit_received(ctx, hive_id, theirs, peer_id) -> None:
+    """The commit notice of a remote intent: it is committed (even one we had outranked,
+    whose owner never heard of ours), and our pending rival on its target yields."""
+    if ctx.dispatcher.allows(KIND, theirs["intent_id"], "commit_received"):
+        ctx.dispatcher.fire(KIND, theirs["intent_id"], "commit_received", peer_id=peer_id)
     for row in _holding(ctx, theirs["intent_type"], theirs["target"]):
         if row["initiator"] != ctx.node_id:
             continue
-        if row["state"] == "pending":
-            _abort_ours(ctx, hive_id, row, theirs["intent_id"], peer_id)
+        if _yields(ctx, row, theirs["initiator"], True):
+            _abort_ours(ctx, hive_id, row, theirs, True, peer_id)
         else:
             # Their commit meets ours: neither heard of the other in time (a round trip
             # longer than the hold). Nothing can undo it now; say so for the operator.

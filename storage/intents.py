@@ -5,7 +5,7 @@ import sqlite3
 
 from storage.rows import decoded
 
-LIVE = ("pending", "committed", "executing")
+LIVE = ("pending", "outranked", "committed", "executing")
 FINISHED = ("executed", "aborted", "expired", "failed")
 
 

@@ -7,6 +7,8 @@ PASS = {
     "is_local": ({"role": "local"}, {}),
     "is_remote": ({"role": "remote"}, {}),
     "within_lock_window": ({"expires_at": 2**40}, {}),
+    "rival_prevails": ({"intent": {"initiator": "03" + "ff" * 32}},
+                       {"rival": "02" + "00" * 32, "rival_committed": False}),
     "mode_advisor": ({}, {"mode": "advisor"}),
     "mode_autonomous": ({}, {"mode": "autonomous"}),
     "mode_oracle": ({}, {"mode": "oracle"}),
@@ -20,6 +22,8 @@ FAIL = {
     "is_local": ({"role": "remote"}, {}),
     "is_remote": ({"role": "local"}, {}),
     "within_lock_window": ({"expires_at": 0}, {}),
+    "rival_prevails": ({"intent": {"initiator": "02" + "00" * 32}},
+                       {"rival": "03" + "ff" * 32, "rival_committed": False}),
     # A mode no guard accepts, so failing one mode guard never passes another.
     "mode_advisor": ({}, {"mode": "none"}),
     "mode_autonomous": ({}, {"mode": "none"}),

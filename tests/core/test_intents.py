@@ -131,7 +131,7 @@ def test_a_committed_intent_makes_a_late_lower_key_rival_yield(make_fleet, clock
     late = announce(low)                         # lower key, but late
     for msg in low.outgoing(high):
         high.receive(low, msg)
-    assert state(high, late) == "aborted"        # refused: ours had committed
+    assert state(high, late) == "outranked"      # refused: ours had committed
     [back] = high.outgoing(low)                  # ... and answered with our commit
     msg_type, body = decode(back)
     assert msg_type == MsgType.INTENT and body["committed"] is True
@@ -139,6 +139,7 @@ def test_a_committed_intent_makes_a_late_lower_key_rival_yield(make_fleet, clock
     assert state(low, late) == "aborted"         # low yields despite its lower key
     settle([low, high], clock, high.config.intent_hold_seconds)
     assert state(high, ours) == "executed" and state(low, late) == "aborted"
+    assert state(high, late) == "aborted"        # low's INTENT_ABORT reached high
     assert low.dispatcher.load("pending_action", late) is None
 
 
@@ -343,14 +344,17 @@ def test_losing_intents_do_not_slip_past_the_flood_bound(make_fleet, clock):
     clock.advance(low.config.intent_hold_seconds)
     low.dispatcher.fire_due()                    # ours committed: each rival gets an answer
     low.lightning.calls.clear()
-    n = MAX_FINISHED_PER_INITIATOR + 50
-    for _ in range(n):
-        low.receive(high, encode(MsgType.INTENT, _intent(high, hive_id)))
-    # each rival lost at once; only the most recent finished ones are kept
-    assert len(store.listing(low.db.conn())) <= 1 + MAX_FINISHED_PER_INITIATOR + 1
-    assert len(low.outgoing(high)) == n                      # one answer per rival, no more
+    n = MAX_LIVE_PER_INITIATOR + 50
+    with capture_logs() as logs:
+        for _ in range(n):
+            low.receive(high, encode(MsgType.INTENT, _intent(high, hive_id)))
+    # each rival is outranked at once, and outranked intents still count
+    assert len(store.listing(low.db.conn())) == 1 + MAX_LIVE_PER_INITIATOR
+    assert refusals(logs) == ["too many live intents from this initiator"] * 50
+    assert len(low.outgoing(high)) == MAX_LIVE_PER_INITIATOR  # one answer per rival
     assert low.lightning.calls.count("signmessage") == 0     # our signature is reused
-    assert low.lightning.calls.count("checkmessage") == n    # one check per message
+    # one check per accepted message; the refused ones were refused before any
+    assert low.lightning.calls.count("checkmessage") == MAX_LIVE_PER_INITIATOR
 
 
 def test_an_executor_fault_still_ends_the_intent(make_fleet, clock):
@@ -453,3 +457,43 @@ def test_a_committed_intent_past_its_lock_window_does_not_start(make_fleet, cloc
     assert a.outgoing(b) == []
     a.dispatcher.fire_due()
     assert state(a, ours) == "expired"
+
+
+# -- an outranked rival may still commit ----------------------------------------------------
+def test_a_rival_we_outranked_is_recorded_committed_when_its_owner_commits(make_fleet, clock):
+    """Our INTENT was lost: the rival we beat on keys commits and executes. Its commit
+    notice makes us yield, and the target must show as held by it, not free."""
+    low, high = _ordered(make_fleet(["a", "b"]))
+    theirs = announce(high)
+    [first] = high.outgoing(low)
+    clock.advance(1)
+    ours = announce(low)
+    low.outgoing(high)                           # ours is lost on the way
+    low.receive(high, first)                     # we win on keys
+    assert state(low, ours) == "pending" and state(low, theirs) == "outranked"
+    clock.advance(high.config.intent_hold_seconds)
+    _tick(high)                                  # high heard nothing: commits, executes
+    for msg in high.outgoing(low):
+        low.receive(high, msg)
+    assert state(low, ours) == "aborted" and state(high, theirs) == "executed"
+    assert state(low, theirs) == "committed"
+    [row] = [r for r in intents.listing(low.ctx)["intents"] if r["initiator"] == high.node_id]
+    assert row["state"] == "committed"
+    with pytest.raises(RpcException, match="target: held by"):
+        announce(low)
+
+
+def test_an_outranked_rival_expires_like_a_committed_one(make_fleet, clock):
+    low, high = _ordered(make_fleet(["a", "b"]))
+    theirs = announce(high)
+    [first] = high.outgoing(low)
+    ours = announce(low)
+    low.outgoing(high)
+    low.receive(high, first)
+    assert state(low, theirs) == "outranked"
+    clock.advance(low.config.intent_hold_seconds)
+    _tick(low)
+    assert state(low, theirs) == "outranked" and state(low, ours) == "executed"
+    clock.advance(low.config.intent_expire_seconds - low.config.intent_hold_seconds)
+    _tick(low)
+    assert state(low, theirs) == "expired"
