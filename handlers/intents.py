@@ -52,8 +52,7 @@ def _refuse(peer_id, msg, reason, **extra):
 
 
 def _holding(ctx, intent_type, target) -> list[dict]:
-    since = ctx.clock.now() - ctx.config().intent_expire_seconds
-    return store.holding(ctx.db.conn(), intent_type, target, since)
+    return store.holding(ctx.db.conn(), intent_type, target, ctx.clock.now())
 
 
 def _intent_message(intent, sig, committed=False) -> str:
@@ -67,11 +66,19 @@ def _abort_message(ctx, hive_id, intent_id, reason) -> str:
         "abort": abort, "sig": signing.sign(ctx.lightning, hive_id, "INTENT_ABORT", abort)})
 
 
-def _expires_at(ctx, intent) -> float:
-    """The end of an intent's lock window, counted from its announce: the same instant on
-    every node (up to clock skew), so no node commits or executes it past the moment its
-    peers' copies expire."""
-    return intent["created_at"] + ctx.config().intent_expire_seconds
+def _lock_data(intent) -> dict:
+    """What the intent_lock machine reads from an intent: its own hold and expiry (its
+    deadlines on every node), and the end of its lock window, counted from its announce
+    (the same instant on every node, up to clock skew), past which nothing commits or
+    executes it."""
+    return {"hold_seconds": intent["hold_seconds"], "expire_seconds": intent["expire_seconds"],
+            "expires_at": intent["created_at"] + intent["expire_seconds"]}
+
+
+def _domain(intent) -> dict:
+    """The intent_locks columns beside the machine's own."""
+    return {**{k: intent[k] for k in ("intent_type", "target", "initiator")},
+            "expires_at": _lock_data(intent)["expires_at"]}
 
 
 def _amount_fits(intent_type, amount) -> bool:
@@ -109,14 +116,17 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
         who = "our" if row["initiator"] == ctx.node_id else f"{row['initiator']}'s"
         raise errors.bad_param("target", f"held by {who} intent {row['intent_id']} "
                                f"({row['state']})")
+    config = ctx.config()
     intent = {"intent_id": secrets.token_hex(16), "intent_type": intent_type, "target": target,
-              "initiator": ctx.node_id, "created_at": ctx.now(), "amount_sat": amount_sat}
+              "initiator": ctx.node_id, "created_at": ctx.now(), "amount_sat": amount_sat,
+              "hold_seconds": config.intent_hold_seconds,
+              "expire_seconds": config.intent_expire_seconds}
     sig = signing.sign(ctx.lightning, meta["hive_id"], "INTENT", intent)
     msg = _intent_message(intent, sig)
     ctx.dispatcher.create(KIND, intent["intent_id"],
-                          domain={k: intent[k] for k in ("intent_type", "target", "initiator")},
+                          domain=_domain(intent),
                           data={"role": "local", "intent": intent, "sig": sig,
-                                "expires_at": _expires_at(ctx, intent)},
+                                **_lock_data(intent)},
                           sends=[Send(p, msg) for p in connected_members(ctx)])
     inst = ctx.dispatcher.load(KIND, intent["intent_id"])
     return {"intent_id": intent["intent_id"], "state": inst.state, "commits_at": inst.deadline}
@@ -137,7 +147,9 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
     now = ctx.now()
     if intent["created_at"] > now + FUTURE_SKEW:
         return _refuse(peer_id, "INTENT", "created in the future")
-    if intent["created_at"] < now - ctx.config().intent_expire_seconds:
+    if intent["expire_seconds"] <= intent["hold_seconds"]:
+        return _refuse(peer_id, "INTENT", "expire_seconds must exceed hold_seconds")
+    if intent["created_at"] + intent["expire_seconds"] <= now:
         return _refuse(peer_id, "INTENT", "stale")
     known = ctx.dispatcher.load(KIND, intent["intent_id"])
     if known is not None:
@@ -156,9 +168,9 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
         # Rivals that lose at once stop being live: keep memory bounded all the same.
         store.trim_finished(conn, peer_id, MAX_FINISHED_PER_INITIATOR)
         ctx.dispatcher.create(KIND, intent["intent_id"], peer_id=peer_id,
-                              domain={k: intent[k] for k in ("intent_type", "target", "initiator")},
+                              domain=_domain(intent),
                               data={"role": "remote", "intent": intent, "sig": msg["sig"],
-                                    "expires_at": _expires_at(ctx, intent)})
+                                    **_lock_data(intent)})
         if committed:
             ctx.dispatcher.fire(KIND, intent["intent_id"], "commit_received", peer_id=peer_id)
         for row in ours:
@@ -264,8 +276,7 @@ def on_tick(ctx) -> None:
             execute(ctx, row["intent_id"])
     now = ctx.clock.now()
     with ctx.db.transaction() as conn:
-        removed = store.delete_finished(conn, finished_before=now - CLEANUP_AFTER,
-                                        created_before=now - ctx.config().intent_expire_seconds)
+        removed = store.delete_finished(conn, finished_before=now - CLEANUP_AFTER, now=now)
     if removed:
         log.info("intent.cleanup", removed=removed)
 

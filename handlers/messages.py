@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
+from handlers.config import BY_NAME
 from handlers.wire import WireError
 
 _HEX = re.compile(r"[0-9a-f]*")
@@ -154,11 +155,15 @@ STATE_HASH = {"hash": hex_str(64), "count": integer(0, 100_000)}
 FULL_SYNC = {"entries": list_of(record(SIGNED_STATE), 1000), "chunk": integer(0, 9999),
              "chunks": integer(1, 9999)}
 
-# Intent locks (docs/PROTOCOL.md §6), each signed by its initiator.
+# Intent locks (docs/PROTOCOL.md §6), each signed by its initiator. The lock's timing
+# travels in the record, within the bounds of the options that set it.
 INTENT_TYPES = ("channel_open", "rebalance", "ban_peer")
+_HOLD, _EXPIRE = BY_NAME["hive-intent-hold-seconds"], BY_NAME["hive-intent-expire-seconds"]
 INTENT = {"intent_id": hex_str(32), "intent_type": one_of(*INTENT_TYPES), "target": node_id,
           "initiator": node_id, "created_at": TIMESTAMP,
-          "amount_sat": optional(integer(1, 21_000_000 * 100_000_000))}
+          "amount_sat": optional(integer(1, 21_000_000 * 100_000_000)),
+          "hold_seconds": integer(_HOLD.min, _HOLD.max),
+          "expire_seconds": integer(_EXPIRE.min, _EXPIRE.max)}
 # `committed` is not signed: only the initiator may send its INTENT (checked against the
 # BOLT 8 sender), so the flag is as authentic as the transport.
 INTENT_MSG = {"intent": record(INTENT), "sig": zbase, "committed": flag}

@@ -39,8 +39,12 @@ SPEC = MachineSpec(
         Rule("expire", ("outranked", "committed"), "expired", guards=("deadline_passed",)),
     ),
     deadlines=(
-        Deadline("pending", "hold_elapsed", "intent_hold_seconds"),
-        Deadline("outranked", "expire", "intent_expire_seconds", since="created"),
-        Deadline("committed", "expire", "intent_expire_seconds", since="created"),
+        # The intent's own timing (signed in its record), so every node holds and expires
+        # it alike whatever its own options say.
+        Deadline("pending", "hold_elapsed", "intent_hold_seconds", data_key="hold_seconds"),
+        Deadline("outranked", "expire", "intent_expire_seconds", since="created",
+                 data_key="expire_seconds"),
+        Deadline("committed", "expire", "intent_expire_seconds", since="created",
+                 data_key="expire_seconds"),
     ),
 )

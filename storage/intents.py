@@ -14,16 +14,15 @@ def _rows(cursor) -> list[dict]:
 
 
 def holding(conn: sqlite3.Connection, intent_type: str, target: str,
-            created_since: float) -> list[dict]:
-    """Intents that hold the lock on a target: live ones, and executed ones created after
-    `created_since` (the window in which peers' copies of it are still live: they expire
-    when `created + expire <= now`)."""
+            now: float) -> list[dict]:
+    """Intents that hold the lock on a target: live ones, and executed ones whose lock
+    window (`expires_at`, when peers' copies of it expire) has not passed."""
     marks = ", ".join("?" for _ in LIVE)
     return _rows(conn.execute(
         f"""SELECT intent_id, intent_type, target, initiator, state, data FROM intent_locks
             WHERE intent_type = ? AND target = ?
-              AND (state IN ({marks}) OR (state = 'executed' AND created_at > ?))
-            ORDER BY created_at""", (intent_type, target, *LIVE, created_since)))
+              AND (state IN ({marks}) OR (state = 'executed' AND expires_at > ?))
+            ORDER BY created_at""", (intent_type, target, *LIVE, now)))
 
 
 def live_count_by(conn: sqlite3.Connection, initiator: str) -> int:
@@ -64,11 +63,10 @@ def exists(conn: sqlite3.Connection, intent_id: str) -> bool:
                         (intent_id,)).fetchone() is not None
 
 
-def delete_finished(conn: sqlite3.Connection, finished_before: float,
-                    created_before: float) -> int:
-    """Remove intents that ended before `finished_before` and no longer hold a lock (created
-    before `created_before`); their transitions stay in the log."""
+def delete_finished(conn: sqlite3.Connection, finished_before: float, now: float) -> int:
+    """Remove intents that ended before `finished_before` and no longer hold a lock (their
+    window ended before `now`); their transitions stay in the log."""
     marks = ", ".join("?" for _ in FINISHED)
     return conn.execute(f"DELETE FROM intent_locks WHERE state IN ({marks}) "
-                        f"AND state_since < ? AND created_at < ?",
-                        (*FINISHED, finished_before, created_before)).rowcount
+                        f"AND state_since < ? AND expires_at <= ?",
+                        (*FINISHED, finished_before, now)).rowcount

@@ -118,6 +118,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             used_at REAL)""",
         "ALTER TABLE hive_members ADD COLUMN admission TEXT NOT NULL DEFAULT '{}'",
     ]),
+    (5, "intent locks: the end of each intent's own lock window", [
+        # Rows from before carry no window of their own: the longest expiry the options
+        # allow keeps them holding their target rather than freeing it early.
+        "ALTER TABLE intent_locks ADD COLUMN expires_at REAL NOT NULL DEFAULT 0",
+        "UPDATE intent_locks SET expires_at = created_at + 86400",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

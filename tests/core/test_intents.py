@@ -1,12 +1,13 @@
 """Intent locks between members: the tie-breaker, races, silence, at-most-once execution
 across a crash, cleanup, and every bad input, on real SQLite and real signatures."""
+import dataclasses
 import random
 
 import pytest
 from pyln.client import RpcException
 from structlog.testing import capture_logs
 
-from handlers import intents, signing
+from handlers import handshake, intents, membership, signing
 from handlers.intents import MAX_FINISHED_PER_INITIATOR, MAX_LIVE_PER_INITIATOR
 from handlers.wire import MsgType, decode, encode
 from hive_sides import Side, form_hive, pump
@@ -248,7 +249,7 @@ def test_finished_intents_older_than_an_hour_are_removed(make_fleet, clock):
 def _intent(side, hive_id, signer=None, **over):
     intent = {"intent_id": "%032x" % random.getrandbits(128), "intent_type": "ban_peer",
               "target": TARGET, "initiator": side.node_id, "created_at": side.ctx.now(),
-              "amount_sat": None, **over}
+              "amount_sat": None, "hold_seconds": 60, "expire_seconds": 600, **over}
     return {"intent": intent,
             "sig": signing.sign((signer or side).lightning, hive_id, "INTENT", intent)}
 
@@ -497,3 +498,73 @@ def test_an_outranked_rival_expires_like_a_committed_one(make_fleet, clock):
     clock.advance(low.config.intent_expire_seconds - low.config.intent_hold_seconds)
     _tick(low)
     assert state(low, theirs) == "expired"
+
+
+# -- the lock's timing is the intent's own, on every node -----------------------------------
+def test_peers_judge_an_intent_by_the_timing_it_announced(make_fleet, tmp_path, clock):
+    """One operator's short hold and expiry must not shorten the lock others announce."""
+    a, = make_fleet(["a"])
+    hasty = Side("hasty", tmp_path, clock, **{"hive-intent-hold-seconds": 5,
+                                              "hive-intent-expire-seconds": 10})
+    try:
+        ticket = membership.invite(a.ctx, None, None, None)["ticket"]
+        handshake.start_join(hasty.ctx, ticket, None)
+        pump(a, hasty)
+        a.lightning.connected = {hasty.node_id}
+        hasty.lightning.connected = {a.node_id}
+        ours = announce(a)                       # hold 60, expiry 600
+        pump(a, hasty)
+        clock.advance(11)
+        _tick(hasty)
+        assert state(hasty, ours) == "pending"   # not committed after 5 s, nor expired
+        with pytest.raises(RpcException, match="target: held by"):
+            announce(hasty)
+        clock.advance(a.config.intent_hold_seconds - 11)
+        _tick(hasty)
+        assert state(hasty, ours) == "committed"
+        clock.advance(a.config.intent_expire_seconds - a.config.intent_hold_seconds - 1)
+        _tick(hasty)
+        assert state(hasty, ours) == "committed"
+        clock.advance(1)
+        _tick(hasty)
+        assert state(hasty, ours) == "expired"
+        # ... and hasty's own intent carries its own timing to a
+        mine = announce(hasty, target="02" + "44" * 32)
+        pump(a, hasty)
+        clock.advance(5)
+        _tick(a)
+        assert state(a, mine) == "committed"
+        clock.advance(5)
+        _tick(a)
+        assert state(a, mine) == "expired"
+    finally:
+        hasty.close()
+
+
+@pytest.mark.parametrize("timing,reason", [
+    ({"hold_seconds": 4, "expire_seconds": 600}, "malformed: intent: hold_seconds"),
+    ({"hold_seconds": 60, "expire_seconds": 86401}, "malformed: intent: expire_seconds"),
+    ({"hold_seconds": 600, "expire_seconds": 600}, "expire_seconds must exceed hold_seconds"),
+])
+def test_an_intent_with_timing_outside_the_bounds_is_refused(make_fleet, timing, reason):
+    a, b = make_fleet(["a", "b"])
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    with capture_logs() as logs:
+        a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, **timing)))
+    [why] = refusals(logs)
+    assert why.startswith(reason)
+    assert store.listing(a.db.conn()) == []
+
+
+def test_a_later_setconfig_does_not_shorten_an_executed_intents_lock(make_fleet, clock):
+    a, b = make_fleet(["a", "b"])
+    ours = announce(a)
+    pump(a, b)
+    settle([a, b], clock, a.config.intent_hold_seconds)
+    assert state(a, ours) == "executed"
+    a.config = dataclasses.replace(a.config, intent_hold_seconds=5, intent_expire_seconds=10)
+    clock.advance(60)
+    with pytest.raises(RpcException, match="target: held by our intent .* \\(executed\\)"):
+        announce(a)
+    intents.on_tick(a.ctx)                       # cleanup keeps it while it holds
+    assert state(a, ours) == "executed"
