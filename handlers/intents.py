@@ -28,13 +28,16 @@ from handlers.dispatch import Send
 from handlers.executors import EXECUTORS, NEEDS_AMOUNT, ExecutionFailed
 from handlers.wire import MsgType, encode
 from machines import guards
+from machines.intent_lock import SPEC
 from storage import hive as hive_store
 from storage import intents as store
 from storage import outbox
 
 log = structlog.get_logger("hive.intents")
 
-KIND = "intent_lock"
+KIND = SPEC.kind
+HOLDS_LOCK = SPEC.groups["holds_lock"]
+FINISHED = SPEC.terminal
 FUTURE_SKEW = 600
 # A peer's intents we keep: live ones (its flood bound), and recent finished ones.
 MAX_LIVE_PER_INITIATOR = 20
@@ -52,7 +55,7 @@ def _refuse(peer_id, msg, reason, **extra):
 
 
 def _holding(ctx, intent_type, target) -> list[dict]:
-    return store.holding(ctx.db.conn(), intent_type, target, ctx.clock.now())
+    return store.holding(ctx.db.conn(), intent_type, target, ctx.clock.now(), HOLDS_LOCK)
 
 
 def _intent_message(intent, sig, committed=False) -> str:
@@ -158,7 +161,7 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
             # The commit notice of an intent we know: a pending rival of ours yields.
             return _commit_received(ctx, meta["hive_id"], intent, peer_id)
         return _refuse(peer_id, "INTENT", "already known (replay)")
-    if store.live_count_by(ctx.db.conn(), peer_id) >= MAX_LIVE_PER_INITIATOR:
+    if store.live_count_by(ctx.db.conn(), peer_id, HOLDS_LOCK) >= MAX_LIVE_PER_INITIATOR:
         return _refuse(peer_id, "INTENT", "too many live intents from this initiator")
     if not signing.verify(ctx.lightning, peer_id, meta["hive_id"], "INTENT", intent, msg["sig"]):
         return _refuse(peer_id, "INTENT", "not signed by its initiator")
@@ -166,7 +169,7 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
             if r["initiator"] == ctx.node_id]
     with ctx.db.transaction() as conn:
         # Rivals that lose at once stop being live: keep memory bounded all the same.
-        store.trim_finished(conn, peer_id, MAX_FINISHED_PER_INITIATOR)
+        store.trim_finished(conn, peer_id, MAX_FINISHED_PER_INITIATOR, FINISHED)
         ctx.dispatcher.create(KIND, intent["intent_id"], peer_id=peer_id,
                               domain=_domain(intent),
                               data={"role": "remote", "intent": intent, "sig": msg["sig"],
@@ -276,7 +279,8 @@ def on_tick(ctx) -> None:
             execute(ctx, row["intent_id"])
     now = ctx.clock.now()
     with ctx.db.transaction() as conn:
-        removed = store.delete_finished(conn, finished_before=now - CLEANUP_AFTER, now=now)
+        removed = store.delete_finished(conn, finished_before=now - CLEANUP_AFTER, now=now,
+                                        finished=FINISHED)
     if removed:
         log.info("intent.cleanup", removed=removed)
 

@@ -21,6 +21,9 @@ SPEC = MachineSpec(
             "expired", "failed"),
     initial="pending",
     terminal=("executed", "aborted", "expired", "failed"),
+    # An intent in these states holds its type and target (an executed one too, until its
+    # lock window ends: storage checks that against `expires_at`).
+    groups={"holds_lock": ("pending", "outranked", "committed", "executing")},
     rules=(
         # An intent still pending at its expiry (its node was down) never commits.
         Rule("hold_elapsed", ("pending",), "committed",

@@ -55,11 +55,15 @@ class MachineSpec:
     entry_states: tuple[str, ...] = ()
     deadlines: tuple[Deadline, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    # Named sets of states that code outside the machine asks about (e.g. the intent
+    # states that hold a lock), declared here so no copy of them is kept by hand.
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self):
         known = set(self.states)
         problems = []
-        for name in (self.initial, *self.terminal, *self.entry_states):
+        grouped = [n for states in self.groups.values() for n in states]
+        for name in (self.initial, *self.terminal, *self.entry_states, *grouped):
             if name not in known:
                 problems.append(f"unknown state {name!r}")
         seen_deadline_states = set()

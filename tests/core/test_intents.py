@@ -11,7 +11,9 @@ from handlers import handshake, intents, membership, signing
 from handlers.intents import MAX_FINISHED_PER_INITIATOR, MAX_LIVE_PER_INITIATOR
 from handlers.wire import MsgType, decode, encode
 from hive_sides import Side, form_hive, pump
+from machines import SPECS
 from storage import hive as hive_store
+from storage import machine_rows
 from storage import intents as store
 from storage import transition_log
 
@@ -568,3 +570,30 @@ def test_a_later_setconfig_does_not_shorten_an_executed_intents_lock(make_fleet,
         announce(a)
     intents.on_tick(a.ctx)                       # cleanup keeps it while it holds
     assert state(a, ours) == "executed"
+
+
+# -- state groupings come from the machine's table ----------------------------------------
+def test_every_state_the_table_says_holds_the_lock_holds_the_target(make_fleet, clock):
+    a, = make_fleet(["a"])
+    spec = SPECS["intent_lock"]
+    holds = spec.groups["holds_lock"]
+    assert set(holds) == set(spec.states) - set(spec.terminal)
+    peer = "03" + "77" * 32
+    now = clock.now()
+    for i, st in enumerate(spec.states):     # a peer's intent in each state, window over
+        target = "02" + "%064x" % (i + 100)
+        with a.db.transaction() as conn:
+            machine_rows.insert(conn, "intent_lock", "%032x" % i, {
+                "state": st, "deadline": None, "deadline_trigger": None, "created_at": now,
+                "state_since": now, "version": 0, "data": {"role": "remote"}},
+                {"intent_type": "ban_peer", "target": target, "initiator": peer,
+                 "expires_at": 0})
+        if st in holds:
+            with pytest.raises(RpcException, match="target: held by"):
+                announce(a, target=target)
+        else:
+            announce(a, target=target)
+    clock.advance(intents.CLEANUP_AFTER + 1)
+    intents.on_tick(a.ctx)                   # cleanup removes exactly the finished ones
+    left = {r["state"] for r in store.listing(a.db.conn()) if r["initiator"] == peer}
+    assert left == set(holds)

@@ -151,6 +151,7 @@ def test_creation_is_limited_to_initial_and_entry_states():
     (dict(rules=(Rule("go", ("b",), "a"),), terminal=("b",)), "leaves terminal state 'b'"),
     (dict(rules=(Rule("go", ("a",), "b", guards=("quorum_reached",)),),
           deadlines=(Deadline("a", "go", 5),)), "guarded by deadline_passed alone"),
+    (dict(groups={"busy": ("a", "zz")}), "unknown state 'zz'"),
 ])
 def test_a_malformed_table_is_rejected_when_declared(bad, message):
     base = dict(kind="x", title="x", states=("a", "b"), initial="a",
