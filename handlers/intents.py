@@ -78,9 +78,16 @@ def _lock_data(intent) -> dict:
             "expires_at": intent["created_at"] + intent["expire_seconds"]}
 
 
+def _key(intent) -> str:
+    """The machine instance of an intent: (initiator, id), since a member picks its own
+    ids and another member could reuse one it has seen."""
+    return messages.intent_lock_id(intent["initiator"], intent["intent_id"])
+
+
 def _domain(intent) -> dict:
     """The intent_locks columns beside the machine's own."""
-    return {**{k: intent[k] for k in ("intent_type", "target", "initiator")},
+    return {**{k: intent[k] for k in ("intent_id", "intent_type", "target", "initiator")},
+            "announced_at": intent["created_at"],
             "expires_at": _lock_data(intent)["expires_at"]}
 
 
@@ -117,7 +124,7 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
     # its hold is how two members would both end up executing.
     for row in _holding(ctx, intent_type, target):
         who = "our" if row["initiator"] == ctx.node_id else f"{row['initiator']}'s"
-        raise errors.bad_param("target", f"held by {who} intent {row['intent_id']} "
+        raise errors.bad_param("target", f"held by {who} intent {row['lock_id']} "
                                f"({row['state']})")
     config = ctx.config()
     intent = {"intent_id": secrets.token_hex(16), "intent_type": intent_type, "target": target,
@@ -126,13 +133,14 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
               "expire_seconds": config.intent_expire_seconds}
     sig = signing.sign(ctx.lightning, meta["hive_id"], "INTENT", intent)
     msg = _intent_message(intent, sig)
-    ctx.dispatcher.create(KIND, intent["intent_id"],
+    ctx.dispatcher.create(KIND, _key(intent),
                           domain=_domain(intent),
                           data={"role": "local", "intent": intent, "sig": sig,
                                 **_lock_data(intent)},
                           sends=[Send(p, msg) for p in connected_members(ctx)])
-    inst = ctx.dispatcher.load(KIND, intent["intent_id"])
-    return {"intent_id": intent["intent_id"], "state": inst.state, "commits_at": inst.deadline}
+    inst = ctx.dispatcher.load(KIND, _key(intent))
+    return {"intent_id": intent["intent_id"], "initiator": intent["initiator"],
+            "lock_id": _key(intent), "state": inst.state, "commits_at": inst.deadline}
 
 
 # -- INTENT from a peer -------------------------------------------------------------------
@@ -154,7 +162,7 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
         return _refuse(peer_id, "INTENT", "expire_seconds must exceed hold_seconds")
     if intent["created_at"] + intent["expire_seconds"] <= now:
         return _refuse(peer_id, "INTENT", "stale")
-    known = ctx.dispatcher.load(KIND, intent["intent_id"])
+    known = ctx.dispatcher.load(KIND, _key(intent))
     if known is not None:
         if committed and known.data.get("role") == "remote" and \
                 known.data["intent"] == intent:
@@ -170,12 +178,12 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
     with ctx.db.transaction() as conn:
         # Rivals that lose at once stop being live: keep memory bounded all the same.
         store.trim_finished(conn, peer_id, MAX_FINISHED_PER_INITIATOR, FINISHED)
-        ctx.dispatcher.create(KIND, intent["intent_id"], peer_id=peer_id,
+        ctx.dispatcher.create(KIND, _key(intent), peer_id=peer_id,
                               domain=_domain(intent),
                               data={"role": "remote", "intent": intent, "sig": msg["sig"],
                                     **_lock_data(intent)})
         if committed:
-            ctx.dispatcher.fire(KIND, intent["intent_id"], "commit_received", peer_id=peer_id)
+            ctx.dispatcher.fire(KIND, _key(intent), "commit_received", peer_id=peer_id)
         for row in ours:
             _resolve(ctx, meta["hive_id"], row, intent, committed, peer_id)
 
@@ -190,42 +198,42 @@ def _resolve(ctx, hive_id, ours, theirs, theirs_committed, peer_id) -> None:
     if ours_committed and theirs_committed:
         # Both committed: neither heard of the other within the hold. Nothing can undo
         # it now; say so loudly for the operator.
-        log.warning("intent.both_committed", ours=ours["intent_id"],
-                    theirs=theirs["intent_id"], target=theirs["target"])
+        log.warning("intent.both_committed", ours=ours["lock_id"], theirs=_key(theirs),
+                    target=theirs["target"])
         return
     notice = []
     if ours_committed:
         # A late rival: answer with our commit, so its initiator yields too.
         notice = [Send(peer_id, _intent_message(ours["data"]["intent"], ours["data"]["sig"],
                                                 committed=True))]
-    out = ctx.dispatcher.fire(KIND, theirs["intent_id"], "conflict", peer_id=peer_id,
+    out = ctx.dispatcher.fire(KIND, _key(theirs), "conflict", peer_id=peer_id,
                               rival=ctx.node_id, rival_committed=ours_committed,
-                              context={"lost_to": ours["intent_id"]}, sends=notice)
+                              context={"lost_to": ours["lock_id"]}, sends=notice)
     if out.ok:
-        log.info("intent.conflict_won", ours=ours["intent_id"], theirs=theirs["intent_id"],
+        log.info("intent.conflict_won", ours=ours["lock_id"], theirs=_key(theirs),
                  our_state=ours["state"])
 
 
 def _yields(ctx, ours, rival, rival_committed) -> bool:
     """Would our intent lose to this rival (the table's rule, run on a copy)?"""
-    return ctx.dispatcher.allows(KIND, ours["intent_id"], "conflict", rival=rival,
+    return ctx.dispatcher.allows(KIND, ours["lock_id"], "conflict", rival=rival,
                                  rival_committed=rival_committed)
 
 
 def _abort_ours(ctx, hive_id, ours, theirs, rival_committed, peer_id) -> None:
-    log.info("intent.conflict_lost", ours=ours["intent_id"], theirs=theirs["intent_id"])
+    log.info("intent.conflict_lost", ours=ours["lock_id"], theirs=_key(theirs))
     abort = _abort_message(ctx, hive_id, ours["intent_id"], "lost the tie-break")
-    ctx.dispatcher.fire(KIND, ours["intent_id"], "conflict", peer_id=peer_id,
+    ctx.dispatcher.fire(KIND, ours["lock_id"], "conflict", peer_id=peer_id,
                         rival=theirs["initiator"], rival_committed=rival_committed,
-                        context={"lost_to": theirs["intent_id"]},
+                        context={"lost_to": _key(theirs)},
                         sends=[Send(p, abort) for p in connected_members(ctx)])
 
 
 def _commit_received(ctx, hive_id, theirs, peer_id) -> None:
     """The commit notice of a remote intent: it is committed (even one we had outranked,
     whose owner never heard of ours), and our pending rival on its target yields."""
-    if ctx.dispatcher.allows(KIND, theirs["intent_id"], "commit_received"):
-        ctx.dispatcher.fire(KIND, theirs["intent_id"], "commit_received", peer_id=peer_id)
+    if ctx.dispatcher.allows(KIND, _key(theirs), "commit_received"):
+        ctx.dispatcher.fire(KIND, _key(theirs), "commit_received", peer_id=peer_id)
     for row in _holding(ctx, theirs["intent_type"], theirs["target"]):
         if row["initiator"] != ctx.node_id:
             continue
@@ -234,8 +242,8 @@ def _commit_received(ctx, hive_id, theirs, peer_id) -> None:
         else:
             # Their commit meets ours: neither heard of the other in time (a round trip
             # longer than the hold). Nothing can undo it now; say so for the operator.
-            log.warning("intent.both_committed", ours=row["intent_id"],
-                        theirs=theirs["intent_id"], target=theirs["target"])
+            log.warning("intent.both_committed", ours=row["lock_id"], theirs=_key(theirs),
+                        target=theirs["target"])
 
 
 def on_intent_abort(ctx, peer_id: str, body: dict) -> None:
@@ -247,7 +255,8 @@ def on_intent_abort(ctx, peer_id: str, body: dict) -> None:
     abort = msg["abort"]
     if abort["initiator"] != peer_id:
         return _refuse(peer_id, "INTENT_ABORT", "initiator is not the sender")
-    inst = ctx.dispatcher.load(KIND, abort["intent_id"])
+    key = messages.intent_lock_id(abort["initiator"], abort["intent_id"])
+    inst = ctx.dispatcher.load(KIND, key)
     if inst is None:
         return _refuse(peer_id, "INTENT_ABORT", "no such intent")
     if inst.data.get("role") != "remote" or inst.data["intent"]["initiator"] != peer_id:
@@ -255,7 +264,7 @@ def on_intent_abort(ctx, peer_id: str, body: dict) -> None:
     if not signing.verify(ctx.lightning, peer_id, meta["hive_id"], "INTENT_ABORT", abort,
                           msg["sig"]):
         return _refuse(peer_id, "INTENT_ABORT", "not signed by its initiator")
-    ctx.dispatcher.fire(KIND, abort["intent_id"], "abort_received", peer_id=peer_id,
+    ctx.dispatcher.fire(KIND, key, "abort_received", peer_id=peer_id,
                         context={"reason": abort["reason"]})
 
 
@@ -264,7 +273,7 @@ def on_tick(ctx) -> None:
     # A committed intent past its lock window stays put until its expiry fires.
     committed = [r for r in store.in_state(ctx.db.conn(), "committed")
                  if r["data"].get("role") == "local"
-                 and ctx.dispatcher.allows(KIND, r["intent_id"], "start_execution")]
+                 and ctx.dispatcher.allows(KIND, r["lock_id"], "start_execution")]
     if committed:
         peers = connected_members(ctx)
         with ctx.db.transaction() as conn:
@@ -276,7 +285,7 @@ def on_tick(ctx) -> None:
         if ctx.drain is not None:
             ctx.drain()          # the commit notices leave before anything is executed
         for row in committed:
-            execute(ctx, row["intent_id"])
+            execute(ctx, row["lock_id"])
     now = ctx.clock.now()
     with ctx.db.transaction() as conn:
         removed = store.delete_finished(conn, finished_before=now - CLEANUP_AFTER, now=now,
@@ -285,34 +294,34 @@ def on_tick(ctx) -> None:
         log.info("intent.cleanup", removed=removed)
 
 
-def execute(ctx, intent_id: str) -> None:
+def execute(ctx, lock_id: str) -> None:
     """`executing` is committed before the executor runs: after a crash the intent is
     reconciled, never run twice."""
-    inst = ctx.dispatcher.load(KIND, intent_id)
+    inst = ctx.dispatcher.load(KIND, lock_id)
     intent = inst.data["intent"]
     executor = EXECUTORS[intent["intent_type"]]
     try:
         before = executor.before(ctx, intent)
     except ExecutionFailed as e:
         before = {"unknown": str(e)}
-    if not ctx.dispatcher.fire(KIND, intent_id, "start_execution",
+    if not ctx.dispatcher.fire(KIND, lock_id, "start_execution",
                                data_update={"before": before}).ok:
         return
     try:
         result = executor.execute(ctx, intent)
     except ExecutionFailed as e:
-        _failed(ctx, intent_id, str(e))
+        _failed(ctx, lock_id, str(e))
         return
     except Exception as e:       # a bug in an executor: the intent must still end
-        log.error("intent.executor_fault", intent_id=intent_id, error=repr(e), exc_info=True)
-        _failed(ctx, intent_id, f"executor fault: {e!r}")
+        log.error("intent.executor_fault", lock_id=lock_id, error=repr(e), exc_info=True)
+        _failed(ctx, lock_id, f"executor fault: {e!r}")
         return
-    ctx.dispatcher.fire(KIND, intent_id, "execution_succeeded", data_update={"result": result},
+    ctx.dispatcher.fire(KIND, lock_id, "execution_succeeded", data_update={"result": result},
                         context=result)
 
 
-def _failed(ctx, intent_id, why) -> None:
-    ctx.dispatcher.fire(KIND, intent_id, "execution_failed", data_update={"failure": why},
+def _failed(ctx, lock_id, why) -> None:
+    ctx.dispatcher.fire(KIND, lock_id, "execution_failed", data_update={"failure": why},
                         context={"error": why})
 
 
@@ -329,18 +338,19 @@ def reconcile(ctx) -> None:
         else:
             note = ""
         if found:
-            ctx.dispatcher.fire(KIND, row["intent_id"], "execution_succeeded",
+            ctx.dispatcher.fire(KIND, row["lock_id"], "execution_succeeded",
                                 data_update={"result": {"reconciled": True}},
                                 context={"reconciled": "effect found"})
             continue
         why = "interrupted by a restart; " + ("effect not found" if found is False else
                                              "cannot tell whether it took effect") + note
-        _failed(ctx, row["intent_id"], why)
+        _failed(ctx, row["lock_id"], why)
 
 
 def listing(ctx) -> dict:
     return {"intents": [
-        {"intent_id": r["intent_id"], "type": r["intent_type"], "target": r["target"],
+        {"lock_id": r["lock_id"], "intent_id": r["intent_id"], "type": r["intent_type"],
+         "target": r["target"],
          "initiator": r["initiator"], "role": r["data"].get("role"), "state": r["state"],
          "deadline": r["deadline"], "next": r["deadline_trigger"],
          "created_at": r["created_at"], "failure": r["data"].get("failure"),

@@ -167,6 +167,13 @@ INTENT = {"intent_id": hex_str(32), "intent_type": one_of(*INTENT_TYPES), "targe
 # `committed` is not signed: only the initiator may send its INTENT (checked against the
 # BOLT 8 sender), so the flag is as authentic as the transport.
 INTENT_MSG = {"intent": record(INTENT), "sig": zbase, "committed": flag}
+
+
+def intent_lock_id(initiator: str, intent_id: str) -> str:
+    """What names an intent: its id is its initiator's choice, unique only per initiator."""
+    return f"{initiator}:{intent_id}"
+
+
 ABORT = {"intent_id": hex_str(32), "initiator": node_id, "aborted_at": TIMESTAMP,
          "reason": text(64)}
 INTENT_ABORT_MSG = {"abort": record(ABORT), "sig": zbase}

@@ -19,7 +19,8 @@ def holding(conn: sqlite3.Connection, intent_type: str, target: str, now: float,
     window (`expires_at`, when peers' copies of it expire) has not passed."""
     marks = ", ".join("?" for _ in holding_states)
     return _rows(conn.execute(
-        f"""SELECT intent_id, intent_type, target, initiator, state, data FROM intent_locks
+        f"""SELECT lock_id, intent_id, intent_type, target, initiator, state, data
+            FROM intent_locks
             WHERE intent_type = ? AND target = ?
               AND (state IN ({marks}) OR (state = 'executed' AND expires_at > ?))
             ORDER BY created_at""", (intent_type, target, *holding_states, now)))
@@ -42,27 +43,23 @@ def trim_finished(conn: sqlite3.Connection, initiator: str, keep: int,
     """Keep only the `keep` most recent finished intents of one initiator."""
     marks = ", ".join("?" for _ in finished)
     return conn.execute(
-        f"""DELETE FROM intent_locks WHERE intent_id IN (
-                SELECT intent_id FROM intent_locks WHERE initiator = ? AND state IN ({marks})
+        f"""DELETE FROM intent_locks WHERE lock_id IN (
+                SELECT lock_id FROM intent_locks WHERE initiator = ? AND state IN ({marks})
                 ORDER BY state_since DESC LIMIT -1 OFFSET ?)""",
         (initiator, *finished, keep)).rowcount
 
 
 def in_state(conn: sqlite3.Connection, state: str) -> list[dict]:
     return _rows(conn.execute(
-        "SELECT intent_id, intent_type, target, initiator, state, data FROM intent_locks "
-        "WHERE state = ? ORDER BY created_at", (state,)))
+        "SELECT lock_id, intent_id, intent_type, target, initiator, state, data "
+        "FROM intent_locks WHERE state = ? ORDER BY created_at", (state,)))
 
 
 def listing(conn: sqlite3.Connection) -> list[dict]:
     return _rows(conn.execute(
-        """SELECT intent_id, intent_type, target, initiator, state, deadline, deadline_trigger,
-                  created_at, state_since, data FROM intent_locks ORDER BY created_at"""))
-
-
-def exists(conn: sqlite3.Connection, intent_id: str) -> bool:
-    return conn.execute("SELECT 1 FROM intent_locks WHERE intent_id = ?",
-                        (intent_id,)).fetchone() is not None
+        """SELECT lock_id, intent_id, intent_type, target, initiator, state, deadline,
+                  deadline_trigger, created_at, state_since, data
+           FROM intent_locks ORDER BY created_at"""))
 
 
 def delete_finished(conn: sqlite3.Connection, finished_before: float, now: float,

@@ -52,7 +52,13 @@ def refusals(logs):
 
 
 def announce(side, target=TARGET, kind="ban_peer"):
-    return intents.announce(side.ctx, kind, target, None)["intent_id"]
+    """The lock id ("<initiator>:<intent_id>") of a new intent."""
+    return intents.announce(side.ctx, kind, target, None)["lock_id"]
+
+
+def bare(lock_id):
+    """The intent id in a lock id, as messages carry it."""
+    return lock_id.split(":")[1]
 
 
 # -- the tie-breaker ----------------------------------------------------------------------
@@ -241,7 +247,7 @@ def test_finished_intents_older_than_an_hour_are_removed(make_fleet, clock):
     settle([a, b], clock, a.config.intent_hold_seconds)
     clock.advance(1800)
     intents.on_tick(a.ctx)
-    ids = {r["intent_id"] for r in store.listing(a.db.conn())}
+    ids = {r["lock_id"] for r in store.listing(a.db.conn())}
     assert old not in ids and recent in ids
     # the evidence stays in the append-only transition log
     assert len(transition_log.for_instance(a.db.conn(), "intent_lock", old)) >= 3
@@ -298,19 +304,19 @@ def test_bad_aborts_are_refused(make_fleet, clock):
         return encode(MsgType.INTENT_ABORT, {"abort": body, "sig": sig})
     with capture_logs() as logs:
         a.receive(b, abort(b, "ab" * 16))                       # no such intent
-        a.receive(c, abort(c, iid))                             # someone else's intent
-        a.receive(c, abort(c, iid, initiator=b.node_id))        # claims to be b
-        a.receive(b, abort(b, iid, signer=c))                   # wrongly signed
-    assert refusals(logs) == ["no such intent", "not the sender's intent",
+        a.receive(c, abort(c, bare(iid)))                       # b's intent id: not c's
+        a.receive(c, abort(c, bare(iid), initiator=b.node_id))  # claims to be b
+        a.receive(b, abort(b, bare(iid), signer=c))             # wrongly signed
+    assert refusals(logs) == ["no such intent", "no such intent",
                               "initiator is not the sender", "not signed by its initiator"]
     assert state(a, iid) == "pending"
-    a.receive(b, abort(b, iid))
+    a.receive(b, abort(b, bare(iid)))
     assert state(a, iid) == "aborted"
     # our own local intent cannot be aborted by a peer
     mine = announce(a, target="02" + "33" * 32)
     with capture_logs() as logs:
-        a.receive(b, abort(b, mine))
-    assert refusals(logs) == ["not the sender's intent"] and state(a, mine) == "pending"
+        a.receive(b, abort(b, bare(mine)))
+    assert refusals(logs) == ["no such intent"] and state(a, mine) == "pending"
 
 
 def test_an_intent_flood_from_one_peer_is_bounded(make_fleet):
@@ -335,7 +341,7 @@ def test_a_member_never_announces_more_than_its_peers_accept(make_fleet, clock):
     settle([a, b], clock, 0)
     announce(a, target="02" + "ff" * 32)         # the window has passed
     pump(a, b)
-    assert state(b, store.listing(a.db.conn())[-1]["intent_id"]) == "pending"
+    assert state(b, store.listing(a.db.conn())[-1]["lock_id"]) == "pending"
 
 
 def test_losing_intents_do_not_slip_past_the_flood_bound(make_fleet, clock):
@@ -362,7 +368,7 @@ def test_losing_intents_do_not_slip_past_the_flood_bound(make_fleet, clock):
 
 def test_an_executor_fault_still_ends_the_intent(make_fleet, clock):
     a, = make_fleet(["a"])
-    iid = intents.announce(a.ctx, "channel_open", TARGET, 100_000)["intent_id"]
+    iid = intents.announce(a.ctx, "channel_open", TARGET, 100_000)["lock_id"]
     clock.advance(a.config.intent_hold_seconds)
     a.dispatcher.fire_due()
     # this test's lightningd serves no fundchannel: the executor fails unexpectedly
@@ -583,11 +589,11 @@ def test_every_state_the_table_says_holds_the_lock_holds_the_target(make_fleet, 
     for i, st in enumerate(spec.states):     # a peer's intent in each state, window over
         target = "02" + "%064x" % (i + 100)
         with a.db.transaction() as conn:
-            machine_rows.insert(conn, "intent_lock", "%032x" % i, {
+            machine_rows.insert(conn, "intent_lock", f"{peer}:{i:032x}", {
                 "state": st, "deadline": None, "deadline_trigger": None, "created_at": now,
                 "state_since": now, "version": 0, "data": {"role": "remote"}},
                 {"intent_type": "ban_peer", "target": target, "initiator": peer,
-                 "expires_at": 0})
+                 "intent_id": f"{i:032x}", "announced_at": now, "expires_at": 0})
         if st in holds:
             with pytest.raises(RpcException, match="target: held by"):
                 announce(a, target=target)
@@ -597,3 +603,41 @@ def test_every_state_the_table_says_holds_the_lock_holds_the_target(make_fleet, 
     intents.on_tick(a.ctx)                   # cleanup removes exactly the finished ones
     left = {r["state"] for r in store.listing(a.db.conn()) if r["initiator"] == peer}
     assert left == set(holds)
+
+
+# -- an intent is (initiator, id) -----------------------------------------------------------
+def _abort_msg(sender, hive_id, intent_id, now):
+    body = {"intent_id": intent_id, "initiator": sender.node_id, "aborted_at": now,
+            "reason": "x"}
+    return encode(MsgType.INTENT_ABORT, {
+        "abort": body, "sig": signing.sign(sender.lightning, hive_id, "INTENT_ABORT", body)})
+
+
+def _row(side, initiator, intent_id):
+    rows = [r for r in intents.listing(side.ctx)["intents"]
+            if r["initiator"] == initiator.node_id and r["intent_id"] == intent_id]
+    return rows[0] if rows else None
+
+
+def test_an_intent_id_copied_by_another_member_does_not_squat_the_original(make_fleet):
+    """B sees C's INTENT first and announces its own under the same id at A, before C's
+    reaches A: A must still take C's intent, its abort, and refuse C's target."""
+    a, b, c = make_fleet(["a", "b", "c"])
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    intent_id = intents.announce(c.ctx, "ban_peer", TARGET, None)["intent_id"]
+    to_a = c.outgoing(a)                         # on its way, slowly
+    for msg in c.outgoing(b):
+        b.receive(c, msg)
+    squat = _intent(b, hive_id, intent_id=intent_id, target="02" + "66" * 32)
+    a.receive(b, encode(MsgType.INTENT, squat))
+    with capture_logs() as logs:
+        for msg in to_a:
+            a.receive(c, msg)
+    assert refusals(logs) == []
+    assert _row(a, c, intent_id)["state"] == "pending"
+    assert _row(a, b, intent_id)["state"] == "pending"
+    with pytest.raises(RpcException, match="target: held by"):
+        announce(a)                              # C's target is held
+    a.receive(c, _abort_msg(c, hive_id, intent_id, a.ctx.now()))
+    assert _row(a, c, intent_id)["state"] == "aborted"
+    assert _row(a, b, intent_id)["state"] == "pending"   # B's is B's own
