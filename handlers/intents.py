@@ -39,8 +39,14 @@ KIND = SPEC.kind
 HOLDS_LOCK = SPEC.groups["holds_lock"]
 FINISHED = SPEC.terminal
 FUTURE_SKEW = 600
-# A peer's intents we keep: live ones (its flood bound), and recent finished ones.
-MAX_LIVE_PER_INITIATOR = 20
+# What one member may make us record: at most MAX_INTENTS_PER_WINDOW intents announced
+# (signed `created_at`) within the last INTAKE_WINDOW seconds, whatever became of them
+# (intents that end at once write rows and log entries too). An INTENT older than the
+# window is refused, so every accepted one is counted. The window is the longest hold the
+# options allow: an intent delivered later than that missed every hold anyway.
+INTAKE_WINDOW = 3600
+MAX_INTENTS_PER_WINDOW = 60
+# Of a peer's finished intents outside the window, only the most recent are kept.
 MAX_FINISHED_PER_INITIATOR = 100
 CLEANUP_AFTER = 3600
 
@@ -112,14 +118,15 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
     me = hive_store.member(ctx.db.conn(), ctx.node_id)
     if me is None or me["tier"] not in ms.ACTIVE_TIERS:
         raise RpcException("only an active member may announce intents", errors.NOT_ADMIN)
-    # Peers keep our intents live for up to intent_expire_seconds after they hear of them
-    # and refuse more than MAX_LIVE_PER_INITIATOR: never send one they would drop.
-    window = ctx.config().intent_expire_seconds + FUTURE_SKEW
-    recent = store.created_since_by(ctx.db.conn(), ctx.node_id, ctx.clock.now() - window)
-    if recent >= MAX_LIVE_PER_INITIATOR:
+    # Peers refuse more than MAX_INTENTS_PER_WINDOW of ours announced within
+    # INTAKE_WINDOW of their clock, which may run up to FUTURE_SKEW behind ours: never
+    # send one they would drop.
+    window = INTAKE_WINDOW + FUTURE_SKEW
+    recent = store.announced_since_by(ctx.db.conn(), ctx.node_id, ctx.now() - window)
+    if recent >= MAX_INTENTS_PER_WINDOW:
         raise RpcException(f"this node announced {recent} intents in the last {window} s; "
-                           f"peers accept at most {MAX_LIVE_PER_INITIATOR} at a time",
-                           errors.TOO_MANY_INTENTS)
+                           f"peers accept at most {MAX_INTENTS_PER_WINDOW} per "
+                           f"{INTAKE_WINDOW} s", errors.TOO_MANY_INTENTS)
     # A target anyone already holds is not contested: preempting a pending rival late in
     # its hold is how two members would both end up executing.
     for row in _holding(ctx, intent_type, target):
@@ -160,7 +167,8 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
         return _refuse(peer_id, "INTENT", "created in the future")
     if intent["expire_seconds"] <= intent["hold_seconds"]:
         return _refuse(peer_id, "INTENT", "expire_seconds must exceed hold_seconds")
-    if intent["created_at"] + intent["expire_seconds"] <= now:
+    if intent["created_at"] + intent["expire_seconds"] <= now or \
+            intent["created_at"] < now - INTAKE_WINDOW:
         return _refuse(peer_id, "INTENT", "stale")
     known = ctx.dispatcher.load(KIND, _key(intent))
     if known is not None:
@@ -169,15 +177,18 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
             # The commit notice of an intent we know: a pending rival of ours yields.
             return _commit_received(ctx, meta["hive_id"], intent, peer_id)
         return _refuse(peer_id, "INTENT", "already known (replay)")
-    if store.live_count_by(ctx.db.conn(), peer_id, HOLDS_LOCK) >= MAX_LIVE_PER_INITIATOR:
-        return _refuse(peer_id, "INTENT", "too many live intents from this initiator")
+    # Before any signature work: the bound is what protects it.
+    if store.announced_since_by(ctx.db.conn(), peer_id, now - INTAKE_WINDOW) >= \
+            MAX_INTENTS_PER_WINDOW:
+        return _refuse(peer_id, "INTENT", "too many intents from this initiator")
     if not signing.verify(ctx.lightning, peer_id, meta["hive_id"], "INTENT", intent, msg["sig"]):
         return _refuse(peer_id, "INTENT", "not signed by its initiator")
     ours = [r for r in _holding(ctx, intent["intent_type"], intent["target"])
             if r["initiator"] == ctx.node_id]
     with ctx.db.transaction() as conn:
-        # Rivals that lose at once stop being live: keep memory bounded all the same.
-        store.trim_finished(conn, peer_id, MAX_FINISHED_PER_INITIATOR, FINISHED)
+        # Finished rows still in the window are what the bound counts: trim only older ones.
+        store.trim_finished(conn, peer_id, MAX_FINISHED_PER_INITIATOR, FINISHED,
+                            announced_before=now - INTAKE_WINDOW)
         ctx.dispatcher.create(KIND, _key(intent), peer_id=peer_id,
                               domain=_domain(intent),
                               data={"role": "remote", "intent": intent, "sig": msg["sig"],
@@ -289,7 +300,8 @@ def on_tick(ctx) -> None:
     now = ctx.clock.now()
     with ctx.db.transaction() as conn:
         removed = store.delete_finished(conn, finished_before=now - CLEANUP_AFTER, now=now,
-                                        finished=FINISHED)
+                                        finished=FINISHED,
+                                        announced_before=now - INTAKE_WINDOW)
     if removed:
         log.info("intent.cleanup", removed=removed)
 

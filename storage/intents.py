@@ -26,27 +26,23 @@ def holding(conn: sqlite3.Connection, intent_type: str, target: str, now: float,
             ORDER BY created_at""", (intent_type, target, *holding_states, now)))
 
 
-def live_count_by(conn: sqlite3.Connection, initiator: str,
-                  holding_states: tuple[str, ...]) -> int:
-    marks = ", ".join("?" for _ in holding_states)
-    return conn.execute(f"SELECT COUNT(*) FROM intent_locks WHERE initiator = ? "
-                        f"AND state IN ({marks})", (initiator, *holding_states)).fetchone()[0]
-
-
-def created_since_by(conn: sqlite3.Connection, initiator: str, since: float) -> int:
+def announced_since_by(conn: sqlite3.Connection, initiator: str, since: float) -> int:
+    """One initiator's intents announced (their signed `created_at`) at or after `since`,
+    whatever their state."""
     return conn.execute("SELECT COUNT(*) FROM intent_locks WHERE initiator = ? "
-                        "AND created_at >= ?", (initiator, since)).fetchone()[0]
+                        "AND announced_at >= ?", (initiator, since)).fetchone()[0]
 
 
 def trim_finished(conn: sqlite3.Connection, initiator: str, keep: int,
-                  finished: tuple[str, ...]) -> int:
-    """Keep only the `keep` most recent finished intents of one initiator."""
+                  finished: tuple[str, ...], announced_before: float) -> int:
+    """Of one initiator's finished intents announced before `announced_before`, keep only
+    the `keep` most recent."""
     marks = ", ".join("?" for _ in finished)
     return conn.execute(
         f"""DELETE FROM intent_locks WHERE lock_id IN (
                 SELECT lock_id FROM intent_locks WHERE initiator = ? AND state IN ({marks})
-                ORDER BY state_since DESC LIMIT -1 OFFSET ?)""",
-        (initiator, *finished, keep)).rowcount
+                AND announced_at < ? ORDER BY state_since DESC LIMIT -1 OFFSET ?)""",
+        (initiator, *finished, announced_before, keep)).rowcount
 
 
 def in_state(conn: sqlite3.Connection, state: str) -> list[dict]:
@@ -63,10 +59,11 @@ def listing(conn: sqlite3.Connection) -> list[dict]:
 
 
 def delete_finished(conn: sqlite3.Connection, finished_before: float, now: float,
-                    finished: tuple[str, ...]) -> int:
-    """Remove intents that ended before `finished_before` and no longer hold a lock (their
-    window ended before `now`); their transitions stay in the log."""
+                    finished: tuple[str, ...], announced_before: float) -> int:
+    """Remove intents that ended before `finished_before`, no longer hold a lock (their
+    window ended before `now`) and were announced before `announced_before` (older than
+    any intake count); their transitions stay in the log."""
     marks = ", ".join("?" for _ in finished)
     return conn.execute(f"DELETE FROM intent_locks WHERE state IN ({marks}) "
-                        f"AND state_since < ? AND expires_at <= ?",
-                        (*finished, finished_before, now)).rowcount
+                        f"AND state_since < ? AND expires_at <= ? AND announced_at < ?",
+                        (*finished, finished_before, now, announced_before)).rowcount

@@ -8,7 +8,7 @@ from pyln.client import RpcException
 from structlog.testing import capture_logs
 
 from handlers import handshake, intents, membership, signing
-from handlers.intents import MAX_FINISHED_PER_INITIATOR, MAX_LIVE_PER_INITIATOR
+from handlers.intents import INTAKE_WINDOW, MAX_INTENTS_PER_WINDOW
 from handlers.wire import MsgType, decode, encode
 from hive_sides import Side, form_hive, pump
 from machines import SPECS
@@ -319,25 +319,34 @@ def test_bad_aborts_are_refused(make_fleet, clock):
     assert refusals(logs) == ["no such intent"] and state(a, mine) == "pending"
 
 
-def test_an_intent_flood_from_one_peer_is_bounded(make_fleet):
+def test_an_intent_flood_from_one_peer_is_bounded(make_fleet, clock):
     a, b = make_fleet(["a", "b"])
     hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
     with capture_logs() as logs:
-        for i in range(MAX_LIVE_PER_INITIATOR + 10):
+        for i in range(MAX_INTENTS_PER_WINDOW + 10):
             a.receive(b, encode(MsgType.INTENT, _intent(
                 b, hive_id, target="02" + "%064x" % (i + 1))))
-    assert len(store.listing(a.db.conn())) == MAX_LIVE_PER_INITIATOR
-    assert refusals(logs) == ["too many live intents from this initiator"] * 10
+        # an old created_at would escape the count: older than the window is stale
+        a.receive(b, encode(MsgType.INTENT, _intent(
+            b, hive_id, created_at=a.ctx.now() - INTAKE_WINDOW - 1, expire_seconds=86400)))
+    assert len(store.listing(a.db.conn())) == MAX_INTENTS_PER_WINDOW
+    assert refusals(logs) == ["too many intents from this initiator"] * 10 + ["stale"]
+    clock.advance(INTAKE_WINDOW + 1)
+    a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, target="02" + "ee" * 32)))
+    assert len(store.listing(a.db.conn())) == MAX_INTENTS_PER_WINDOW + 1
 
 
 def test_a_member_never_announces_more_than_its_peers_accept(make_fleet, clock):
     a, b = make_fleet(["a", "b"])
-    for i in range(MAX_LIVE_PER_INITIATOR):
-        announce(a, target="02" + "%064x" % (i + 1))
-        settle([a, b], clock, 5)
-    with pytest.raises(RpcException, match="peers accept at most 20 at a time"):
-        announce(a, target="02" + "ff" * 32)
-    clock.advance(a.config.intent_expire_seconds + 600)
+    with capture_logs() as logs:
+        for i in range(MAX_INTENTS_PER_WINDOW):
+            announce(a, target="02" + "%064x" % (i + 1))
+            settle([a, b], clock, 5)
+        with pytest.raises(RpcException, match=f"peers accept at most "
+                                               f"{MAX_INTENTS_PER_WINDOW} per {INTAKE_WINDOW} s"):
+            announce(a, target="02" + "ff" * 32)
+    assert refusals(logs) == []                  # b took every one of them
+    clock.advance(INTAKE_WINDOW + 600)
     settle([a, b], clock, 0)
     announce(a, target="02" + "ff" * 32)         # the window has passed
     pump(a, b)
@@ -353,17 +362,17 @@ def test_losing_intents_do_not_slip_past_the_flood_bound(make_fleet, clock):
     clock.advance(low.config.intent_hold_seconds)
     low.dispatcher.fire_due()                    # ours committed: each rival gets an answer
     low.lightning.calls.clear()
-    n = MAX_LIVE_PER_INITIATOR + 50
+    n = MAX_INTENTS_PER_WINDOW + 50
     with capture_logs() as logs:
         for _ in range(n):
             low.receive(high, encode(MsgType.INTENT, _intent(high, hive_id)))
-    # each rival is outranked at once, and outranked intents still count
-    assert len(store.listing(low.db.conn())) == 1 + MAX_LIVE_PER_INITIATOR
-    assert refusals(logs) == ["too many live intents from this initiator"] * 50
-    assert len(low.outgoing(high)) == MAX_LIVE_PER_INITIATOR  # one answer per rival
+    # each rival is outranked at once, and every one counts
+    assert len(store.listing(low.db.conn())) == 1 + MAX_INTENTS_PER_WINDOW
+    assert refusals(logs) == ["too many intents from this initiator"] * 50
+    assert len(low.outgoing(high)) == MAX_INTENTS_PER_WINDOW  # one answer per rival
     assert low.lightning.calls.count("signmessage") == 0     # our signature is reused
     # one check per accepted message; the refused ones were refused before any
-    assert low.lightning.calls.count("checkmessage") == MAX_LIVE_PER_INITIATOR
+    assert low.lightning.calls.count("checkmessage") == MAX_INTENTS_PER_WINDOW
 
 
 def test_an_executor_fault_still_ends_the_intent(make_fleet, clock):
@@ -641,3 +650,25 @@ def test_an_intent_id_copied_by_another_member_does_not_squat_the_original(make_
     a.receive(c, _abort_msg(c, hive_id, intent_id, a.ctx.now()))
     assert _row(a, c, intent_id)["state"] == "aborted"
     assert _row(a, b, intent_id)["state"] == "pending"   # B's is B's own
+
+
+# -- what one member may make us record -----------------------------------------------------
+def test_intents_that_end_at_once_still_count_against_the_intake_bound(make_fleet):
+    """Announced then aborted at once, over and over: each would write rows and log
+    entries. Past the bound, nothing more is recorded and no signature is checked."""
+    a, b = make_fleet(["a", "b"])
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    bound = intents.MAX_INTENTS_PER_WINDOW
+    with capture_logs() as logs:
+        for i in range(bound + 10):
+            good = _intent(b, hive_id, target="02" + "%064x" % (i + 1))
+            a.receive(b, encode(MsgType.INTENT, good))
+            a.receive(b, _abort_msg(b, hive_id, good["intent"]["intent_id"], a.ctx.now()))
+    assert refusals(logs)[-20:] == ["too many intents from this initiator",
+                                    "no such intent"] * 10
+    rows = store.listing(a.db.conn())
+    assert len(rows) == bound and {r["state"] for r in rows} == {"aborted"}
+    assert len(transition_log.recent(a.db.conn(), limit=10_000)) < 2 * bound + 50
+    a.lightning.calls.clear()
+    a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, target="02" + "ee" * 32)))
+    assert "checkmessage" not in a.lightning.calls      # refused before signature work
