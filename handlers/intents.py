@@ -3,9 +3,9 @@ coordinator. One rule, applied the same way on every node:
 
 - between two pending intents on the same type and target, the lower initiator pubkey
   wins (`winner`);
-- a committed intent (or one executed within `hive-intent-expire-seconds`) beats a
-  pending one whatever the keys. A member announces its commit (INTENT with
-  `committed: true`) and answers a late rival with it, so the rival yields.
+- a committed intent (or one executed within its lock window) beats a pending one
+  whatever the keys. A member announces its commit (INTENT with its signed commit
+  record) and answers a late rival with it, so the rival yields.
 
 The rule is the intent_lock table's `conflict` trigger (guard `rival_prevails`): a local
 intent that loses is aborted, a remote one is `outranked` (its owner may still commit it,
@@ -64,8 +64,19 @@ def _holding(ctx, intent_type, target) -> list[dict]:
     return store.holding(ctx.db.conn(), intent_type, target, ctx.clock.now(), HOLDS_LOCK)
 
 
-def _intent_message(intent, sig, committed=False) -> str:
-    return encode(MsgType.INTENT, {"intent": intent, "sig": sig, "committed": committed})
+def _intent_message(intent, sig, commit=None) -> str:
+    body = {"intent": intent, "sig": sig}
+    if commit is not None:
+        body["commit"] = commit
+    return encode(MsgType.INTENT, body)
+
+
+def _commit_notice(row) -> str | None:
+    """Our committed intent's INTENT with its signed commit (None for a row from before
+    commits were signed: it cannot prove its commit)."""
+    commit = row["data"].get("commit")
+    return None if commit is None else _intent_message(row["data"]["intent"],
+                                                       row["data"]["sig"], commit)
 
 
 def _abort_message(ctx, hive_id, intent_id, reason) -> str:
@@ -139,11 +150,16 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
               "hold_seconds": config.intent_hold_seconds,
               "expire_seconds": config.intent_expire_seconds}
     sig = signing.sign(ctx.lightning, meta["hive_id"], "INTENT", intent)
+    # Signed now, sent only once the intent commits (when its hold ends), so a rival that
+    # arrives after the commit is answered without signing anything.
+    commit = {"intent_id": intent["intent_id"], "initiator": intent["initiator"],
+              "committed_at": intent["created_at"] + intent["hold_seconds"]}
+    commit["sig"] = signing.sign(ctx.lightning, meta["hive_id"], "INTENT_COMMIT", commit)
     msg = _intent_message(intent, sig)
     ctx.dispatcher.create(KIND, _key(intent),
                           domain=_domain(intent),
                           data={"role": "local", "intent": intent, "sig": sig,
-                                **_lock_data(intent)},
+                                "commit": commit, **_lock_data(intent)},
                           sends=[Send(p, msg) for p in connected_members(ctx)])
     inst = ctx.dispatcher.load(KIND, _key(intent))
     return {"intent_id": intent["intent_id"], "initiator": intent["initiator"],
@@ -157,9 +173,13 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
     if ok is None:
         return
     meta, _, msg = ok
-    intent, committed = msg["intent"], msg["committed"]
+    intent, commit = msg["intent"], msg["commit"]
+    committed = commit is not None
     if intent["initiator"] != peer_id:
         return _refuse(peer_id, "INTENT", "initiator is not the sender")
+    if committed and (commit["intent_id"], commit["initiator"]) != \
+            (intent["intent_id"], intent["initiator"]):
+        return _refuse(peer_id, "INTENT", "commit of another intent")
     if not _amount_fits(intent["intent_type"], intent["amount_sat"]):
         return _refuse(peer_id, "INTENT", "amount_sat does not fit the intent type")
     now = ctx.now()
@@ -170,12 +190,17 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
     if intent["created_at"] + intent["expire_seconds"] <= now or \
             intent["created_at"] < now - INTAKE_WINDOW:
         return _refuse(peer_id, "INTENT", "stale")
+    if committed and not (intent["created_at"] + intent["hold_seconds"] <=
+                          commit["committed_at"] <= now + FUTURE_SKEW):
+        return _refuse(peer_id, "INTENT", "commit time outside its hold's end and now")
     known = ctx.dispatcher.load(KIND, _key(intent))
     if known is not None:
         if committed and known.data.get("role") == "remote" and \
                 known.data["intent"] == intent:
             # The commit notice of an intent we know: a pending rival of ours yields.
-            return _commit_received(ctx, meta["hive_id"], intent, peer_id)
+            if known.data.get("commit") != commit and not _commit_signed(ctx, meta, commit):
+                return _refuse(peer_id, "INTENT", "commit not signed by its initiator")
+            return _commit_received(ctx, meta["hive_id"], intent, commit, peer_id)
         return _refuse(peer_id, "INTENT", "already known (replay)")
     # Before any signature work: the bound is what protects it.
     if store.announced_since_by(ctx.db.conn(), peer_id, now - INTAKE_WINDOW) >= \
@@ -183,6 +208,8 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
         return _refuse(peer_id, "INTENT", "too many intents from this initiator")
     if not signing.verify(ctx.lightning, peer_id, meta["hive_id"], "INTENT", intent, msg["sig"]):
         return _refuse(peer_id, "INTENT", "not signed by its initiator")
+    if committed and not _commit_signed(ctx, meta, commit):
+        return _refuse(peer_id, "INTENT", "commit not signed by its initiator")
     ours = [r for r in _holding(ctx, intent["intent_type"], intent["target"])
             if r["initiator"] == ctx.node_id]
     with ctx.db.transaction() as conn:
@@ -194,7 +221,8 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
                               data={"role": "remote", "intent": intent, "sig": msg["sig"],
                                     **_lock_data(intent)})
         if committed:
-            ctx.dispatcher.fire(KIND, _key(intent), "commit_received", peer_id=peer_id)
+            ctx.dispatcher.fire(KIND, _key(intent), "commit_received", peer_id=peer_id,
+                                data_update={"commit": commit})
         for row in ours:
             _resolve(ctx, meta["hive_id"], row, intent, committed, peer_id)
 
@@ -213,10 +241,9 @@ def _resolve(ctx, hive_id, ours, theirs, theirs_committed, peer_id) -> None:
                     target=theirs["target"])
         return
     notice = []
-    if ours_committed:
+    if ours_committed and _commit_notice(ours) is not None:
         # A late rival: answer with our commit, so its initiator yields too.
-        notice = [Send(peer_id, _intent_message(ours["data"]["intent"], ours["data"]["sig"],
-                                                committed=True))]
+        notice = [Send(peer_id, _commit_notice(ours))]
     out = ctx.dispatcher.fire(KIND, _key(theirs), "conflict", peer_id=peer_id,
                               rival=ctx.node_id, rival_committed=ours_committed,
                               context={"lost_to": ours["lock_id"]}, sends=notice)
@@ -240,11 +267,17 @@ def _abort_ours(ctx, hive_id, ours, theirs, rival_committed, peer_id) -> None:
                         sends=[Send(p, abort) for p in connected_members(ctx)])
 
 
-def _commit_received(ctx, hive_id, theirs, peer_id) -> None:
+def _commit_signed(ctx, meta, commit) -> bool:
+    return signing.verify(ctx.lightning, commit["initiator"], meta["hive_id"], "INTENT_COMMIT",
+                          messages.unsigned(commit), commit["sig"])
+
+
+def _commit_received(ctx, hive_id, theirs, commit, peer_id) -> None:
     """The commit notice of a remote intent: it is committed (even one we had outranked,
     whose owner never heard of ours), and our pending rival on its target yields."""
     if ctx.dispatcher.allows(KIND, _key(theirs), "commit_received"):
-        ctx.dispatcher.fire(KIND, _key(theirs), "commit_received", peer_id=peer_id)
+        ctx.dispatcher.fire(KIND, _key(theirs), "commit_received", peer_id=peer_id,
+                            data_update={"commit": commit})
     for row in _holding(ctx, theirs["intent_type"], theirs["target"]):
         if row["initiator"] != ctx.node_id:
             continue
@@ -289,9 +322,8 @@ def on_tick(ctx) -> None:
         peers = connected_members(ctx)
         with ctx.db.transaction() as conn:
             for row in committed:
-                notice = _intent_message(row["data"]["intent"], row["data"]["sig"],
-                                         committed=True)
-                for peer in peers:
+                notice = _commit_notice(row)
+                for peer in peers if notice is not None else ():
                     outbox.add(conn, peer_id=peer, msg_hex=notice, now=ctx.clock.now())
         if ctx.drain is not None:
             ctx.drain()          # the commit notices leave before anything is executed

@@ -164,9 +164,12 @@ INTENT = {"intent_id": hex_str(32), "intent_type": one_of(*INTENT_TYPES), "targe
           "amount_sat": optional(integer(1, 21_000_000 * 100_000_000)),
           "hold_seconds": integer(_HOLD.min, _HOLD.max),
           "expire_seconds": integer(_EXPIRE.min, _EXPIRE.max)}
-# `committed` is not signed: only the initiator may send its INTENT (checked against the
-# BOLT 8 sender), so the flag is as authentic as the transport.
-INTENT_MSG = {"intent": record(INTENT), "sig": zbase, "committed": flag}
+# The commit notice: the initiator's signed word that its intent committed when its hold
+# ended (KIND INTENT_COMMIT). An INTENT without one is a pending intent.
+INTENT_COMMIT = {"intent_id": hex_str(32), "initiator": node_id, "committed_at": TIMESTAMP}
+SIGNED_INTENT_COMMIT = {**INTENT_COMMIT, "sig": zbase}
+INTENT_MSG = {"intent": record(INTENT), "sig": zbase,
+              "commit": optional(record(SIGNED_INTENT_COMMIT))}
 
 
 def intent_lock_id(initiator: str, intent_id: str) -> str:

@@ -143,7 +143,7 @@ def test_a_committed_intent_makes_a_late_lower_key_rival_yield(make_fleet, clock
     assert state(high, late) == "outranked"      # refused: ours had committed
     [back] = high.outgoing(low)                  # ... and answered with our commit
     msg_type, body = decode(back)
-    assert msg_type == MsgType.INTENT and body["committed"] is True
+    assert msg_type == MsgType.INTENT and body["commit"]["initiator"] == high.node_id
     low.receive(high, back)
     assert state(low, late) == "aborted"         # low yields despite its lower key
     settle([low, high], clock, high.config.intent_hold_seconds)
@@ -672,3 +672,37 @@ def test_intents_that_end_at_once_still_count_against_the_intake_bound(make_flee
     a.lightning.calls.clear()
     a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, target="02" + "ee" * 32)))
     assert "checkmessage" not in a.lightning.calls      # refused before signature work
+
+
+# -- a commit is signed by its initiator ---------------------------------------------------
+def test_a_commit_claim_without_the_initiators_signature_makes_nobody_yield(make_fleet):
+    low, mid, high = _ordered(make_fleet(["a", "b", "c"]))
+    hive_id = hive_store.get_meta(low.db.conn())["hive_id"]
+    ours = announce(low)
+    low.outgoing(high)
+    claim = _intent(high, hive_id)               # same target, higher key: it loses...
+    iid = claim["intent"]["intent_id"]
+    commit = {"intent_id": iid, "initiator": high.node_id,
+              "committed_at": claim["intent"]["created_at"] + 60}
+    forged = {**commit, "sig": signing.sign(mid.lightning, hive_id, "INTENT_COMMIT", commit)}
+    with capture_logs() as logs:
+        # ... unless it is committed; an unsigned flag and a forged record say so
+        low.receive(high, encode(MsgType.INTENT, {**claim, "committed": True}))
+        assert state(low, ours) == "pending"
+        low.receive(high, encode(MsgType.INTENT, {**claim, "commit": forged}))
+    assert state(low, ours) == "pending"
+    assert state(low, f"{high.node_id}:{iid}") == "outranked"
+    assert refusals(logs) == ["commit not signed by its initiator"]
+    other = {**commit, "intent_id": "cd" * 16}
+    early = {**commit, "committed_at": commit["committed_at"] - 1}
+    with capture_logs() as logs:
+        for bad in (other, early):
+            bad = {**bad, "sig": signing.sign(high.lightning, hive_id, "INTENT_COMMIT", bad)}
+            low.receive(high, encode(MsgType.INTENT, {**claim, "commit": bad}))
+    assert refusals(logs) == ["commit of another intent",
+                              "commit time outside its hold's end and now"]
+    assert state(low, ours) == "pending"
+    genuine = {**commit, "sig": signing.sign(high.lightning, hive_id, "INTENT_COMMIT", commit)}
+    low.receive(high, encode(MsgType.INTENT, {**claim, "commit": genuine}))
+    assert state(low, ours) == "aborted"         # the initiator's own commit: we yield
+    assert state(low, f"{high.node_id}:{iid}") == "committed"
