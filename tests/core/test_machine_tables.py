@@ -184,3 +184,12 @@ def test_every_rule_is_refused_while_its_unless_holds(kind, index, source):
     inst = _instance(kind, source, data, deadline)
     outcome = Runtime(spec).fire(inst, rule.trigger, NOW, Cfg(), **kwargs)
     assert not outcome.ok and outcome.refused == "guard" and inst.state == source
+
+
+def test_a_deadline_reads_the_instances_own_seconds_before_the_config():
+    spec = MachineSpec(kind="x", title="x", states=("a", "b"), initial="a",
+                       rules=(Rule("go", ("a",), "b", guards=("deadline_passed",)),),
+                       deadlines=(Deadline("a", "go", "intent_hold_seconds", data_key="hold"),))
+    rt = Runtime(spec)
+    assert rt.create("i", NOW, Cfg(), data={"hold": 7}).deadline == NOW + 7
+    assert rt.create("j", NOW, Cfg()).deadline == NOW + Cfg.intent_hold_seconds
