@@ -41,11 +41,12 @@ FINISHED = SPEC.terminal
 FUTURE_SKEW = 600
 # What one member may make us record: at most MAX_INTENTS_PER_WINDOW intents announced
 # (signed `created_at`) within the last INTAKE_WINDOW seconds, whatever became of them
-# (intents that end at once write rows and log entries too). An INTENT older than the
-# window is refused, so every accepted one is counted. The window is the longest hold the
-# options allow: an intent delivered later than that missed every hold anyway.
-INTAKE_WINDOW = 3600
-MAX_INTENTS_PER_WINDOW = 60
+# (intents that end at once write rows and log entries too). A new INTENT older than the
+# window is refused, so every accepted one is counted. The window is twice the longest
+# hold the options allow, so even a commit notice (sent when the hold ends) that is the
+# first we hear of an intent arrives inside it unless delivery took longer than a hold.
+INTAKE_WINDOW = 7200
+MAX_INTENTS_PER_WINDOW = 120
 # Of a peer's finished intents outside the window, only the most recent are kept.
 MAX_FINISHED_PER_INITIATOR = 100
 CLEANUP_AFTER = 3600
@@ -187,8 +188,7 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
         return _refuse(peer_id, "INTENT", "created in the future")
     if intent["expire_seconds"] <= intent["hold_seconds"]:
         return _refuse(peer_id, "INTENT", "expire_seconds must exceed hold_seconds")
-    if intent["created_at"] + intent["expire_seconds"] <= now or \
-            intent["created_at"] < now - INTAKE_WINDOW:
+    if intent["created_at"] + intent["expire_seconds"] <= now:
         return _refuse(peer_id, "INTENT", "stale")
     if committed and not (intent["created_at"] + intent["hold_seconds"] <=
                           commit["committed_at"] <= now + FUTURE_SKEW):
@@ -202,6 +202,8 @@ def on_intent(ctx, peer_id: str, body: dict) -> None:
                 return _refuse(peer_id, "INTENT", "commit not signed by its initiator")
             return _commit_received(ctx, meta["hive_id"], intent, commit, peer_id)
         return _refuse(peer_id, "INTENT", "already known (replay)")
+    if intent["created_at"] < now - INTAKE_WINDOW:
+        return _refuse(peer_id, "INTENT", "older than the intake window")
     # Before any signature work: the bound is what protects it.
     if store.announced_since_by(ctx.db.conn(), peer_id, now - INTAKE_WINDOW) >= \
             MAX_INTENTS_PER_WINDOW:

@@ -238,14 +238,18 @@ def test_reconcile_finds_an_effect_that_happened(make_fleet, clock):
 
 
 # -- cleanup ------------------------------------------------------------------------------
-def test_finished_intents_older_than_an_hour_are_removed(make_fleet, clock):
+def test_finished_intents_are_removed_an_hour_after_and_out_of_the_intake_window(
+        make_fleet, clock):
     a, b = make_fleet(["a", "b"])
     old = announce(a)
     settle([a, b], clock, a.config.intent_hold_seconds)
     clock.advance(1800)
     recent = announce(a, target="02" + "11" * 32)
     settle([a, b], clock, a.config.intent_hold_seconds)
-    clock.advance(1800)
+    clock.advance(intents.CLEANUP_AFTER + 1)
+    intents.on_tick(a.ctx)                       # finished an hour ago, but still counted
+    assert {old, recent} <= {r["lock_id"] for r in store.listing(a.db.conn())}
+    clock.advance(INTAKE_WINDOW - intents.CLEANUP_AFTER - 1800)
     intents.on_tick(a.ctx)
     ids = {r["lock_id"] for r in store.listing(a.db.conn())}
     assert old not in ids and recent in ids
@@ -330,7 +334,8 @@ def test_an_intent_flood_from_one_peer_is_bounded(make_fleet, clock):
         a.receive(b, encode(MsgType.INTENT, _intent(
             b, hive_id, created_at=a.ctx.now() - INTAKE_WINDOW - 1, expire_seconds=86400)))
     assert len(store.listing(a.db.conn())) == MAX_INTENTS_PER_WINDOW
-    assert refusals(logs) == ["too many intents from this initiator"] * 10 + ["stale"]
+    assert refusals(logs) == ["too many intents from this initiator"] * 10 + \
+        ["older than the intake window"]
     clock.advance(INTAKE_WINDOW + 1)
     a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, target="02" + "ee" * 32)))
     assert len(store.listing(a.db.conn())) == MAX_INTENTS_PER_WINDOW + 1
@@ -608,7 +613,7 @@ def test_every_state_the_table_says_holds_the_lock_holds_the_target(make_fleet, 
                 announce(a, target=target)
         else:
             announce(a, target=target)
-    clock.advance(intents.CLEANUP_AFTER + 1)
+    clock.advance(max(intents.CLEANUP_AFTER, INTAKE_WINDOW) + 1)
     intents.on_tick(a.ctx)                   # cleanup removes exactly the finished ones
     left = {r["state"] for r in store.listing(a.db.conn()) if r["initiator"] == peer}
     assert left == set(holds)
@@ -706,3 +711,26 @@ def test_a_commit_claim_without_the_initiators_signature_makes_nobody_yield(make
     low.receive(high, encode(MsgType.INTENT, {**claim, "commit": genuine}))
     assert state(low, ours) == "aborted"         # the initiator's own commit: we yield
     assert state(low, f"{high.node_id}:{iid}") == "committed"
+
+
+def test_the_commit_notice_of_an_intent_with_the_longest_hold_is_taken(make_fleet, clock):
+    """Sent when a 3600 s hold ends, it arrives more than an hour after the announce."""
+    low, high = _ordered(make_fleet(["a", "b"]))
+    for s in (low, high):
+        s.config = dataclasses.replace(s.config, intent_hold_seconds=3600,
+                                       intent_expire_seconds=86400)
+    theirs = announce(high)
+    [first] = high.outgoing(low)
+    clock.advance(1)
+    ours = announce(low)
+    low.outgoing(high)                           # lost: high never hears of ours
+    low.receive(high, first)
+    assert state(low, theirs) == "outranked"
+    clock.advance(3599)
+    _tick(high)                                  # high commits
+    clock.advance(120)                           # its notice is slow
+    with capture_logs() as logs:
+        for msg in high.outgoing(low):
+            low.receive(high, msg)
+    assert refusals(logs) == []
+    assert state(low, theirs) == "committed" and state(low, ours) == "aborted"
