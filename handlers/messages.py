@@ -66,15 +66,6 @@ def one_of(*values: str) -> Check:
     return check
 
 
-def flag(v):
-    """A boolean that may be absent (then false)."""
-    if v is None:
-        return False
-    if type(v) is not bool:
-        raise ValueError("expected true or false")
-    return v
-
-
 def optional(inner: Check) -> Check:
     def check(v):
         return None if v is None else inner(v)
