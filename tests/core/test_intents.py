@@ -1,64 +1,20 @@
 """Intent locks between members: the tie-breaker, races, silence, at-most-once execution
 across a crash, cleanup, and every bad input, on real SQLite and real signatures."""
-import dataclasses
 import random
 
 import pytest
 from pyln.client import RpcException
 from structlog.testing import capture_logs
 
-from handlers import handshake, intents, membership, signing
+from handlers import intents, signing
 from handlers.intents import INTAKE_WINDOW, MAX_INTENTS_PER_WINDOW
 from handlers.wire import MsgType, decode, encode
-from hive_sides import Side, form_hive, pump
-from machines import SPECS
+from hive_sides import Side, pump
+from intent_sides import (TARGET, announce, bare, make_fleet, ordered, refusals,  # noqa: F401
+                          settle, signed_intent, state)
 from storage import hive as hive_store
-from storage import machine_rows
 from storage import intents as store
 from storage import transition_log
-
-TARGET = "03" + "5a" * 32
-
-
-@pytest.fixture
-def make_fleet(tmp_path, clock):
-    made = []
-
-    def make(names):
-        sides = [Side(n, tmp_path, clock) for n in names]
-        form_hive(*sides)
-        made.extend(sides)
-        return sides
-    yield make
-    for s in made:
-        s.close()
-
-
-def state(side, intent_id):
-    inst = side.dispatcher.load("intent_lock", intent_id)
-    return inst and inst.state
-
-
-def settle(sides, clock, seconds):
-    clock.advance(seconds)
-    for s in sides:
-        s.dispatcher.fire_due()
-        intents.on_tick(s.ctx)
-    pump(*sides)
-
-
-def refusals(logs):
-    return [e["reason"] for e in logs if e["event"] == "intent.refused"]
-
-
-def announce(side, target=TARGET, kind="ban_peer"):
-    """The lock id ("<initiator>:<intent_id>") of a new intent."""
-    return intents.announce(side.ctx, kind, target, None)["lock_id"]
-
-
-def bare(lock_id):
-    """The intent id in a lock id, as messages carry it."""
-    return lock_id.split(":")[1]
 
 
 # -- the tie-breaker ----------------------------------------------------------------------
@@ -94,12 +50,8 @@ def test_winner_is_the_lexicographically_lowest_key():
 
 
 # -- race and silence ---------------------------------------------------------------------
-def _ordered(sides):
-    return sorted(sides, key=lambda s: s.node_id)
-
-
 def test_a_conflict_one_second_before_the_hold_ends_makes_the_loser_abort(make_fleet, clock):
-    low, high = _ordered(make_fleet(["a", "b"]))
+    low, high = ordered(make_fleet(["a", "b"]))
     hold = high.config.intent_hold_seconds
     ours = announce(high)
     high.outgoing(low)                          # lost on the way: low never hears of it
@@ -131,7 +83,7 @@ def test_silence_commits_and_executes_once(make_fleet, clock):
 
 
 def test_a_committed_intent_makes_a_late_lower_key_rival_yield(make_fleet, clock):
-    low, high = _ordered(make_fleet(["a", "b"]))
+    low, high = ordered(make_fleet(["a", "b"]))
     ours = announce(high)
     high.outgoing(low)                           # low never hears of it in time
     clock.advance(high.config.intent_hold_seconds)
@@ -153,7 +105,7 @@ def test_a_committed_intent_makes_a_late_lower_key_rival_yield(make_fleet, clock
 
 
 def test_the_commit_notice_reaches_a_rival_that_had_missed_the_intent(make_fleet, clock):
-    low, high = _ordered(make_fleet(["a", "b"]))
+    low, high = ordered(make_fleet(["a", "b"]))
     hold = high.config.intent_hold_seconds
     ours = announce(high)
     pump(low, high)                              # low knows high's pending intent
@@ -168,7 +120,7 @@ def test_the_commit_notice_reaches_a_rival_that_had_missed_the_intent(make_fleet
 
 
 def test_a_commit_notice_of_a_known_intent_aborts_our_pending_rival(make_fleet, clock):
-    low, high = _ordered(make_fleet(["a", "b"]))
+    low, high = ordered(make_fleet(["a", "b"]))
     theirs = announce(high)
     [first] = high.outgoing(low)
     clock.advance(1)
@@ -185,7 +137,7 @@ def test_a_commit_notice_of_a_known_intent_aborts_our_pending_rival(make_fleet, 
 
 
 def test_announce_refuses_a_target_anyone_holds(make_fleet, clock):
-    low, high = _ordered(make_fleet(["a", "b"]))
+    low, high = ordered(make_fleet(["a", "b"]))
     announce(high)
     pump(low, high)
     with pytest.raises(RpcException, match="target: held by 0.*'s intent .* \\(pending\\)"):
@@ -258,34 +210,26 @@ def test_finished_intents_are_removed_an_hour_after_and_out_of_the_intake_window
 
 
 # -- bad input ----------------------------------------------------------------------------
-def _intent(side, hive_id, signer=None, **over):
-    intent = {"intent_id": "%032x" % random.getrandbits(128), "intent_type": "ban_peer",
-              "target": TARGET, "initiator": side.node_id, "created_at": side.ctx.now(),
-              "amount_sat": None, "hold_seconds": 60, "expire_seconds": 600, **over}
-    return {"intent": intent,
-            "sig": signing.sign((signer or side).lightning, hive_id, "INTENT", intent)}
-
-
 def test_bad_intents_are_refused_and_change_nothing(make_fleet, tmp_path, clock):
     a, b, c = make_fleet(["a", "b", "c"])
     hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
     outsider = Side("outsider", tmp_path, clock)
-    good = _intent(b, hive_id)
+    good = signed_intent(b, hive_id)
     a.receive(b, encode(MsgType.INTENT, good))
     with a.db.transaction() as conn:
         hive_store.add_ban(conn, peer_id=c.node_id, reason="test", now=0)
     before = store.listing(a.db.conn())
     stale = a.ctx.now() - a.config.intent_expire_seconds - 1
     with capture_logs() as logs:
-        a.receive(outsider, encode(MsgType.INTENT, _intent(outsider, hive_id)))
-        a.receive(c, encode(MsgType.INTENT, _intent(c, hive_id)))
-        a.receive(b, encode(MsgType.INTENT, _intent(c, hive_id)))          # c's, sent by b
-        a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, signer=c)))
-        a.receive(b, encode(MsgType.INTENT, {**_intent(b, hive_id), "sig": "y" * 104}))
+        a.receive(outsider, encode(MsgType.INTENT, signed_intent(outsider, hive_id)))
+        a.receive(c, encode(MsgType.INTENT, signed_intent(c, hive_id)))
+        a.receive(b, encode(MsgType.INTENT, signed_intent(c, hive_id)))          # c's, sent by b
+        a.receive(b, encode(MsgType.INTENT, signed_intent(b, hive_id, signer=c)))
+        a.receive(b, encode(MsgType.INTENT, {**signed_intent(b, hive_id), "sig": "y" * 104}))
         a.receive(b, encode(MsgType.INTENT, good))                          # replay
-        a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, created_at=stale)))
-        a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, created_at=a.ctx.now() + 3600)))
-        a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, intent_type="channel_open")))
+        a.receive(b, encode(MsgType.INTENT, signed_intent(b, hive_id, created_at=stale)))
+        a.receive(b, encode(MsgType.INTENT, signed_intent(b, hive_id, created_at=a.ctx.now() + 3600)))
+        a.receive(b, encode(MsgType.INTENT, signed_intent(b, hive_id, intent_type="channel_open")))
     assert refusals(logs) == [
         "sender is not a member", "sender is banned", "initiator is not the sender",
         "not signed by its initiator", "not signed by its initiator",
@@ -328,16 +272,16 @@ def test_an_intent_flood_from_one_peer_is_bounded(make_fleet, clock):
     hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
     with capture_logs() as logs:
         for i in range(MAX_INTENTS_PER_WINDOW + 10):
-            a.receive(b, encode(MsgType.INTENT, _intent(
+            a.receive(b, encode(MsgType.INTENT, signed_intent(
                 b, hive_id, target="02" + "%064x" % (i + 1))))
         # an old created_at would escape the count: older than the window is stale
-        a.receive(b, encode(MsgType.INTENT, _intent(
+        a.receive(b, encode(MsgType.INTENT, signed_intent(
             b, hive_id, created_at=a.ctx.now() - INTAKE_WINDOW - 1, expire_seconds=86400)))
     assert len(store.listing(a.db.conn())) == MAX_INTENTS_PER_WINDOW
     assert refusals(logs) == ["too many intents from this initiator"] * 10 + \
         ["older than the intake window"]
     clock.advance(INTAKE_WINDOW + 1)
-    a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, target="02" + "ee" * 32)))
+    a.receive(b, encode(MsgType.INTENT, signed_intent(b, hive_id, target="02" + "ee" * 32)))
     assert len(store.listing(a.db.conn())) == MAX_INTENTS_PER_WINDOW + 1
 
 
@@ -360,7 +304,7 @@ def test_a_member_never_announces_more_than_its_peers_accept(make_fleet, clock):
 
 def test_losing_intents_do_not_slip_past_the_flood_bound(make_fleet, clock):
     """Rivals that lose at once stop being live; they must still count."""
-    low, high = _ordered(make_fleet(["a", "b"]))
+    low, high = ordered(make_fleet(["a", "b"]))
     hive_id = hive_store.get_meta(low.db.conn())["hive_id"]
     announce(low)
     low.outgoing(high)
@@ -370,7 +314,7 @@ def test_losing_intents_do_not_slip_past_the_flood_bound(make_fleet, clock):
     n = MAX_INTENTS_PER_WINDOW + 50
     with capture_logs() as logs:
         for _ in range(n):
-            low.receive(high, encode(MsgType.INTENT, _intent(high, hive_id)))
+            low.receive(high, encode(MsgType.INTENT, signed_intent(high, hive_id)))
     # each rival is outranked at once, and every one counts
     assert len(store.listing(low.db.conn())) == 1 + MAX_INTENTS_PER_WINDOW
     assert refusals(logs) == ["too many intents from this initiator"] * 50
@@ -394,7 +338,7 @@ def test_an_executor_fault_still_ends_the_intent(make_fleet, clock):
 
 
 def test_the_lock_window_is_the_same_on_the_executor_and_its_peers(make_fleet, clock):
-    low, high = _ordered(make_fleet(["a", "b"]))
+    low, high = ordered(make_fleet(["a", "b"]))
     ours = announce(low)
     pump(low, high)
     settle([low, high], clock, low.config.intent_hold_seconds)
@@ -409,7 +353,7 @@ def test_the_lock_window_is_the_same_on_the_executor_and_its_peers(make_fleet, c
 
 def test_a_round_trip_longer_than_the_hold_lets_both_execute_and_is_logged(make_fleet, clock):
     """The documented limit: no message is lost, but each arrives after the other's hold."""
-    low, high = _ordered(make_fleet(["a", "b"]))
+    low, high = ordered(make_fleet(["a", "b"]))
     hold = low.config.intent_hold_seconds
     theirs = announce(high)
     to_low = high.outgoing(low)
@@ -434,303 +378,3 @@ def test_a_round_trip_longer_than_the_hold_lets_both_execute_and_is_logged(make_
             low.receive(high, msg)
     assert state(high, theirs) == "executed" and state(low, ours) == "executed"
     assert "intent.both_committed" in [e["event"] for e in logs]
-
-
-# -- the lock window: nothing commits or executes after its expiry --------------------------
-def _tick(side):
-    side.dispatcher.fire_due()
-    intents.on_tick(side.ctx)
-
-
-def test_an_intent_that_expired_during_downtime_never_executes(make_fleet, clock):
-    """A is down longer than the expiry; B's copy expires and B takes the target. A's
-    first tick back must not commit and execute its own stale intent."""
-    a, b = make_fleet(["a", "b"])
-    ours = announce(a)
-    pump(a, b)                                   # B records A's intent
-    expire = a.config.intent_expire_seconds
-    for _ in range(expire // 30 + 1):            # A is down: no ticks, messages dropped
-        clock.advance(30)
-        _tick(b)
-        b.outgoing(a)
-    assert state(b, ours) == "expired"
-    theirs = announce(b)                         # the target is free again for B
-    b.outgoing(a)
-    clock.advance(b.config.intent_hold_seconds)
-    _tick(b)
-    b.outgoing(a)
-    assert state(b, theirs) == "executed"
-    _tick(a)                                     # A is back
-    assert state(a, ours) == "expired"
-    assert a.dispatcher.load("pending_action", ours) is None
-    assert a.outgoing(b) == []                   # no commit notice for a stale intent
-
-
-def test_a_committed_intent_past_its_lock_window_does_not_start(make_fleet, clock):
-    a, b = make_fleet(["a", "b"])
-    ours = announce(a)
-    pump(a, b)
-    clock.advance(a.config.intent_hold_seconds)
-    a.dispatcher.fire_due()
-    assert state(a, ours) == "committed"         # ... and A stops before executing it
-    clock.advance(a.config.intent_expire_seconds)
-    intents.on_tick(a.ctx)                       # a tick whose deadlines were not fired yet
-    assert state(a, ours) != "executing" and state(a, ours) != "executed"
-    assert a.dispatcher.load("pending_action", ours) is None
-    assert a.outgoing(b) == []
-    a.dispatcher.fire_due()
-    assert state(a, ours) == "expired"
-
-
-# -- an outranked rival may still commit ----------------------------------------------------
-def test_a_rival_we_outranked_is_recorded_committed_when_its_owner_commits(make_fleet, clock):
-    """Our INTENT was lost: the rival we beat on keys commits and executes. Its commit
-    notice makes us yield, and the target must show as held by it, not free."""
-    low, high = _ordered(make_fleet(["a", "b"]))
-    theirs = announce(high)
-    [first] = high.outgoing(low)
-    clock.advance(1)
-    ours = announce(low)
-    low.outgoing(high)                           # ours is lost on the way
-    low.receive(high, first)                     # we win on keys
-    assert state(low, ours) == "pending" and state(low, theirs) == "outranked"
-    clock.advance(high.config.intent_hold_seconds)
-    _tick(high)                                  # high heard nothing: commits, executes
-    for msg in high.outgoing(low):
-        low.receive(high, msg)
-    assert state(low, ours) == "aborted" and state(high, theirs) == "executed"
-    assert state(low, theirs) == "committed"
-    [row] = [r for r in intents.listing(low.ctx)["intents"] if r["initiator"] == high.node_id]
-    assert row["state"] == "committed"
-    with pytest.raises(RpcException, match="target: held by"):
-        announce(low)
-
-
-def test_an_outranked_rival_expires_like_a_committed_one(make_fleet, clock):
-    low, high = _ordered(make_fleet(["a", "b"]))
-    theirs = announce(high)
-    [first] = high.outgoing(low)
-    ours = announce(low)
-    low.outgoing(high)
-    low.receive(high, first)
-    assert state(low, theirs) == "outranked"
-    clock.advance(low.config.intent_hold_seconds)
-    _tick(low)
-    assert state(low, theirs) == "outranked" and state(low, ours) == "executed"
-    clock.advance(low.config.intent_expire_seconds - low.config.intent_hold_seconds)
-    _tick(low)
-    assert state(low, theirs) == "expired"
-
-
-# -- the lock's timing is the intent's own, on every node -----------------------------------
-def test_peers_judge_an_intent_by_the_timing_it_announced(make_fleet, tmp_path, clock):
-    """One operator's short hold and expiry must not shorten the lock others announce."""
-    a, = make_fleet(["a"])
-    hasty = Side("hasty", tmp_path, clock, **{"hive-intent-hold-seconds": 5,
-                                              "hive-intent-expire-seconds": 10})
-    try:
-        ticket = membership.invite(a.ctx, None, None, None)["ticket"]
-        handshake.start_join(hasty.ctx, ticket, None)
-        pump(a, hasty)
-        a.lightning.connected = {hasty.node_id}
-        hasty.lightning.connected = {a.node_id}
-        ours = announce(a)                       # hold 60, expiry 600
-        pump(a, hasty)
-        clock.advance(11)
-        _tick(hasty)
-        assert state(hasty, ours) == "pending"   # not committed after 5 s, nor expired
-        with pytest.raises(RpcException, match="target: held by"):
-            announce(hasty)
-        clock.advance(a.config.intent_hold_seconds - 11)
-        _tick(hasty)
-        assert state(hasty, ours) == "committed"
-        clock.advance(a.config.intent_expire_seconds - a.config.intent_hold_seconds - 1)
-        _tick(hasty)
-        assert state(hasty, ours) == "committed"
-        clock.advance(1)
-        _tick(hasty)
-        assert state(hasty, ours) == "expired"
-        # ... and hasty's own intent carries its own timing to a
-        mine = announce(hasty, target="02" + "44" * 32)
-        pump(a, hasty)
-        clock.advance(5)
-        _tick(a)
-        assert state(a, mine) == "committed"
-        clock.advance(5)
-        _tick(a)
-        assert state(a, mine) == "expired"
-    finally:
-        hasty.close()
-
-
-@pytest.mark.parametrize("timing,reason", [
-    ({"hold_seconds": 4, "expire_seconds": 600}, "malformed: intent: hold_seconds"),
-    ({"hold_seconds": 60, "expire_seconds": 86401}, "malformed: intent: expire_seconds"),
-    ({"hold_seconds": 600, "expire_seconds": 600}, "expire_seconds must exceed hold_seconds"),
-])
-def test_an_intent_with_timing_outside_the_bounds_is_refused(make_fleet, timing, reason):
-    a, b = make_fleet(["a", "b"])
-    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
-    with capture_logs() as logs:
-        a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, **timing)))
-    [why] = refusals(logs)
-    assert why.startswith(reason)
-    assert store.listing(a.db.conn()) == []
-
-
-def test_a_later_setconfig_does_not_shorten_an_executed_intents_lock(make_fleet, clock):
-    a, b = make_fleet(["a", "b"])
-    ours = announce(a)
-    pump(a, b)
-    settle([a, b], clock, a.config.intent_hold_seconds)
-    assert state(a, ours) == "executed"
-    a.config = dataclasses.replace(a.config, intent_hold_seconds=5, intent_expire_seconds=10)
-    clock.advance(60)
-    with pytest.raises(RpcException, match="target: held by our intent .* \\(executed\\)"):
-        announce(a)
-    intents.on_tick(a.ctx)                       # cleanup keeps it while it holds
-    assert state(a, ours) == "executed"
-
-
-# -- state groupings come from the machine's table ----------------------------------------
-def test_every_state_the_table_says_holds_the_lock_holds_the_target(make_fleet, clock):
-    a, = make_fleet(["a"])
-    spec = SPECS["intent_lock"]
-    holds = spec.groups["holds_lock"]
-    assert set(holds) == set(spec.states) - set(spec.terminal)
-    peer = "03" + "77" * 32
-    now = clock.now()
-    for i, st in enumerate(spec.states):     # a peer's intent in each state, window over
-        target = "02" + "%064x" % (i + 100)
-        with a.db.transaction() as conn:
-            machine_rows.insert(conn, "intent_lock", f"{peer}:{i:032x}", {
-                "state": st, "deadline": None, "deadline_trigger": None, "created_at": now,
-                "state_since": now, "version": 0, "data": {"role": "remote"}},
-                {"intent_type": "ban_peer", "target": target, "initiator": peer,
-                 "intent_id": f"{i:032x}", "announced_at": now, "expires_at": 0})
-        if st in holds:
-            with pytest.raises(RpcException, match="target: held by"):
-                announce(a, target=target)
-        else:
-            announce(a, target=target)
-    clock.advance(max(intents.CLEANUP_AFTER, INTAKE_WINDOW) + 1)
-    intents.on_tick(a.ctx)                   # cleanup removes exactly the finished ones
-    left = {r["state"] for r in store.listing(a.db.conn()) if r["initiator"] == peer}
-    assert left == set(holds)
-
-
-# -- an intent is (initiator, id) -----------------------------------------------------------
-def _abort_msg(sender, hive_id, intent_id, now):
-    body = {"intent_id": intent_id, "initiator": sender.node_id, "aborted_at": now,
-            "reason": "x"}
-    return encode(MsgType.INTENT_ABORT, {
-        "abort": body, "sig": signing.sign(sender.lightning, hive_id, "INTENT_ABORT", body)})
-
-
-def _row(side, initiator, intent_id):
-    rows = [r for r in intents.listing(side.ctx)["intents"]
-            if r["initiator"] == initiator.node_id and r["intent_id"] == intent_id]
-    return rows[0] if rows else None
-
-
-def test_an_intent_id_copied_by_another_member_does_not_squat_the_original(make_fleet):
-    """B sees C's INTENT first and announces its own under the same id at A, before C's
-    reaches A: A must still take C's intent, its abort, and refuse C's target."""
-    a, b, c = make_fleet(["a", "b", "c"])
-    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
-    intent_id = intents.announce(c.ctx, "ban_peer", TARGET, None)["intent_id"]
-    to_a = c.outgoing(a)                         # on its way, slowly
-    for msg in c.outgoing(b):
-        b.receive(c, msg)
-    squat = _intent(b, hive_id, intent_id=intent_id, target="02" + "66" * 32)
-    a.receive(b, encode(MsgType.INTENT, squat))
-    with capture_logs() as logs:
-        for msg in to_a:
-            a.receive(c, msg)
-    assert refusals(logs) == []
-    assert _row(a, c, intent_id)["state"] == "pending"
-    assert _row(a, b, intent_id)["state"] == "pending"
-    with pytest.raises(RpcException, match="target: held by"):
-        announce(a)                              # C's target is held
-    a.receive(c, _abort_msg(c, hive_id, intent_id, a.ctx.now()))
-    assert _row(a, c, intent_id)["state"] == "aborted"
-    assert _row(a, b, intent_id)["state"] == "pending"   # B's is B's own
-
-
-# -- what one member may make us record -----------------------------------------------------
-def test_intents_that_end_at_once_still_count_against_the_intake_bound(make_fleet):
-    """Announced then aborted at once, over and over: each would write rows and log
-    entries. Past the bound, nothing more is recorded and no signature is checked."""
-    a, b = make_fleet(["a", "b"])
-    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
-    bound = intents.MAX_INTENTS_PER_WINDOW
-    with capture_logs() as logs:
-        for i in range(bound + 10):
-            good = _intent(b, hive_id, target="02" + "%064x" % (i + 1))
-            a.receive(b, encode(MsgType.INTENT, good))
-            a.receive(b, _abort_msg(b, hive_id, good["intent"]["intent_id"], a.ctx.now()))
-    assert refusals(logs)[-20:] == ["too many intents from this initiator",
-                                    "no such intent"] * 10
-    rows = store.listing(a.db.conn())
-    assert len(rows) == bound and {r["state"] for r in rows} == {"aborted"}
-    assert len(transition_log.recent(a.db.conn(), limit=10_000)) < 2 * bound + 50
-    a.lightning.calls.clear()
-    a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, target="02" + "ee" * 32)))
-    assert "checkmessage" not in a.lightning.calls      # refused before signature work
-
-
-# -- a commit is signed by its initiator ---------------------------------------------------
-def test_a_commit_claim_without_the_initiators_signature_makes_nobody_yield(make_fleet):
-    low, mid, high = _ordered(make_fleet(["a", "b", "c"]))
-    hive_id = hive_store.get_meta(low.db.conn())["hive_id"]
-    ours = announce(low)
-    low.outgoing(high)
-    claim = _intent(high, hive_id)               # same target, higher key: it loses...
-    iid = claim["intent"]["intent_id"]
-    commit = {"intent_id": iid, "initiator": high.node_id,
-              "committed_at": claim["intent"]["created_at"] + 60}
-    forged = {**commit, "sig": signing.sign(mid.lightning, hive_id, "INTENT_COMMIT", commit)}
-    with capture_logs() as logs:
-        # ... unless it is committed; an unsigned flag and a forged record say so
-        low.receive(high, encode(MsgType.INTENT, {**claim, "committed": True}))
-        assert state(low, ours) == "pending"
-        low.receive(high, encode(MsgType.INTENT, {**claim, "commit": forged}))
-    assert state(low, ours) == "pending"
-    assert state(low, f"{high.node_id}:{iid}") == "outranked"
-    assert refusals(logs) == ["commit not signed by its initiator"]
-    other = {**commit, "intent_id": "cd" * 16}
-    early = {**commit, "committed_at": commit["committed_at"] - 1}
-    with capture_logs() as logs:
-        for bad in (other, early):
-            bad = {**bad, "sig": signing.sign(high.lightning, hive_id, "INTENT_COMMIT", bad)}
-            low.receive(high, encode(MsgType.INTENT, {**claim, "commit": bad}))
-    assert refusals(logs) == ["commit of another intent",
-                              "commit time outside its hold's end and now"]
-    assert state(low, ours) == "pending"
-    genuine = {**commit, "sig": signing.sign(high.lightning, hive_id, "INTENT_COMMIT", commit)}
-    low.receive(high, encode(MsgType.INTENT, {**claim, "commit": genuine}))
-    assert state(low, ours) == "aborted"         # the initiator's own commit: we yield
-    assert state(low, f"{high.node_id}:{iid}") == "committed"
-
-
-def test_the_commit_notice_of_an_intent_with_the_longest_hold_is_taken(make_fleet, clock):
-    """Sent when a 3600 s hold ends, it arrives more than an hour after the announce."""
-    low, high = _ordered(make_fleet(["a", "b"]))
-    for s in (low, high):
-        s.config = dataclasses.replace(s.config, intent_hold_seconds=3600,
-                                       intent_expire_seconds=86400)
-    theirs = announce(high)
-    [first] = high.outgoing(low)
-    clock.advance(1)
-    ours = announce(low)
-    low.outgoing(high)                           # lost: high never hears of ours
-    low.receive(high, first)
-    assert state(low, theirs) == "outranked"
-    clock.advance(3599)
-    _tick(high)                                  # high commits
-    clock.advance(120)                           # its notice is slow
-    with capture_logs() as logs:
-        for msg in high.outgoing(low):
-            low.receive(high, msg)
-    assert refusals(logs) == []
-    assert state(low, theirs) == "committed" and state(low, ours) == "aborted"
