@@ -159,7 +159,7 @@ def test_every_state_the_table_says_holds_the_lock_holds_the_target(make_fleet, 
                 announce(a, target=target)
         else:
             announce(a, target=target)
-    clock.advance(max(intents.CLEANUP_AFTER, INTAKE_WINDOW) + 1)
+    clock.advance(max(intents.CLEANUP_AFTER, INTAKE_WINDOW + intents.FUTURE_SKEW) + 1)
     intents.on_tick(a.ctx)                   # cleanup removes exactly the finished ones
     left = {r["state"] for r in store.listing(a.db.conn()) if r["initiator"] == peer}
     assert left == set(holds)
