@@ -116,7 +116,12 @@ class Runtime:
         if d is None:
             inst.deadline = inst.deadline_trigger = None
             return
-        seconds = d.seconds if isinstance(d.seconds, (int, float)) else getattr(config, d.seconds)
+        if d.data_key is not None and d.data_key in inst.data:
+            seconds = inst.data[d.data_key]
+        elif isinstance(d.seconds, (int, float)):
+            seconds = d.seconds
+        else:
+            seconds = getattr(config, d.seconds)
         start = now if d.since == "entered" else inst.created_at
         inst.deadline = start + seconds
         inst.deadline_trigger = d.trigger

@@ -10,7 +10,7 @@ MACHINE_TABLES: dict[str, tuple[str, str]] = {
     "handshake_joiner": ("handshake_sessions", "session_id"),
     "handshake_admin": ("handshake_sessions", "session_id"),
     "member_tier": ("hive_members", "peer_id"),
-    "intent_lock": ("intent_locks", "intent_id"),
+    "intent_lock": ("intent_locks", "lock_id"),
     "pending_action": ("pending_actions", "action_id"),
     "circuit_breaker": ("circuit_breakers", "name"),
 }

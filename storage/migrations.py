@@ -145,6 +145,40 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX transition_log_at ON transition_log (at)",
         "CREATE INDEX tickets_expires ON tickets (expires_at)",
     ]),
+    (6, "intent locks keyed by (initiator, intent id), with their own lock window", [
+        # An intent id is chosen by its initiator, so it names an intent only together with
+        # the initiator: the row key is "<initiator>:<intent_id>".
+        f"""CREATE TABLE intent_locks_v5 (
+            lock_id TEXT PRIMARY KEY,
+            intent_id TEXT NOT NULL,
+            intent_type TEXT NOT NULL,
+            target TEXT NOT NULL,
+            initiator TEXT NOT NULL,
+            announced_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            {MACHINE_COLUMNS},
+            UNIQUE (initiator, intent_id))""",
+        # Rows from before carry no window of their own: the longest expiry the options
+        # allow keeps them holding their target rather than freeing it early.
+        """INSERT INTO intent_locks_v5 (lock_id, intent_id, intent_type, target, initiator,
+                announced_at, expires_at, kind, state, deadline, deadline_trigger, created_at,
+                state_since, version, data)
+           SELECT initiator || ':' || intent_id, intent_id, intent_type, target, initiator,
+                created_at, created_at + 86400, kind, state, deadline, deadline_trigger,
+                created_at, state_since, version, data FROM intent_locks""",
+        # A ban intent's governance action is named after its intent.
+        """UPDATE pending_actions SET action_id = (
+                SELECT l.lock_id FROM intent_locks_v5 l WHERE l.intent_id = action_id
+                AND json_extract(l.data, '$.role') = 'local')
+           WHERE action_type = 'ban_peer' AND EXISTS (
+                SELECT 1 FROM intent_locks_v5 l WHERE l.intent_id = action_id
+                AND json_extract(l.data, '$.role') = 'local')""",
+        "DROP TABLE intent_locks",
+        "ALTER TABLE intent_locks_v5 RENAME TO intent_locks",
+        "CREATE INDEX intent_locks_target ON intent_locks (intent_type, target, state)",
+        "CREATE INDEX intent_locks_deadline ON intent_locks (deadline) WHERE deadline IS NOT NULL",
+        "CREATE INDEX intent_locks_initiator ON intent_locks (initiator, announced_at)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

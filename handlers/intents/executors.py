@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pyln.client import RpcError
 
+from handlers.wire.messages import intent_lock_id
+
 CLOSED_STATES = ("ONCHAIN", "CLOSINGD_COMPLETE", "FUNDING_SPEND_SEEN", "AWAITING_UNILATERAL")
 
 
@@ -71,23 +73,26 @@ class Rebalance:
 
 class BanPeer:
     """A ban needs the hive's consent: executing the lock proposes it as a governance
-    action under the intent's id."""
+    action named after the intent, (initiator, id)."""
 
     def before(self, ctx, intent):
         return {}
 
     def execute(self, ctx, intent):
+        action_id = intent_lock_id(intent["initiator"], intent["intent_id"])
         with ctx.db.transaction():      # proposed and submitted together, or not at all
-            ctx.dispatcher.create("pending_action", intent["intent_id"],
+            ctx.dispatcher.create("pending_action", action_id,
                                   domain={"action_type": "ban_peer", "target": intent["target"]},
-                                  data={"intent_id": intent["intent_id"]})
-            if not ctx.dispatcher.fire("pending_action", intent["intent_id"], "submit",
+                                  data={"intent_id": intent["intent_id"],
+                                        "initiator": intent["initiator"]})
+            if not ctx.dispatcher.fire("pending_action", action_id, "submit",
                                        mode=ctx.config().governance_mode).ok:
                 raise ExecutionFailed("the governance mode refused the proposal")
-        return {"pending_action": intent["intent_id"]}
+        return {"pending_action": action_id}
 
     def effect_exists(self, ctx, intent, before):
-        return ctx.dispatcher.load("pending_action", intent["intent_id"]) is not None
+        action_id = intent_lock_id(intent["initiator"], intent["intent_id"])
+        return ctx.dispatcher.load("pending_action", action_id) is not None
 
 
 EXECUTORS = {"channel_open": ChannelOpen(), "rebalance": Rebalance(), "ban_peer": BanPeer()}

@@ -151,6 +151,7 @@ def test_creation_is_limited_to_initial_and_entry_states():
     (dict(rules=(Rule("go", ("b",), "a"),), terminal=("b",)), "leaves terminal state 'b'"),
     (dict(rules=(Rule("go", ("a",), "b", guards=("quorum_reached",)),),
           deadlines=(Deadline("a", "go", 5),)), "guarded by deadline_passed alone"),
+    (dict(groups={"busy": ("a", "zz")}), "unknown state 'zz'"),
 ])
 def test_a_malformed_table_is_rejected_when_declared(bad, message):
     base = dict(kind="x", title="x", states=("a", "b"), initial="a",
@@ -203,3 +204,12 @@ def test_internal_is_read_from_the_rule_that_fired_not_from_the_table():
     restarted = rt.fire(inst, "vote", NOW, Cfg(), votes=2, eligible=3)    # the self-loop
     assert restarted.ok and not restarted.internal
     assert (inst.deadline, inst.state_since) == (NOW + Cfg.intent_hold_seconds, NOW)
+
+
+def test_a_deadline_reads_the_instances_own_seconds_before_the_config():
+    spec = MachineSpec(kind="x", title="x", states=("a", "b"), initial="a",
+                       rules=(Rule("go", ("a",), "b", guards=("deadline_passed",)),),
+                       deadlines=(Deadline("a", "go", "intent_hold_seconds", data_key="hold"),))
+    rt = Runtime(spec)
+    assert rt.create("i", NOW, Cfg(), data={"hold": 7}).deadline == NOW + 7
+    assert rt.create("j", NOW, Cfg()).deadline == NOW + Cfg.intent_hold_seconds

@@ -82,7 +82,8 @@ def test_transaction_rolls_back_every_step_when_one_fails(db):
     with pytest.raises(RuntimeError, match="boom"):
         with db.transaction() as conn:
             machine_rows.insert(conn, "intent_lock", "i1", machine_fields(),
-                                {"intent_type": "rebalance", "target": "t", "initiator": "me"})
+                                {"intent_type": "rebalance", "target": "t", "initiator": "me",
+                                 "intent_id": "i1", "announced_at": 1.0, "expires_at": 2.0})
             transition_log.append(conn, at=1.0, kind="intent_lock", instance_id="i1",
                                   trigger="create", source=None, dest="pending", peer_id=None,
                                   context={})
@@ -241,3 +242,28 @@ def test_a_commit_that_fails_rolls_back_and_the_next_transaction_works(db):
         machine_rows.insert(c, "member_tier", "02aa", machine_fields("admin"))
         db.after_commit(lambda: ran.append("next"))
     assert ran == ["next"]
+
+
+def test_migration_6_keys_intent_locks_by_initiator_and_id(tmp_path):
+    """Rows written before (keyed by intent id alone) keep their state under
+    "<initiator>:<intent_id>"; a ban intent's governance action follows its intent."""
+    path = str(tmp_path / "h.db")
+    db = Database(path)
+    db.migrate(target=3)
+    me, iid = "02" + "aa" * 32, "ab" * 16
+    with db.transaction() as conn:      # the schema of version 3, written as it was then
+        conn.execute(
+            """INSERT INTO intent_locks (intent_id, intent_type, target, initiator, kind, state,
+                   created_at, state_since, data) VALUES (?, 'ban_peer', 't', ?,
+                   'intent_lock', 'executed', 5.0, 6.0, '{"role": "local"}')""", (iid, me))
+        machine_rows.insert(conn, "pending_action", iid, machine_fields("awaiting_approval"),
+                            {"action_type": "ban_peer", "target": "t"})
+    db.migrate()
+    conn = db.conn()
+    assert machine_rows.load(conn, "intent_lock", f"{me}:{iid}")["state"] == "executed"
+    assert machine_rows.load(conn, "intent_lock", iid) is None
+    assert machine_rows.load(conn, "pending_action", f"{me}:{iid}")["state"] == \
+        "awaiting_approval"
+    row = conn.execute("SELECT intent_id, announced_at, expires_at FROM intent_locks").fetchone()
+    assert tuple(row) == (iid, 5.0, 5.0 + 86400)
+    db.close()

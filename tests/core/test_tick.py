@@ -93,16 +93,35 @@ def test_a_row_that_moves_again_is_not_parked(db, clock, dispatcher, config):
     assert "parked" not in machine_rows.load(db.conn(), "circuit_breaker", "flaky")["data"]
 
 
-def test_a_deadline_armed_already_due_fires_in_the_same_tick(dispatcher, clock, config):
-    """An intent announced long ago whose hold elapsed enters `committed` with an expiry
-    that has already passed: the same tick expires it."""
-    dispatcher.create("intent_lock", "r1", data={"role": "remote"},
-                      domain={"intent_type": "rebalance", "target": OTHER, "initiator": OTHER})
-    clock.advance(config.intent_expire_seconds + 1)
+def test_a_deadline_armed_already_due_fires_in_the_same_tick(chain_kind, db, clock, config):
+    """A row whose first deadline fired late enters a state whose deadline (counted from
+    creation) has already passed: the same tick fires that one too."""
+    dispatcher = Dispatcher(db, clock, lambda: config)
+    dispatcher.create(chain_kind, "r1")
+    clock.advance(25)
     outcomes = dispatcher.fire_due(batch=500)
-    assert [(o.trigger, o.dest) for o in outcomes] == [("hold_elapsed", "committed"),
-                                                       ("expire", "expired")]
-    assert dispatcher.load("intent_lock", "r1").deadline is None
+    assert [(o.trigger, o.dest) for o in outcomes] == [("first", "b"), ("second", "c")]
+    assert dispatcher.load(chain_kind, "r1").deadline is None
+
+
+def _test_kind(monkeypatch, spec):
+    monkeypatch.setitem(SPECS, spec.kind, spec)
+    monkeypatch.setitem(machine_rows.MACHINE_TABLES, spec.kind, ("circuit_breakers", "name"))
+    monkeypatch.delitem(RUNTIMES, spec.kind, raising=False)
+
+
+@pytest.fixture
+def chain_kind(monkeypatch):
+    """Two deadlines counted from creation, at 10 s and 20 s."""
+    spec = MachineSpec(kind="test_chain", title="chain", states=("a", "b", "c"), initial="a",
+                       terminal=("c",),
+                       rules=(Rule("first", ("a",), "b", guards=("deadline_passed",)),
+                              Rule("second", ("b",), "c", guards=("deadline_passed",))),
+                       deadlines=(Deadline("a", "first", 10, since="created"),
+                                  Deadline("b", "second", 20, since="created")))
+    _test_kind(monkeypatch, spec)
+    yield spec.kind
+    RUNTIMES.pop(spec.kind, None)
 
 
 @pytest.fixture
@@ -112,10 +131,7 @@ def looping_kind(monkeypatch):
     spec = MachineSpec(kind="test_loop", title="loop", states=("a",), initial="a",
                        rules=(Rule("again", ("a",), "a", guards=("deadline_passed",)),),
                        deadlines=(Deadline("a", "again", 10, since="created"),))
-    monkeypatch.setitem(SPECS, "test_loop", spec)
-    monkeypatch.setitem(machine_rows.MACHINE_TABLES, "test_loop",
-                        ("circuit_breakers", "name"))
-    monkeypatch.delitem(RUNTIMES, "test_loop", raising=False)
+    _test_kind(monkeypatch, spec)
     yield "test_loop"
     RUNTIMES.pop("test_loop", None)
 
