@@ -14,6 +14,7 @@ from typing import Callable
 
 import structlog
 
+from handlers.frame.refusals import refusal_log
 from handlers.hivemap import gossip
 from handlers.intents import locks as intents
 from handlers.membership import handshake
@@ -77,7 +78,7 @@ def on_message(ctx, peer_id: str, payload_hex: str) -> None:
     name = MsgType(msg_type).name
 
     def refuse(reason: str) -> None:
-        log.info(f"{route.family}.refused", peer_id=peer_id, msg=name, reason=reason)
+        refusal_log(log, f"{route.family}.refused", peer_id, msg=name, reason=reason)
 
     auth = None
     if route.schema is not None:

@@ -17,8 +17,8 @@ RATE = 1 / 60      # then one line a minute
 MAX_KEYS = 4096
 
 
-def new_limiter(clock) -> RateLimiter:
-    return RateLimiter(clock, RATE, BURST, max_keys=MAX_KEYS)
+def new_limiter(clock, burst: int = BURST) -> RateLimiter:
+    return RateLimiter(clock, RATE, burst, max_keys=MAX_KEYS)
 
 
 LIMITER = new_limiter(SystemClock())
@@ -26,12 +26,19 @@ _suppressed: dict[str, int] = {}
 _lock = threading.Lock()
 
 
-def reset(clock=None) -> None:
-    """Forget every budget (tests start each case afresh, on their own clock)."""
+def reset(clock=None, burst: int = BURST) -> None:
+    """Forget every budget (tests start each case afresh, on their own clock; a test that
+    reads every refusal's reason from the log raises `burst`)."""
     global LIMITER
-    LIMITER = new_limiter(clock or SystemClock())
+    LIMITER = new_limiter(clock or SystemClock(), burst)
     with _lock:
         _suppressed.clear()
+
+
+def suppressed(event: str, peer_id: str | None) -> int:
+    """Lines of `event` for `peer_id` held back since the last one written."""
+    with _lock:
+        return _suppressed.get(f"{event}|{peer_id}", 0)
 
 
 def refusal_log(logger, event: str, peer_id: str | None, **fields) -> bool:

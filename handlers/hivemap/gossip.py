@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import structlog
 
+from handlers.frame.refusals import refusal_log
 from handlers.hivemap.rules import (Recent, chunk, differences, digest, fleet_hash,
                                    should_broadcast, summarize)
 from handlers.membership import members as ms
@@ -34,7 +35,7 @@ MAX_REMEMBERED = 1024        # (kind, peer) pairs of hashes remembered as answer
 
 
 def _refuse(peer_id, msg, reason, **extra):
-    log.info("gossip.refused", peer_id=peer_id, msg=msg, reason=reason, **extra)
+    refusal_log(log, "gossip.refused", peer_id, msg=msg, reason=reason, **extra)
 
 
 def _active_ids(conn) -> set[str]:

@@ -23,6 +23,7 @@ from pyln.client import RpcException
 
 from handlers.frame import errors
 from handlers.frame.dispatch import Send
+from handlers.frame.refusals import refusal_log
 from handlers.intents.executors import EXECUTORS, NEEDS_AMOUNT, ExecutionFailed
 from handlers.membership import members as ms
 from handlers.wire import messages, signing
@@ -58,7 +59,7 @@ winner = guards.key_winner
 
 
 def _refuse(peer_id, msg, reason, **extra):
-    log.info("intent.refused", peer_id=peer_id, msg=msg, reason=reason, **extra)
+    refusal_log(log, "intent.refused", peer_id, msg=msg, reason=reason, **extra)
 
 
 def _holding(ctx, intent_type, target) -> list[dict]:

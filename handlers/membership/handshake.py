@@ -17,6 +17,7 @@ from pyln.client import RpcError, RpcException
 from handlers import __version__
 from handlers.frame import errors
 from handlers.frame.dispatch import Send
+from handlers.frame.refusals import refusal_log
 from handlers.membership import members as ms
 from handlers.wire import messages, signing
 from handlers.wire.framing import MsgType, WireError, encode
@@ -44,7 +45,7 @@ def _must(outcome):
 
 
 def _refuse(peer_id: str, msg: str, reason: str, **extra) -> None:
-    log.info("handshake.refused", peer_id=peer_id, msg=msg, reason=reason, **extra)
+    refusal_log(log, "handshake.refused", peer_id, msg=msg, reason=reason, **extra)
 
 
 def _session_of(body) -> str | None:

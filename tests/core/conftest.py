@@ -42,6 +42,12 @@ def _fresh_refusal_budgets():
     refusals.reset()
 
 
+@pytest.fixture
+def every_refusal_logged():
+    """For tests that read why each message was refused: no per-peer log budget."""
+    refusals.reset(burst=10**9)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_logging():
     """Each test starts with structlog's defaults and the root logger as it found it."""

@@ -14,6 +14,9 @@ from hive_sides import Side, form_hive, pump
 from storage import hive as hive_store
 from storage import hivemap
 
+# These tests read why each message was refused from the log.
+pytestmark = pytest.mark.usefixtures("every_refusal_logged")
+
 
 class Cfg:
     gossip_capacity_threshold_pct = 10

@@ -16,6 +16,9 @@ from storage import hive as hive_store
 from storage import intents as store
 from storage import machine_rows, transition_log
 
+# These tests read why each message was refused from the log.
+pytestmark = pytest.mark.usefixtures("every_refusal_logged")
+
 
 # -- an outranked rival may still commit ----------------------------------------------------
 def test_a_rival_we_outranked_is_recorded_committed_when_its_owner_commits(make_fleet, clock):

@@ -17,6 +17,9 @@ from storage import hive as hive_store
 from storage import intents as store
 from storage import transition_log
 
+# These tests read why each message was refused from the log.
+pytestmark = pytest.mark.usefixtures("every_refusal_logged")
+
 
 # -- the tie-breaker ----------------------------------------------------------------------
 def test_lowest_pubkey_wins_for_random_pairs_and_arrival_orders(make_fleet, clock):
