@@ -25,27 +25,18 @@ from handlers.hivemap.rules import chunk
 from handlers.wire.framing import MsgType, decode, encode
 from storage import hive as hive_store
 from storage import hivemap
-from tests.core.hive_sides import Side, form_hive
+from tests.core.hive_sides import Side, form_hive, pump
 from tests.core.hivemap_fleet import admit, entry_bytes, signed_state, store
 
 MEMBERS, PEERS, CHANGED, MAX_ROUNDS = 100, 200, 10, 12
 
 
 def _flow(sides, count: Counter) -> None:
-    for _ in range(100):
-        moved = False
-        for x in sides:
-            for y in sides:
-                if x is y:
-                    continue
-                for msg in x.outgoing(y):
-                    msg_type, _ = decode(msg)
-                    count[msg_type.name] += 1
-                    count["bytes"] += len(msg) // 2
-                    y.receive(x, msg)
-                    moved = True
-        if not moved:
-            return
+    def observe(_x, _y, msg):
+        msg_type, _ = decode(msg)
+        count[msg_type.name] += 1
+        count["bytes"] += len(msg) // 2
+    pump(*sides, rounds=100, observe=observe)
 
 
 def _level(a, e) -> bool:
