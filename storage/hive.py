@@ -82,19 +82,20 @@ def open_sessions(conn: sqlite3.Connection, kind: str, states: tuple[str, ...]) 
 
 def session_for_peer(conn: sqlite3.Connection, kind: str, peer_id: str,
                      states: tuple[str, ...]) -> str | None:
-    marks = ", ".join("?" for _ in states)
-    row = conn.execute(f"SELECT session_id FROM handshake_sessions WHERE kind = ? "
-                       f"AND peer_id = ? AND state IN ({marks}) ORDER BY created_at DESC",
-                       (kind, peer_id, *states)).fetchone()
-    return None if row is None else row["session_id"]
+    return _newest_session(conn, kind, "peer_id", peer_id, states)
 
 
 def session_for_ticket(conn: sqlite3.Connection, kind: str, ticket_id: str,
                        states: tuple[str, ...]) -> str | None:
+    return _newest_session(conn, kind, "ticket_id", ticket_id, states)
+
+
+def _newest_session(conn, kind, column, value, states) -> str | None:
+    assert column in ("peer_id", "ticket_id")     # a column name, never a peer's input
     marks = ", ".join("?" for _ in states)
     row = conn.execute(f"SELECT session_id FROM handshake_sessions WHERE kind = ? "
-                       f"AND ticket_id = ? AND state IN ({marks}) ORDER BY created_at DESC",
-                       (kind, ticket_id, *states)).fetchone()
+                       f"AND {column} = ? AND state IN ({marks}) ORDER BY created_at DESC",
+                       (kind, value, *states)).fetchone()
     return None if row is None else row["session_id"]
 
 
