@@ -91,7 +91,8 @@ def session_for_ticket(conn: sqlite3.Connection, kind: str, ticket_id: str,
 
 
 def _newest_session(conn, kind, column, value, states) -> str | None:
-    assert column in ("peer_id", "ticket_id")     # a column name, never a peer's input
+    if column not in ("peer_id", "ticket_id"):    # a column name, never a peer's input
+        raise ValueError(f"no session lookup by {column!r}")
     marks = ", ".join("?" for _ in states)
     row = conn.execute(f"SELECT session_id FROM handshake_sessions WHERE kind = ? "
                        f"AND {column} = ? AND state IN ({marks}) ORDER BY created_at DESC",
