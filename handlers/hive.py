@@ -11,6 +11,8 @@ from pyln.client import RpcException
 
 from handlers.frame import config as cfg
 from handlers import router
+from handlers.bridge.companions import Bridge
+from handlers.bridge.pool import CallPool
 from handlers.frame import errors
 from handlers.hivemap import gossip
 from handlers.intents import locks as intents
@@ -70,14 +72,18 @@ class Hive:
                            sync_limiter=RateLimiter(self.clock, SYNC_RATE, SYNC_BURST),
                            full_sync_limiter=RateLimiter(self.clock, FULL_SYNC_RATE,
                                                          FULL_SYNC_BURST),
-                           drain=self.engine.drain_outbox)
+                           drain=self.engine.drain_outbox,
+                           bridge=Bridge(CallPool(lightning, self.engine.submit)))
         self.engine.dispatcher.observers.append(self._on_outcome)
         self.engine.on_tick.append(self._expire_join_waiters)
         self.engine.on_tick.append(lambda: gossip.on_tick(self.ctx))
         self.engine.on_tick.append(lambda: intents.on_tick(self.ctx))
+        self.engine.on_tick.append(lambda: self.ctx.bridge.on_tick(self.ctx))
         self.engine.start()
         # Intents a crash left `executing` are reconciled before anything else runs.
         self.engine.submit(lambda: intents.reconcile(self.ctx))
+        # Companions are detected off the worker; a missing one is a degraded state.
+        self.engine.submit(lambda: self.ctx.bridge.start(self.ctx))
         log.info("hive.started", db_path=snapshot.db_path, schema_from=before,
                  schema_version=db.schema_version(), governance_mode=snapshot.governance_mode)
 
@@ -87,6 +93,7 @@ class Hive:
             if not self.engine.stop():
                 log.warning("hive.stop_timeout")
             self.engine = None
+            self.ctx.bridge.pool.shutdown()
         if self.db is not None:
             self.db.close()
             self.db = None
@@ -144,6 +151,7 @@ class Hive:
             view = membership.members_view(self.ctx)
             out["hive"] = {k: view.get(k) for k in ("hive_id", "name", "admin", "our_tier")}
             out["hive"]["members"] = len(view["members"])
+            out["bridge"] = self.ctx.bridge.view(self.ctx)
             return out
         return self.command(run)
 
