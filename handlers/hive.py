@@ -11,6 +11,7 @@ from pyln.client import RpcException
 
 from handlers.frame import config as cfg
 from handlers import router
+from handlers.bridge import fees
 from handlers.bridge.companions import Bridge
 from handlers.bridge.pool import CallPool
 from handlers.frame import errors
@@ -75,6 +76,8 @@ class Hive:
                            drain=self.engine.drain_outbox,
                            bridge=Bridge(CallPool(lightning, self.engine.submit)))
         self.engine.dispatcher.observers.append(self._on_outcome)
+        fees.install(self.ctx.bridge)
+        self.engine.dispatcher.observers.append(lambda o: fees.on_member_outcome(self.ctx, o))
         self.engine.on_tick.append(self._expire_join_waiters)
         self.engine.on_tick.append(lambda: gossip.on_tick(self.ctx))
         self.engine.on_tick.append(lambda: intents.on_tick(self.ctx))

@@ -95,6 +95,33 @@ class Bridge:
         self.companions = {n: Companion(n) for n in (REVENUE, CLBOSS)}
         # Called on the worker as fn(ctx, name) when a companion is (re)detected.
         self.on_detected: list[Callable[[object, str], None]] = []
+        # Called on the worker as fn(ctx) at the end of every tick (the fee sweep).
+        self.after_tick: list[Callable[[object], None]] = []
+        # Scratch state of the bridge's parts (e.g. the fee sweep in progress); in memory.
+        self.state: dict[str, dict] = {}
+        self._turns: dict[str, list[Callable[[Callable[[], None]], None]]] = {}
+
+    def in_turn(self, key: str, op: Callable[[Callable[[], None]], None]) -> None:
+        """Run `op(done)` once every earlier op of `key` has called its `done`: for
+        read-modify-write sequences (CLBoss' tag sets) that must not interleave."""
+        queue = self._turns.setdefault(key, [])
+        queue.append(op)
+        if len(queue) == 1:
+            self._next_turn(key)
+
+    def _next_turn(self, key: str) -> None:
+        queue = self._turns[key]
+        if not queue:
+            return
+        finished = []
+
+        def done() -> None:
+            if finished:
+                return          # called twice: the turn is already over
+            finished.append(True)
+            queue.pop(0)
+            self._next_turn(key)
+        queue[0](done)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, ctx) -> None:
@@ -113,6 +140,8 @@ class Bridge:
                 self._detect(ctx, name, probe=True)
             elif state == "closed" and now - comp.checked_at >= ctx.config().bridge_check_seconds:
                 self._check_now(ctx, name)
+        for fn in self.after_tick:
+            fn(ctx)
 
     def _check_now(self, ctx, name) -> None:
         comp = self.companions[name]

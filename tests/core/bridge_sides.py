@@ -9,6 +9,7 @@ import threading
 
 from pyln.client import RpcError
 
+from handlers.bridge import fees
 from handlers.bridge.companions import Bridge
 from handlers.bridge.pool import CallPool
 from hive_sides import KeyOnlyLightning, Side
@@ -35,6 +36,8 @@ class CompanionLightning(KeyOnlyLightning):
     def release_hung(self) -> None:
         """Hung calls end as lightningd ends them when their plugin dies: error -4."""
         self._release.set()
+        with self.cond:
+            self.cond.wait_for(lambda: self.hanging == 0, 5.0)
 
     def call(self, method, params=None):
         params = params or {}
@@ -63,6 +66,7 @@ class CompanionLightning(KeyOnlyLightning):
             self._release.wait()
             with self.cond:
                 self.hanging -= 1
+                self.cond.notify_all()
             raise RpcError(method, params, {"code": -4, "message": "Plugin terminated before replying to RPC call."})
         if mode == "die":
             self.models[owner] = None
@@ -117,8 +121,17 @@ class BridgeSide(Side):
         self.node_id = self.lightning.node_id
         self.ctx.lightning = self.lightning
         self.inbox: list = []
+        self.pool = self.bridge = None
+        self.new_bridge()
+        self.dispatcher.observers.append(lambda o: fees.on_member_outcome(self.ctx, o))
+
+    def new_bridge(self) -> None:
+        """What a restart builds: a new pool and bridge over the same database."""
+        if self.pool is not None:
+            self.pool.shutdown()
         self.pool = CallPool(self.lightning, self._deliver)
         self.bridge = self.ctx.bridge = Bridge(self.pool)
+        fees.install(self.bridge)
 
     def _deliver(self, fn):
         with self.lightning.cond:
