@@ -22,6 +22,7 @@ from handlers.wire import messages, signing
 from handlers.membership import members as ms
 from handlers.frame.dispatch import Send
 from handlers.intents.executors import EXECUTORS, NEEDS_AMOUNT, ExecutionFailed
+from handlers.bridge.pending import Pending
 from handlers.wire.framing import MsgType, encode
 from storage import hive as hive_store
 from storage import intents as store
@@ -252,6 +253,15 @@ def execute(ctx, intent_id: str) -> None:
         log.error("intent.executor_fault", intent_id=intent_id, error=repr(e), exc_info=True)
         _failed(ctx, intent_id, f"executor fault: {e!r}")
         return
+    if isinstance(result, Pending):     # its call runs on the bridge's pool: ends on its outcome
+        result.then(lambda res, why: _finished(ctx, intent_id, res, why))
+        return
+    _finished(ctx, intent_id, result, None)
+
+
+def _finished(ctx, intent_id, result, why) -> None:
+    if why is not None:
+        return _failed(ctx, intent_id, why)
     ctx.dispatcher.fire(KIND, intent_id, "execution_succeeded", data_update={"result": result},
                         context=result)
 
