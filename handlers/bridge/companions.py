@@ -87,6 +87,9 @@ class Companion:
     failures: int = 0
     probing: bool = False
     checked_at: float = float("-inf")
+    # Detections in a row that found it missing: at lightningd's start a companion may
+    # not be active yet when we first look, so one miss alone proves little.
+    misses: int = 0
 
 
 class Bridge:
@@ -260,7 +263,7 @@ class Bridge:
     def _found(self, ctx, name: str, status: dict) -> None:
         comp = self.companions[name]
         was = (comp.detected, comp.version)
-        comp.detected, comp.reason = True, None
+        comp.detected, comp.reason, comp.misses = True, None, 0
         if name == REVENUE:
             comp.version = status.get("version")
             comp.capabilities = revenue_capabilities(parse_version(comp.version))
@@ -279,6 +282,7 @@ class Bridge:
         if comp.detected or comp.reason != why:
             log.info("bridge.companion_missing", companion=name, reason=why)
         comp.detected, comp.reason = False, why
+        comp.misses += 1
 
     # -- the operator's view ---------------------------------------------------------------
     def view(self, ctx) -> dict:

@@ -7,7 +7,8 @@ setchannel replaced are restored and our CLBoss `lnfee` tag removed.
 With cl-revenue-ops (the `hive` strategy below 3.0.0, `static` fee_ppm=0 from 3.0.0):
 `revenue-policy list` first, then `set` for one peer or `batch` for several (batch skips
 its 10-changes-a-minute limit). Without it: lightningd's `setchannel` to 0/0 for that
-member, plus CLBoss' `lnfee` tag for the member when CLBoss is there. While
+member, plus CLBoss' `lnfee` tag for the member when CLBoss is there (only once two
+detections in a row found no cl-revenue-ops: at start it may not be active yet). While
 cl-revenue-ops is detected but its breaker is not closed, nothing is changed: falling
 back to setchannel would fight it when it comes back.
 
@@ -106,8 +107,9 @@ def sweep(ctx, now: bool = False) -> None:
     if not now and t - state["last"] < cfg.bridge_check_seconds:
         return
     rev = b.companions[REVENUE]
-    if rev.reason == "not checked yet" or b.companions[CLBOSS].reason == "not checked yet":
-        return      # detection has not concluded: the path is not known yet
+    if b.companions[CLBOSS].reason == "not checked yet" or \
+            (not rev.detected and rev.misses < 2):
+        return      # not yet known whether cl-revenue-ops is there: the path is not known
     if not state["restarted"]:
         if not on_start(ctx):
             return
@@ -254,7 +256,9 @@ def _setchannel_path(ctx, rows, finished) -> None:
                     steps.append((row, {"id": peer, "feebase": 0, "feeppm": 0}))
                 elif not row["settled"]:
                     _settle(ctx, row, "setchannel")
-                if not row["settled"] and ctx.bridge.available(ctx, CLBOSS) is None:
+                # CLBoss may have come up after the policy was set: checked every sweep.
+                if clboss.LNFEE not in store.our_tags(ctx.db.conn(), peer) and \
+                        ctx.bridge.available(ctx, CLBOSS) is None:
                     clboss.add_tag(ctx, peer, clboss.LNFEE)
             else:
                 for scid, (base, ppm) in sorted(row["replaced"].items()):

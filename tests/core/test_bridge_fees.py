@@ -70,6 +70,9 @@ def test_release_is_passive_never_a_delete(make_fleet, version, strategy):
 
 def test_without_revenue_ops_setchannel_zero_and_clboss_lnfee_then_restored(make_fleet, clock):
     a, b = make_fleet(2, revenue_version=None)
+    clock.advance(30)                    # a second detection confirms it is not there
+    for s in (a, b):
+        s.tick()
     a.lightning.add_channel(b.node_id, "1x1x1", base=1000, ppm=50)
     a.lightning.models["clboss"].unmanage(b.node_id, "balance")     # not ours
     formed([a, b])
@@ -127,3 +130,19 @@ def test_an_error_body_is_a_failure(make_fleet):
     formed([a, b])
     assert not row(a, b)["settled"] and "Rate limit" in row(a, b)["last_error"]
     assert policy(a, b)["strategy"] == "passive"
+
+
+def test_cl_revenue_ops_not_yet_active_at_start_is_not_replaced_by_setchannel(make_fleet, clock):
+    a, b = make_fleet(2)
+    rev = a.lightning.models["cl-revenue-ops"]
+    a.lightning.models["cl-revenue-ops"] = None       # still starting when we first look
+    a.new_bridge()
+    a.bridge.start(a.ctx)
+    a.settle()
+    a.lightning.add_channel(b.node_id, "1x1x1", base=1000, ppm=50)
+    formed([a, b])
+    assert a.lightning.local_fees("1x1x1") == (1000, 50) and not row(a, b)["settled"]
+    a.lightning.models["cl-revenue-ops"] = rev        # now active
+    clock.advance(30)
+    a.tick()
+    assert policy(a, b)["strategy"] == "hive" and a.lightning.local_fees("1x1x1") == (1000, 50)
