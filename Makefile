@@ -26,6 +26,7 @@ check-diagrams: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.machines
+	$(PY) -m bench.bridge
 
 clean:
 	rm -rf $(VENV)
