@@ -148,6 +148,8 @@ class Bridge:
 
     def _check_now(self, ctx, name) -> None:
         comp = self.companions[name]
+        if comp.probing:
+            return          # a detection is already under way
         comp.checked_at = ctx.clock.now()
         if not comp.detected:
             self._detect(ctx, name, probe=False)

@@ -58,8 +58,12 @@ def admit_member(ctx, peer_id: str) -> None:
 
 
 def release_member(ctx, peer_id: str) -> None:
-    """Leave or ban: hand the member's channels back (passive, or our replaced fees)."""
+    """Leave or ban: hand the member's channels back (passive, or our replaced fees).
+    A peer whose fees we never managed is left alone (passive would replace whatever
+    cl-revenue-ops does for it now)."""
     with ctx.db.transaction() as conn:
+        if store.fee_policy(conn, peer_id) is None:
+            return
         store.want(conn, peer_id, "released", ctx.clock.now())
     sweep(ctx, now=True)
 

@@ -146,3 +146,12 @@ def test_cl_revenue_ops_not_yet_active_at_start_is_not_replaced_by_setchannel(ma
     clock.advance(30)
     a.tick()
     assert policy(a, b)["strategy"] == "hive" and a.lightning.local_fees("1x1x1") == (1000, 50)
+
+
+def test_releasing_a_member_we_never_managed_changes_nothing(make_fleet):
+    a, b = make_fleet(2)
+    stranger = "02" + "99" * 32
+    fees.release_member(a.ctx, stranger)
+    a.settle()
+    assert store.fee_policy(a.db.conn(), stranger) is None
+    assert stranger not in a.lightning.models["cl-revenue-ops"].policies
