@@ -73,11 +73,12 @@ class CallPool:
 
     def taken(self, lane: str) -> int:
         """Threads this lane holds: calls not yet answered, timed out or not."""
-        return sum(1 for c in self.inflight.values() if c.lane == lane)
+        # A copy: a read-only view may count from another thread than the worker.
+        return sum(1 for c in list(self.inflight.values()) if c.lane == lane)
 
     def waiting(self, lane: str) -> int:
         """Calls of this lane still waiting for their outcome (not yet timed out)."""
-        return sum(1 for c in self.inflight.values() if c.lane == lane and not c.timed_out)
+        return sum(1 for c in list(self.inflight.values()) if c.lane == lane and not c.timed_out)
 
     def start(self, lane: str, method: str, params: dict, deadline: float,
               on_done: Callable[[CallOutcome], None]) -> None:

@@ -90,6 +90,9 @@ def test_breaker_opens_after_the_threshold_refuses_probes_and_closes(make_side, 
             if fault == "hang":
                 check_round(side, clock, 15)         # and times out
     assert breaker.state(side.ctx, REVENUE)[0] == "open"
+    view = side.bridge.view(side.ctx)[REVENUE]        # what hive-status shows the operator
+    assert view["breaker"]["state"] == "open" and clock.now() - 30 <= view["breaker"]["since"] <= clock.now()
+    assert view["failures"] >= 3 and view["last_error"] and view["calls"] >= 4
     opened = [e for e in logs if e["event"] == "bridge.breaker_opened"]
     assert len(opened) == 1 and opened[0]["log_level"] == "warning"
     assert not [e for e in logs if e["log_level"] == "error"]
