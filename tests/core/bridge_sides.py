@@ -26,7 +26,8 @@ class CompanionLightning(KeyOnlyLightning):
         self.models = {REVENUE: RevenueOps(revenue_version, clock=clock.now) if revenue_version else None,
                        CLBOSS: Clboss() if clboss else None}
         self.files = dict(PLUGIN_FILES)
-        self.modes = {REVENUE: "ok", CLBOSS: "ok"}
+        self.modes = {REVENUE: "ok", CLBOSS: "ok", "fundchannel": "ok"}
+        self.fundings: list[dict] = []
         self.companion_calls: list[tuple[str, dict]] = []
         self.fees: dict[str, tuple[int, int]] = {}     # scid -> (base_msat, ppm)
         self.cond = threading.Condition()
@@ -50,6 +51,8 @@ class CompanionLightning(KeyOnlyLightning):
             return self._companion(owner, method, params)
         if method == "setchannel":
             return self._setchannel(params)
+        if method == "fundchannel":
+            return self._fundchannel(params)
         return super().call(method, params)
 
     def _companion(self, owner, method, params):
@@ -60,14 +63,7 @@ class CompanionLightning(KeyOnlyLightning):
             self.companion_calls.append((method, params))
         mode = self.modes[owner]
         if mode == "hang":
-            with self.cond:
-                self.hanging += 1
-                self.cond.notify_all()
-            self._release.wait()
-            with self.cond:
-                self.hanging -= 1
-                self.cond.notify_all()
-            raise RpcError(method, params, {"code": -4, "message": "Plugin terminated before replying to RPC call."})
+            self._hang(method, params)
         if mode == "die":
             self.models[owner] = None
             raise RpcError(method, params, {"code": -4, "message": "Plugin terminated before replying to RPC call."})
@@ -89,6 +85,26 @@ class CompanionLightning(KeyOnlyLightning):
         except ModelError as e:
             raise RpcError(method, params, {"code": e.code, "message": e.message})
         raise RpcError(method, params, {"code": -32601, "message": f"Unknown command '{method}'"})
+
+    def _hang(self, method, params):
+        with self.cond:
+            self.hanging += 1
+            self.cond.notify_all()
+        self._release.wait()
+        with self.cond:
+            self.hanging -= 1
+            self.cond.notify_all()
+        # What lightningd answers a call whose plugin died before replying.
+        raise RpcError(method, params, {"code": -4, "message": "Plugin terminated before replying to RPC call."})
+
+    def _fundchannel(self, params):
+        self.fundings.append(params)
+        if self.modes["fundchannel"] == "hang":
+            self._hang("fundchannel", params)
+        scid = f"9x{len(self.fundings)}x0"
+        self.add_channel(params["id"], scid)
+        self.channels[-1]["channel_id"] = "cc" * 32
+        return {"txid": "ab" * 32, "channel_id": "cc" * 32, "outnum": 0}
 
     def _setchannel(self, params):
         chans = [c for c in self.channels if params["id"] in (c["peer_id"], c.get("short_channel_id"))]

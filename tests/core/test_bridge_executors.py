@@ -99,3 +99,34 @@ def test_with_the_breaker_open_the_rebalance_fails_at_once_without_a_call(side, 
     iid = run(side, clock)
     state, _, failure = intent(side, iid)
     assert state == "failed" and "circuit breaker is" in failure and rebalances(side) == []
+
+
+def test_channel_open_runs_fundchannel_off_the_worker(side, clock):
+    iid = run(side, clock, kind="channel_open", amount=100_000)
+    assert intent(side, iid)[0] == "executing"
+    side.settle()
+    assert intent(side, iid)[:2] == ("executed", {"txid": "ab" * 32, "channel_id": "cc" * 32})
+
+
+@pytest.mark.parametrize("channel_appears", [True, False])
+def test_a_timed_out_fundchannel_is_reconciled_not_repeated(side, clock, channel_appears):
+    side.lightning.modes["fundchannel"] = "hang"
+    iid = run(side, clock, kind="channel_open", amount=100_000)
+    side.settle()
+    if channel_appears:      # it went through; only the answer is late
+        side.lightning.add_channel(TARGET, "7x7x7")
+        side.lightning.channels[-1]["channel_id"] = "dd" * 32
+    clock.advance(15)
+    side.tick()
+    state, result, failure = intent(side, iid)
+    if channel_appears:
+        assert state == "executed" and result == {"reconciled": True}
+    else:
+        assert state == "failed" and "timed out and its effect is not there" in failure
+    side.lightning.release_hung()
+    side.settle()
+    clock.advance(60)
+    side.tick()
+    intents.on_tick(side.ctx)
+    side.settle()
+    assert len(side.lightning.fundings) == 1 and intent(side, iid)[0] == state
