@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -70,6 +71,10 @@ class CallPool:
             t.start()
         self._ids = itertools.count(1)
         self.inflight: dict[int, _Call] = {}
+        # Outcomes the worker's queue would not take (full, or stopping): run at the next
+        # tick instead, so no caller waits forever for an answer that came.
+        self._undelivered: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
 
     def taken(self, lane: str) -> int:
         """Threads this lane holds: calls not yet answered, timed out or not."""
@@ -114,7 +119,15 @@ class CallPool:
             outcome = CallOutcome(FAILED, call.method, error=f"fault: {e!r}")
         else:
             outcome = CallOutcome(SUCCEEDED, call.method, result=result)
-        self.deliver(lambda: self._answered(call.id, outcome))
+        fn = lambda: self._answered(call.id, outcome)      # noqa: E731
+        try:
+            handed = self.deliver(fn)
+        except Exception as e:      # a full or stopping queue: kept for the next tick
+            handed = e
+        if isinstance(handed, Exception) or (isinstance(handed, Future) and handed.done()
+                                              and handed.exception() is not None):
+            with self._lock:
+                self._undelivered.append(fn)
 
     def _answered(self, call_id: int, outcome: CallOutcome) -> None:
         call = self.inflight.pop(call_id, None)
@@ -130,6 +143,10 @@ class CallPool:
 
     def expire(self, now: float) -> int:
         """On the worker, at each tick: report every call past its deadline as timed out."""
+        with self._lock:
+            late, self._undelivered = self._undelivered, []
+        for fn in late:
+            fn()
         due = [c for c in self.inflight.values() if not c.timed_out and now >= c.deadline]
         for call in due:
             call.timed_out = True

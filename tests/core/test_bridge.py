@@ -161,3 +161,26 @@ def test_hung_calls_take_at_most_two_threads_per_companion(make_side, clock):
     side.bridge.call(side.ctx, CLBOSS, "clboss-status", {}, outcomes.append)
     side.settle()
     assert outcomes[-1].ok
+
+
+def test_an_outcome_the_worker_queue_refuses_is_run_at_the_next_tick(make_side, clock):
+    side = make_side()
+    started(side)
+    refused = []
+
+    def full_queue(fn):                 # a bounded queue that is full right now
+        refused.append(fn)
+        raise RuntimeError("queue full")
+    side.pool.deliver = full_queue
+    outcomes = []
+    side.bridge.call(side.ctx, REVENUE, "revenue-status", {}, outcomes.append)
+    with side.lightning.cond:            # until the pool thread has kept it aside
+        for _ in range(500):
+            if side.pool._undelivered:
+                break
+            side.lightning.cond.wait(0.01)
+    assert refused and side.pool._undelivered
+    assert outcomes == []
+    side.pool.deliver = side._deliver
+    side.tick()
+    assert [o.status for o in outcomes] == ["succeeded"]
