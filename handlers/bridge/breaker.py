@@ -35,6 +35,8 @@ def record_success(ctx, name: str) -> None:
     # transition log does not grow by one row per call.
     if current == "closed" and not data.get("failures"):
         return
+    if current == "open":
+        return      # a call made before it opened: only the probe may close it
     outcome = ctx.dispatcher.fire(KIND, name, "success", data_update={"failures": 0})
     if outcome.ok and outcome.source != "closed":
         log.info("bridge.breaker_closed", companion=name)
