@@ -27,6 +27,7 @@ check-diagrams: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.machines
 	$(PY) -m bench.hivemap_sync
+	$(PY) -m bench.bridge
 
 clean:
 	rm -rf $(VENV)

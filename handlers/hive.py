@@ -12,6 +12,9 @@ from pyln.client import RpcError, RpcException
 
 from handlers import router
 from handlers import status as status_view
+from handlers.bridge import fees
+from handlers.bridge.companions import Bridge
+from handlers.bridge.pool import CallPool
 from handlers.frame import config as cfg
 from handlers.frame import errors, retention
 from handlers.frame.clock import SystemClock
@@ -72,17 +75,23 @@ class Hive:
                            sync_limiter=RateLimiter(self.clock, SYNC_RATE, SYNC_BURST),
                            full_sync_limiter=RateLimiter(self.clock, FULL_SYNC_RATE,
                                                          FULL_SYNC_BURST),
-                           drain=self.engine.drain_outbox)
+                           drain=self.engine.drain_outbox,
+                           bridge=Bridge(CallPool(lightning, self.engine.submit)))
         self._learn_node_id()
         self.engine.dispatcher.observers.append(self._on_outcome)
+        fees.install(self.ctx.bridge)
+        self.engine.dispatcher.observers.append(lambda o: fees.on_member_outcome(self.ctx, o))
         self.engine.on_tick.append(self._expire_join_waiters)
         # partials, not lambdas: a failing step is logged under its function's name
         self.engine.on_tick.append(functools.partial(gossip.on_tick, self.ctx))
         self.engine.on_tick.append(functools.partial(intents.on_tick, self.ctx))
         self.engine.on_tick.append(functools.partial(retention.on_tick, self.ctx))
+        self.engine.on_tick.append(functools.partial(self.ctx.bridge.on_tick, self.ctx))
         self.engine.start()
         # Intents a crash left `executing` are reconciled before anything else runs.
         self.engine.submit(lambda: intents.reconcile(self.ctx))
+        # Companions are detected off the worker; a missing one is a degraded state.
+        self.engine.submit(lambda: self.ctx.bridge.start(self.ctx))
         log.info("hive.started", db_path=snapshot.db_path, schema_from=before,
                  schema_version=db.schema_version(), governance_mode=snapshot.governance_mode)
 
@@ -102,6 +111,7 @@ class Hive:
             if not self.engine.stop():
                 log.warning("hive.stop_timeout")
             self.engine = None
+            self.ctx.bridge.pool.shutdown()
         if self.db is not None:
             self.db.close()
             self.db = None
@@ -177,6 +187,7 @@ class Hive:
             out["hive"] = {k: view.get(k) for k in ("hive_id", "name", "admin", "our_tier")}
             out["hive"]["members"] = len(view["members"])
             out["engine"] = self.engine.stats()
+            out["bridge"] = self.ctx.bridge.view(self.ctx)
             return out
         return self.read(run)
 

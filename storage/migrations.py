@@ -179,6 +179,26 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX intent_locks_deadline ON intent_locks (deadline) WHERE deadline IS NOT NULL",
         "CREATE INDEX intent_locks_initiator ON intent_locks (initiator, announced_at)",
     ]),
+    (7, "the bridge: members' fleet fee policy, CLBoss tags cl-hive added", [
+        # One row per member whose fees the bridge manages. `wanted` is what we are after
+        # (fleet: zero fees; released: passive, or the replaced fees back); `settled` says
+        # whether the companion confirmed it. `replaced` keeps the fees setchannel overwrote,
+        # per short channel id, so a release can restore them.
+        """CREATE TABLE bridge_fee_policies (
+            peer_id TEXT PRIMARY KEY,
+            wanted TEXT NOT NULL CHECK (wanted IN ('fleet', 'released')),
+            settled INTEGER NOT NULL DEFAULT 0,
+            applied_via TEXT,
+            replaced TEXT NOT NULL DEFAULT '{}',
+            last_error TEXT,
+            updated_at REAL NOT NULL)""",
+        # Only the tags cl-hive itself added: a release removes these and nothing else.
+        """CREATE TABLE bridge_clboss_tags (
+            peer_id TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            added_at REAL NOT NULL,
+            PRIMARY KEY (peer_id, tag))""",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -33,7 +33,7 @@ def test_restart_answers_again(fleet):
 def test_with_companions(fleet):
     a = fleet.nodes(1, companions=["revenue_ops", "clboss"])[0]
     hive_status(a)
-    assert a.rpc.call("revenue-status")["version"] == "1.4.0"
+    assert a.rpc.call("revenue-status")["version"] == "2.1.0"
 
 
 @pytest.mark.standin_only

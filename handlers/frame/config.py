@@ -90,6 +90,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "Days the transition log, finished handshake sessions and pending actions, "
                "and expired invite tickets are kept (1-3650).",
                min=1, max=3650, dynamic=True),
+    OptionSpec("hive-bridge-timeout-seconds", "bridge_timeout_seconds", "int", 15,
+               "Seconds a call to a companion plugin (or a long lightningd call such as "
+               "fundchannel) may take before it counts as timed out (1-600).",
+               min=1, max=600, dynamic=True),
+    OptionSpec("hive-bridge-check-seconds", "bridge_check_seconds", "int", 60,
+               "Seconds between health checks of each companion plugin (2-3600).",
+               min=2, max=3600, dynamic=True),
     OptionSpec("hive-tick-seconds", "tick_seconds", "int", 5,
                "Seconds between scheduler ticks that fire due deadlines (1-60).",
                min=1, max=60),
@@ -119,6 +126,8 @@ class ConfigSnapshot:
     breaker_reset_seconds: int
     rpc_timeout_seconds: int
     log_retention_days: int
+    bridge_timeout_seconds: int
+    bridge_check_seconds: int
     tick_seconds: int
     log_file: str | None
 

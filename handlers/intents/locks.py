@@ -25,6 +25,7 @@ from handlers.frame import errors
 from handlers.frame.dispatch import Send
 from handlers.frame.refusals import refusal_log
 from handlers.intents.executors import EXECUTORS, NEEDS_AMOUNT, ExecutionFailed
+from handlers.bridge.pending import Pending
 from handlers.membership import members as ms
 from handlers.wire import messages, signing
 from handlers.wire.framing import MsgType, encode
@@ -356,6 +357,15 @@ def execute(ctx, lock_id: str) -> None:
         log.error("intent.executor_fault", lock_id=lock_id, error=repr(e), exc_info=True)
         _failed(ctx, lock_id, f"executor fault: {e!r}")
         return
+    if isinstance(result, Pending):     # its call runs on the bridge's pool: ends on its outcome
+        result.then(lambda res, why: _finished(ctx, lock_id, res, why))
+        return
+    _finished(ctx, lock_id, result, None)
+
+
+def _finished(ctx, lock_id, result, why) -> None:
+    if why is not None:
+        return _failed(ctx, lock_id, why)
     ctx.dispatcher.fire(KIND, lock_id, "execution_succeeded", data_update={"result": result},
                         context=result)
 

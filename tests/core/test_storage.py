@@ -13,6 +13,7 @@ FRAMEWORK_TABLES = {"pending_actions", "handshake_sessions", "circuit_breakers",
                     "transition_log", "outbox"}
 HIVE_TABLES = {"hive_meta", "tickets"}
 RETENTION_TABLES = {"log_retention"}
+BRIDGE_TABLES = {"bridge_fee_policies", "bridge_clboss_tags"}
 
 
 def tables(db):
@@ -29,7 +30,8 @@ def test_migrates_an_empty_file_to_the_latest_schema(tmp_path):
     db = Database(str(tmp_path / "h.db"))
     assert db.migrate() == 0
     assert db.schema_version() == LATEST
-    assert tables(db) == SEED_TABLES | FRAMEWORK_TABLES | HIVE_TABLES | RETENTION_TABLES
+    assert tables(db) == SEED_TABLES | FRAMEWORK_TABLES | HIVE_TABLES | RETENTION_TABLES | \
+        BRIDGE_TABLES
     assert db.conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
 
