@@ -26,6 +26,8 @@ check-diagrams: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.machines
+	$(PY) -m bench.hivemap_sync
+	$(PY) -m bench.bridge
 
 clean:
 	rm -rf $(VENV)

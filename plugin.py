@@ -11,10 +11,11 @@ from pathlib import Path
 
 from pyln.client import Plugin
 
-from handlers.frame import config as cfg
-from handlers.frame import logs
 from handlers import status as status_view
+from handlers.frame import config as cfg
+from handlers.frame import effects, logs
 from handlers.frame.effects import ThreadLocalRpc
+from handlers.wire import framing as wire
 from handlers.hive import Hive, StartupError
 
 
@@ -48,20 +49,18 @@ def build(hive=None) -> Plugin:
         logs.configure(plugin.log, log_file=snapshot.log_file)
         rpc_path = str(Path(configuration["lightning-dir"]) / configuration["rpc-file"])
         try:
-            hive.start(snapshot, ThreadLocalRpc(rpc_path))
+            hive.start(snapshot, ThreadLocalRpc(
+                rpc_path, timeout=lambda method: effects.timeout_for(hive.config, method)))
         except StartupError as e:
             return {"disable": str(e)}
         return None
 
-    @plugin.hook("custommsg")
+    # `filters` (lightningd v25.12+): only our message types are sent to us, so cl-hive is
+    # not in the hook chain of other protocols' messages. No `peer_connected` hook: it
+    # would delay every connection; anti-entropy starts on the `connect` notification.
+    @plugin.hook("custommsg", filters=sorted(wire.KNOWN_TYPES))
     def on_custommsg(peer_id, payload, plugin, **kwargs):
         hive.on_custommsg(peer_id, payload)
-        return {"result": "continue"}
-
-    @plugin.hook("peer_connected")
-    def on_peer_connected(peer, plugin, **kwargs):
-        # Nothing to decide here yet; anti-entropy starts on the `connect` notification,
-        # once the peer is really up.
         return {"result": "continue"}
 
     @plugin.subscribe("connect")
@@ -71,6 +70,14 @@ def build(hive=None) -> Plugin:
     @plugin.subscribe("disconnect")
     def on_disconnect(plugin, **kwargs):
         hive.on_disconnect(kwargs["disconnect"]["id"])
+
+    @plugin.subscribe("channel_opened")
+    def on_channel_opened(plugin, **kwargs):
+        hive.on_channel_event("channel_opened")
+
+    @plugin.subscribe("channel_state_changed")
+    def on_channel_state_changed(plugin, **kwargs):
+        hive.on_channel_event("channel_state_changed")
 
     @plugin.subscribe("forward_event")
     def on_forward_event(plugin, **kwargs):
@@ -123,7 +130,7 @@ def build(hive=None) -> Plugin:
     @plugin.async_method("hive-diagram")
     def hive_diagram(request, plugin, machine):
         """The Mermaid state diagram of one machine kind, e.g. machine=intent_lock."""
-        _answer(request, hive.command(lambda: status_view.diagram(machine)))
+        _answer(request, hive.diagram(machine))
 
     plugin.hive = hive
     return plugin

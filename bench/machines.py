@@ -27,6 +27,7 @@ from machines.runtime import Instance, runtime_for
 from storage.db import Database
 
 SPEC = SPECS["intent_lock"]
+LOCK_END = 2**40          # an intent lock window that has not passed: the commit path
 
 
 def _definition():
@@ -39,7 +40,7 @@ def _definition():
 class Obj:
     def __init__(self):
         self.deadline = 0.0
-        self.data = {"role": "local"}
+        self.data = {"role": "local", "expires_at": LOCK_END}
 
 
 def measure_memory(build, n):
@@ -65,7 +66,8 @@ def baseline_build(n):
 
 def ours_build(n):
     rt = runtime_for("intent_lock")
-    return [Instance("intent_lock", str(i), "pending", data={"role": "local"}, deadline=0.0)
+    return [Instance("intent_lock", str(i), "pending",
+                     data={"role": "local", "expires_at": LOCK_END}, deadline=0.0)
             for i in range(n)] if rt else []
 
 
@@ -111,9 +113,10 @@ def main(n: int = 10_000) -> None:
         for i in range(n):
             if i == n // 10:
                 clock.advance(config.intent_hold_seconds // 2)
-            disp.create("intent_lock", f"i{i}", data={"role": "local"},
+            disp.create("intent_lock", f"me:i{i}", data={"role": "local", "expires_at": LOCK_END},
                         domain={"intent_type": "rebalance", "target": f"t{i}",
-                                "initiator": "me"})
+                                "initiator": "me", "intent_id": f"i{i}",
+                                "announced_at": clock.now(), "expires_at": LOCK_END})
         create_t = (time.perf_counter() - t0) / n
         # The first tenth were announced earlier: only their hold has ended at this tick.
         clock.advance(config.intent_hold_seconds // 2)
@@ -122,7 +125,7 @@ def main(n: int = 10_000) -> None:
         tick_t = time.perf_counter() - t0
         t0 = time.perf_counter()
         for i in range(n // 10):
-            disp.fire("intent_lock", f"i{i}", "start_execution")
+            disp.fire("intent_lock", f"me:i{i}", "start_execution")
         persist_fire = (time.perf_counter() - t0) / (n // 10)
         db.checkpoint()
         size = os.path.getsize(config.db_path)

@@ -2,26 +2,31 @@
 `plugin.py` wires lightningd's hooks, notifications and commands to."""
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from concurrent.futures import Future
 
 import structlog
-from pyln.client import RpcException
+from pyln.client import RpcError, RpcException
 
-from handlers.frame import config as cfg
 from handlers import router
-from handlers.frame import errors
+from handlers import status as status_view
+from handlers.bridge import fees
+from handlers.bridge.companions import Bridge
+from handlers.bridge.pool import CallPool
+from handlers.frame import config as cfg
+from handlers.frame import errors, retention
+from handlers.frame.clock import SystemClock
+from handlers.frame.context import Context
+from handlers.frame.engine import Engine
+from handlers.frame.ratelimit import RateLimiter
+from handlers.frame.refusals import refusal_log
 from handlers.hivemap import gossip
 from handlers.intents import locks as intents
 from handlers.membership import handshake
 from handlers.membership import members as membership
 from handlers.wire import framing as wire
-from handlers import status as status_view
-from handlers.frame.clock import SystemClock
-from handlers.frame.context import Context
-from handlers.frame.engine import Engine
-from handlers.frame.ratelimit import RateLimiter
 from storage.db import Database, SchemaTooNew
 
 log = structlog.get_logger("hive")
@@ -70,16 +75,35 @@ class Hive:
                            sync_limiter=RateLimiter(self.clock, SYNC_RATE, SYNC_BURST),
                            full_sync_limiter=RateLimiter(self.clock, FULL_SYNC_RATE,
                                                          FULL_SYNC_BURST),
-                           drain=self.engine.drain_outbox)
+                           drain=self.engine.drain_outbox,
+                           bridge=Bridge(CallPool(lightning, self.engine.submit)))
+        self._learn_node_id()
         self.engine.dispatcher.observers.append(self._on_outcome)
+        fees.install(self.ctx.bridge)
+        self.engine.dispatcher.observers.append(lambda o: fees.on_member_outcome(self.ctx, o))
         self.engine.on_tick.append(self._expire_join_waiters)
-        self.engine.on_tick.append(lambda: gossip.on_tick(self.ctx))
-        self.engine.on_tick.append(lambda: intents.on_tick(self.ctx))
+        # partials, not lambdas: a failing step is logged under its function's name
+        self.engine.on_tick.append(functools.partial(gossip.on_tick, self.ctx))
+        self.engine.on_tick.append(functools.partial(intents.on_tick, self.ctx))
+        self.engine.on_tick.append(functools.partial(retention.on_tick, self.ctx))
+        self.engine.on_tick.append(functools.partial(self.ctx.bridge.on_tick, self.ctx))
         self.engine.start()
         # Intents a crash left `executing` are reconciled before anything else runs.
         self.engine.submit(lambda: intents.reconcile(self.ctx))
+        # Companions are detected off the worker; a missing one is a degraded state.
+        self.engine.submit(lambda: self.ctx.bridge.start(self.ctx))
         log.info("hive.started", db_path=snapshot.db_path, schema_from=before,
                  schema_version=db.schema_version(), governance_mode=snapshot.governance_mode)
+
+    def _learn_node_id(self) -> None:
+        """Ask lightningd our id now, so that no thread has to ask later (the reader
+        thread answers hive-status and hive-members without calling lightningd)."""
+        if self.ctx.lightning is None:       # a hive without lightningd (queue tests)
+            return
+        try:
+            self.ctx.node_id
+        except (RpcError, OSError) as e:     # asked again on first use, on the worker
+            log.warning("hive.node_id_unknown", error=str(e))
 
     def stop(self) -> None:
         """Stop the threads and close the database; safe to call more than once."""
@@ -87,6 +111,7 @@ class Hive:
             if not self.engine.stop():
                 log.warning("hive.stop_timeout")
             self.engine = None
+            self.ctx.bridge.pool.shutdown()
         if self.db is not None:
             self.db.close()
             self.db = None
@@ -112,15 +137,25 @@ class Hive:
         if wire.peek(payload) is None or not self.running:
             return      # not ours (another plugin's), or not started
         if not self.message_limiter.allow(peer_id):
-            log.info("wire.rate_limited", peer_id=peer_id)
+            refusal_log(log, "wire.rate_limited", peer_id)
             return
-        self.engine.submit(lambda: router.on_message(self.ctx, peer_id, payload))
+        self.engine.submit(lambda: router.on_message(self.ctx, peer_id, payload),
+                           droppable=True)
 
     def on_peer_connected(self, peer_id: str) -> None:
         """The `connect` notification: the peer is up; a member gets our fleet hash."""
         log.debug("peer.connected", peer_id=peer_id)
         if self.running:
-            self.engine.submit(lambda: gossip.on_member_connected(self.ctx, peer_id))
+            self.engine.submit(lambda: gossip.on_member_connected(self.ctx, peer_id),
+                               droppable=True)
+
+    def on_channel_event(self, event: str) -> None:
+        """`channel_opened` / `channel_state_changed`: our channels changed, so the next
+        tick reads them again (otherwise it reads them once per sync interval)."""
+        log.debug("channel.event", notification=event)
+        if self.running:
+            self.engine.submit(functools.partial(gossip.channels_changed, self.ctx),
+                               droppable=True)
 
     def on_disconnect(self, peer_id: str) -> None:
         log.debug("peer.disconnected", peer_id=peer_id)
@@ -138,14 +173,23 @@ class Hive:
             return fut
         return self.engine.submit(fn)
 
+    def read(self, fn) -> Future:
+        """Run a read-only command on the reader thread: it answers even while the worker
+        waits on a slow call."""
+        if not self.running:
+            return _failed(RpcException("cl-hive is not running", -32600))
+        return self.engine.read(fn)
+
     def status(self) -> Future:
         def run():
             out = status_view.status(self.db, self.config)
             view = membership.members_view(self.ctx)
             out["hive"] = {k: view.get(k) for k in ("hive_id", "name", "admin", "our_tier")}
             out["hive"]["members"] = len(view["members"])
+            out["engine"] = self.engine.stats()
+            out["bridge"] = self.ctx.bridge.view(self.ctx)
             return out
-        return self.command(run)
+        return self.read(run)
 
     def genesis(self, name) -> Future:
         return self.command(lambda: membership.genesis(self.ctx, name))
@@ -163,7 +207,10 @@ class Hive:
         return self.command(lambda: intents.listing(self.ctx))
 
     def members(self) -> Future:
-        return self.command(lambda: membership.members_view(self.ctx))
+        return self.read(lambda: membership.members_view(self.ctx))
+
+    def diagram(self, machine) -> Future:
+        return self.read(lambda: status_view.diagram(machine))
 
     def join(self, ticket, address, timeout) -> Future:
         """Answers when the joiner's session ends, or after `timeout` seconds with the

@@ -14,6 +14,7 @@ from typing import Callable
 
 import structlog
 
+from handlers.frame.refusals import refusal_log
 from handlers.hivemap import gossip
 from handlers.intents import locks as intents
 from handlers.membership import handshake
@@ -48,6 +49,7 @@ ROUTES = {
     MsgType.GOSSIP: Route(gossip.on_gossip, "gossip", messages.GOSSIP),
     MsgType.STATE_HASH: Route(gossip.on_state_hash, "gossip", messages.STATE_HASH),
     MsgType.FULL_SYNC: Route(gossip.on_full_sync, "gossip", messages.FULL_SYNC),
+    MsgType.DIGEST: Route(gossip.on_digest, "gossip", messages.DIGEST),
     MsgType.INTENT: Route(intents.on_intent, "intent", messages.INTENT_MSG),
     MsgType.INTENT_ABORT: Route(intents.on_intent_abort, "intent", messages.INTENT_ABORT_MSG),
 }
@@ -76,7 +78,7 @@ def on_message(ctx, peer_id: str, payload_hex: str) -> None:
     name = MsgType(msg_type).name
 
     def refuse(reason: str) -> None:
-        log.info(f"{route.family}.refused", peer_id=peer_id, msg=name, reason=reason)
+        refusal_log(log, f"{route.family}.refused", peer_id, msg=name, reason=reason)
 
     auth = None
     if route.schema is not None:

@@ -30,6 +30,8 @@ def _deadline_text(spec: MachineSpec, state: str) -> str | None:
         return None
     since = "" if d.since == "entered" else " since created"
     after = f"{d.seconds}s" if isinstance(d.seconds, int) else f"config {d.seconds}"
+    if d.data_key is not None:
+        after = f"data {d.data_key} (else {after})"
     return f"{d.trigger} after {after}{since}"
 
 

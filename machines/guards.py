@@ -14,6 +14,11 @@ def majority_quorum(eligible: int) -> int:
     return eligible // 2 + 1
 
 
+def key_winner(a: str, b: str) -> str:
+    """The seed's tie-breaker between two pending intents: the lowest pubkey wins."""
+    return min(a, b)
+
+
 def deadline_passed(ev) -> bool:
     deadline = ev.model.deadline
     return deadline is not None and ev.kwargs["now"] >= deadline
@@ -28,12 +33,36 @@ def from_session_peer(ev) -> bool:
     return ev.kwargs.get("peer_id") == ev.model.data.get("peer_id")
 
 
+def already_admitted(ev) -> bool:
+    # The admin opened this session for a member admitted by the same ticket (re-HELLO).
+    return ev.model.data.get("admitted") is True
+
+
 def is_local(ev) -> bool:
     return ev.model.data.get("role") == "local"
 
 
 def is_remote(ev) -> bool:
     return ev.model.data.get("role") == "remote"
+
+
+def within_lock_window(ev) -> bool:
+    # An intent's lock lasts until `expires_at` (its announce plus its expiry), the moment
+    # peers' copies of it expire: past it, committing or executing could meet a rival
+    # that took the target meanwhile. No window recorded means no window (fail closed).
+    expires_at = ev.model.data.get("expires_at")
+    return expires_at is not None and ev.kwargs["now"] < expires_at
+
+
+def rival_prevails(ev) -> bool:
+    # The intent-lock conflict rule, applied to this intent meeting `rival` (its
+    # initiator's key) that is `rival_committed` or not: a committed rival wins whatever
+    # the keys; between two pending intents the lower initiator key wins.
+    if ev.kwargs.get("rival_committed") is True:
+        return True
+    rival = ev.kwargs.get("rival")
+    own = (ev.model.data.get("intent") or {}).get("initiator")
+    return rival is not None and own is not None and key_winner(rival, own) == rival
 
 
 def mode_advisor(ev) -> bool:
@@ -54,6 +83,7 @@ def failure_threshold_reached(ev) -> bool:
 
 GUARDS = {
     f.__name__: f
-    for f in (deadline_passed, quorum_reached, from_session_peer, is_local, is_remote,
-              mode_advisor, mode_autonomous, mode_oracle, failure_threshold_reached)
+    for f in (deadline_passed, quorum_reached, from_session_peer, already_admitted, is_local,
+              is_remote, within_lock_window, rival_prevails, mode_advisor, mode_autonomous,
+              mode_oracle, failure_threshold_reached)
 }

@@ -38,8 +38,14 @@ ADMIN = MachineSpec(
     initial="challenge_sent",
     terminal=("welcomed", "failed", "expired"),
     rules=(
+        # A valid ATTEST admits the joiner: the ticket is used, the member added and
+        # announced, WELCOME sent.
         Rule("attest_valid", ("challenge_sent",), "welcomed", guards=("from_session_peer",),
-             unless=("deadline_passed",)),
+             unless=("deadline_passed", "already_admitted")),
+        # The session of a joiner this very ticket already admitted (its WELCOME came too
+        # late): WELCOME re-sends the stored admission; no ticket used, no member added.
+        Rule("attest_valid_again", ("challenge_sent",), "welcomed",
+             guards=("from_session_peer", "already_admitted"), unless=("deadline_passed",)),
         Rule("attest_invalid", ("challenge_sent",), "failed", guards=("from_session_peer",),
              unless=("deadline_passed",)),
         Rule("expire", ("challenge_sent",), "expired", guards=("deadline_passed",)),

@@ -2,28 +2,52 @@
 
 One table for both roles: `local` (our own announce) and `remote` (a peer's, recorded
 for visibility and conflict checks). Only a local intent executes; only a remote one is
-aborted by its owner's INTENT_ABORT. `executing` is persisted before the executor runs,
-so a crash leaves evidence to reconcile instead of a second execution.
+aborted by its owner's INTENT_ABORT or committed by its owner's commit notice.
+`executing` is persisted before the executor runs, so a crash leaves evidence to
+reconcile instead of a second execution. Nothing commits or starts executing once the
+intent's lock window (`expires_at`) has passed.
+
+`conflict` is fired on both intents when ours meets a rival, each with the other as
+`rival`; `rival_prevails` is the one rule (a committed rival wins, else the lower key).
+A remote intent that loses is `outranked`, not finished: if our INTENT never reached its
+owner, the owner commits, and its commit notice must still be able to mark it committed.
 """
 from machines.spec import Deadline, MachineSpec, Rule
 
 SPEC = MachineSpec(
     kind="intent_lock",
     title="Intent lock",
-    states=("pending", "committed", "executing", "executed", "aborted", "expired", "failed"),
+    states=("pending", "outranked", "committed", "executing", "executed", "aborted",
+            "expired", "failed"),
     initial="pending",
     terminal=("executed", "aborted", "expired", "failed"),
+    # An intent in these states holds its type and target (an executed one too, until its
+    # lock window ends: storage checks that against `expires_at`).
+    groups={"holds_lock": ("pending", "outranked", "committed", "executing")},
     rules=(
-        Rule("hold_elapsed", ("pending",), "committed", guards=("deadline_passed",)),
-        Rule("conflict_lost", ("pending",), "aborted"),
-        Rule("abort_received", ("pending", "committed"), "aborted", guards=("is_remote",)),
-        Rule("start_execution", ("committed",), "executing", guards=("is_local",)),
+        # An intent still pending at its expiry (its node was down) never commits.
+        Rule("hold_elapsed", ("pending",), "committed",
+             guards=("deadline_passed", "within_lock_window")),
+        Rule("hold_elapsed", ("pending",), "expired", guards=("deadline_passed",)),
+        Rule("conflict", ("pending",), "aborted", guards=("is_local", "rival_prevails")),
+        Rule("conflict", ("pending",), "outranked", guards=("is_remote", "rival_prevails")),
+        Rule("commit_received", ("pending", "outranked"), "committed",
+             guards=("is_remote", "within_lock_window")),
+        Rule("abort_received", ("pending", "outranked", "committed"), "aborted",
+             guards=("is_remote",)),
+        Rule("start_execution", ("committed",), "executing",
+             guards=("is_local", "within_lock_window")),
         Rule("execution_succeeded", ("executing",), "executed"),
         Rule("execution_failed", ("executing",), "failed"),
-        Rule("expire", ("committed",), "expired", guards=("deadline_passed",)),
+        Rule("expire", ("outranked", "committed"), "expired", guards=("deadline_passed",)),
     ),
     deadlines=(
-        Deadline("pending", "hold_elapsed", "intent_hold_seconds"),
-        Deadline("committed", "expire", "intent_expire_seconds", since="created"),
+        # The intent's own timing (signed in its record), so every node holds and expires
+        # it alike whatever its own options say.
+        Deadline("pending", "hold_elapsed", "intent_hold_seconds", data_key="hold_seconds"),
+        Deadline("outranked", "expire", "intent_expire_seconds", since="created",
+                 data_key="expire_seconds"),
+        Deadline("committed", "expire", "intent_expire_seconds", since="created",
+                 data_key="expire_seconds"),
     ),
 )

@@ -64,7 +64,8 @@ class Runtime:
             transitions=[
                 {"trigger": r.trigger, "source": list(r.sources), "dest": r.dest,
                  "conditions": [GUARDS[g] for g in r.guards],
-                 "unless": [GUARDS[g] for g in r.unless]}
+                 "unless": [GUARDS[g] for g in r.unless],
+                 "after": [_note_fired]}
                 for r in spec.rules
             ],
             auto_transitions=False,   # they would bypass every guard
@@ -92,13 +93,16 @@ class Runtime:
             return Outcome(dest=source, ok=False, refused="unknown_trigger", **base)
         if inst.state not in self.spec.states:
             raise ValueError(f"{inst!r} holds a state its machine does not declare")
+        fired: list = []      # the rule that ran, noted by its `after` callback
         try:
-            ok = event.trigger(inst, now=now, **context)
+            ok = event.trigger(inst, now=now, _fired=fired, **context)
         except MachineError:
             return Outcome(dest=source, ok=False, refused="illegal", **base)
         if not ok:
             return Outcome(dest=source, ok=False, refused="guard", **base)
-        internal = inst.state == source and not self._is_self_loop(trigger, source)
+        # Internal means the rule that fired has no destination (not "the state did not
+        # change"): a self-loop re-enters its state and re-arms the deadline.
+        internal = fired[-1].dest is None
         if not internal:
             inst.state_since = now
             self._arm_deadline(inst, now, config)
@@ -107,19 +111,24 @@ class Runtime:
     def legal_triggers(self, state: str) -> tuple[str, ...]:
         return tuple(dict.fromkeys(r.trigger for r in self.spec.rules if state in r.sources))
 
-    def _is_self_loop(self, trigger: str, state: str) -> bool:
-        return any(r.trigger == trigger and state in r.sources and r.dest == state
-                   for r in self.spec.rules)
-
     def _arm_deadline(self, inst: Instance, now: float, config: Any) -> None:
         d = self.spec.deadline_for(inst.state)
         if d is None:
             inst.deadline = inst.deadline_trigger = None
             return
-        seconds = d.seconds if isinstance(d.seconds, (int, float)) else getattr(config, d.seconds)
+        if d.data_key is not None and d.data_key in inst.data:
+            seconds = inst.data[d.data_key]
+        elif isinstance(d.seconds, (int, float)):
+            seconds = d.seconds
+        else:
+            seconds = getattr(config, d.seconds)
         start = now if d.since == "entered" else inst.created_at
         inst.deadline = start + seconds
         inst.deadline_trigger = d.trigger
+
+
+def _note_fired(ev) -> None:
+    ev.kwargs["_fired"].append(ev.transition)
 
 
 RUNTIMES: dict[str, Runtime] = {}

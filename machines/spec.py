@@ -29,7 +29,9 @@ class Deadline:
     """While an instance is in `state`, `trigger` fires once `seconds` have passed.
 
     `seconds` is either a number or the name of a `ConfigSnapshot` field, read when
-    the state is entered. `since="created"` counts from the instance's creation
+    the state is entered. With `data_key`, the instance's own data under that key comes
+    first (an intent carries its initiator's timing to every node); the config field is
+    the fallback. `since="created"` counts from the instance's creation
     instead of from entering the state (an intent's expiry counts from its announce).
     The deadline is a column in SQLite, so it survives a restart; the scheduler's tick
     fires the trigger, and the `deadline_passed` guard makes a stale tick harmless.
@@ -38,6 +40,7 @@ class Deadline:
     trigger: str
     seconds: str | int
     since: str = "entered"
+    data_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,11 +55,15 @@ class MachineSpec:
     entry_states: tuple[str, ...] = ()
     deadlines: tuple[Deadline, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    # Named sets of states that code outside the machine asks about (e.g. the intent
+    # states that hold a lock), declared here so no copy of them is kept by hand.
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self):
         known = set(self.states)
         problems = []
-        for name in (self.initial, *self.terminal, *self.entry_states):
+        grouped = [n for states in self.groups.values() for n in states]
+        for name in (self.initial, *self.terminal, *self.entry_states, *grouped):
             if name not in known:
                 problems.append(f"unknown state {name!r}")
         seen_deadline_states = set()
@@ -87,6 +94,11 @@ class MachineSpec:
     @property
     def triggers(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(r.trigger for r in self.rules))
+
+    @property
+    def live_states(self) -> tuple[str, ...]:
+        """The states an instance can still leave: every state but the terminal ones."""
+        return tuple(s for s in self.states if s not in self.terminal)
 
     def deadline_for(self, state: str) -> Deadline | None:
         for d in self.deadlines:

@@ -33,7 +33,9 @@ class Database:
                                 timeout=10.0)
             c.row_factory = sqlite3.Row
             c.execute("PRAGMA journal_mode=WAL")
-            c.execute("PRAGMA synchronous=NORMAL")
+            # FULL, not WAL's usual NORMAL: NORMAL may lose the last commits on power
+            # loss, and an intent's `executing` commit must be on disk before we act.
+            c.execute("PRAGMA synchronous=FULL")
             c.execute("PRAGMA foreign_keys=ON")
             self._local.conn = c
             with self._lock:
@@ -74,9 +76,13 @@ class Database:
         c = self.conn()
         depth = getattr(self._local, "depth", 0)
         if depth == 0:
-            self._local.after_commit = []
+            # One list of callbacks per level: a savepoint's list joins its parent's when
+            # it is released and is dropped when it rolls back, so a step that failed
+            # leaves no phantom log line or observer call behind.
+            self._local.after_commit = [[]]
             c.execute("BEGIN IMMEDIATE")
         else:
+            self._local.after_commit.append([])
             c.execute(f"SAVEPOINT sp{depth}")
         self._local.depth = depth + 1
         try:
@@ -85,27 +91,39 @@ class Database:
             self._local.depth = depth
             if depth == 0:
                 c.execute("ROLLBACK")
-                self._local.after_commit = []
+                self._local.after_commit = [[]]
             else:
                 c.execute(f"ROLLBACK TO sp{depth}")
                 c.execute(f"RELEASE sp{depth}")
+                self._local.after_commit.pop()
             raise
         self._local.depth = depth
         if depth > 0:
             c.execute(f"RELEASE sp{depth}")
+            released = self._local.after_commit.pop()
+            self._local.after_commit[-1].extend(released)
             return
-        c.execute("COMMIT")
-        callbacks, self._local.after_commit = self._local.after_commit, []
+        try:
+            c.execute("COMMIT")
+        except BaseException:
+            # A COMMIT can fail (a deferred constraint, a full disk): without a ROLLBACK
+            # the transaction would stay open and every later BEGIN here would fail.
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            self._local.after_commit = [[]]
+            raise
+        callbacks, self._local.after_commit = self._local.after_commit[0], [[]]
         for fn in callbacks:
             fn()
 
     def after_commit(self, fn) -> None:
-        """Run `fn` once the outermost transaction of this thread commits (never if it
-        rolls back); outside a transaction, run it now."""
+        """Run `fn` once the outermost transaction of this thread commits (never if it,
+        or the savepoint `fn` was registered in, rolls back); outside a transaction, run
+        it now."""
         if getattr(self._local, "depth", 0) == 0:
             fn()
         else:
-            self._local.after_commit.append(fn)
+            self._local.after_commit[-1].append(fn)
 
     def checkpoint(self) -> None:
         """Fold the WAL into the main file (so its size is the data's size)."""

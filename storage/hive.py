@@ -82,8 +82,26 @@ def open_sessions(conn: sqlite3.Connection, kind: str, states: tuple[str, ...]) 
 
 def session_for_peer(conn: sqlite3.Connection, kind: str, peer_id: str,
                      states: tuple[str, ...]) -> str | None:
+    return _newest_session(conn, kind, "peer_id", peer_id, states)
+
+
+def session_for_ticket(conn: sqlite3.Connection, kind: str, ticket_id: str,
+                       states: tuple[str, ...]) -> str | None:
+    return _newest_session(conn, kind, "ticket_id", ticket_id, states)
+
+
+def _newest_session(conn, kind, column, value, states) -> str | None:
+    if column not in ("peer_id", "ticket_id"):    # a column name, never a peer's input
+        raise ValueError(f"no session lookup by {column!r}")
     marks = ", ".join("?" for _ in states)
     row = conn.execute(f"SELECT session_id FROM handshake_sessions WHERE kind = ? "
-                       f"AND peer_id = ? AND state IN ({marks}) ORDER BY created_at DESC",
-                       (kind, peer_id, *states)).fetchone()
+                       f"AND {column} = ? AND state IN ({marks}) ORDER BY created_at DESC",
+                       (kind, value, *states)).fetchone()
     return None if row is None else row["session_id"]
+
+
+def attested_with_ticket(conn: sqlite3.Connection, kind: str, ticket_id: str) -> bool:
+    """Did a session of ours with this ticket get as far as sending ATTEST?"""
+    return conn.execute("SELECT 1 FROM handshake_sessions WHERE kind = ? AND ticket_id = ? "
+                        "AND json_extract(data, '$.attested') = 1 LIMIT 1",
+                        (kind, ticket_id)).fetchone() is not None

@@ -1,74 +1,69 @@
-"""Lookups over intent locks (their machine columns live in `intent_locks`)."""
+"""Lookups over intent locks (their machine columns live in `intent_locks`).
+
+Which states hold a lock or are finished is the intent_lock table's to say: callers pass
+those groups in (`holding` states, `finished` states), storage imports no machine."""
 from __future__ import annotations
 
 import sqlite3
 
 from storage.rows import decoded
 
-LIVE = ("pending", "committed", "executing")
-FINISHED = ("executed", "aborted", "expired", "failed")
-
 
 def _rows(cursor) -> list[dict]:
     return decoded(cursor, "data")
 
 
-def holding(conn: sqlite3.Connection, intent_type: str, target: str,
-            created_since: float) -> list[dict]:
-    """Intents that hold the lock on a target: live ones, and executed ones created after
-    `created_since` (the window in which peers' copies of it are still live: they expire
-    when `created + expire <= now`)."""
-    marks = ", ".join("?" for _ in LIVE)
+def holding(conn: sqlite3.Connection, intent_type: str, target: str, now: float,
+            holding_states: tuple[str, ...]) -> list[dict]:
+    """Intents that hold the lock on a target: live ones, and executed ones whose lock
+    window (`expires_at`, when peers' copies of it expire) has not passed."""
+    marks = ", ".join("?" for _ in holding_states)
     return _rows(conn.execute(
-        f"""SELECT intent_id, intent_type, target, initiator, state, data FROM intent_locks
+        f"""SELECT lock_id, intent_id, intent_type, target, initiator, state, data
+            FROM intent_locks
             WHERE intent_type = ? AND target = ?
-              AND (state IN ({marks}) OR (state = 'executed' AND created_at > ?))
-            ORDER BY created_at""", (intent_type, target, *LIVE, created_since)))
+              AND (state IN ({marks}) OR (state = 'executed' AND expires_at > ?))
+            ORDER BY created_at""", (intent_type, target, *holding_states, now)))
 
 
-def live_count_by(conn: sqlite3.Connection, initiator: str) -> int:
-    marks = ", ".join("?" for _ in LIVE)
-    return conn.execute(f"SELECT COUNT(*) FROM intent_locks WHERE initiator = ? "
-                        f"AND state IN ({marks})", (initiator, *LIVE)).fetchone()[0]
-
-
-def created_since_by(conn: sqlite3.Connection, initiator: str, since: float) -> int:
+def announced_since_by(conn: sqlite3.Connection, initiator: str, since: float) -> int:
+    """One initiator's intents announced (their signed `created_at`) at or after `since`,
+    whatever their state."""
     return conn.execute("SELECT COUNT(*) FROM intent_locks WHERE initiator = ? "
-                        "AND created_at >= ?", (initiator, since)).fetchone()[0]
+                        "AND announced_at >= ?", (initiator, since)).fetchone()[0]
 
 
-def trim_finished(conn: sqlite3.Connection, initiator: str, keep: int) -> int:
-    """Keep only the `keep` most recent finished intents of one initiator."""
-    marks = ", ".join("?" for _ in FINISHED)
+def trim_finished(conn: sqlite3.Connection, initiator: str, keep: int,
+                  finished: tuple[str, ...], announced_before: float) -> int:
+    """Of one initiator's finished intents announced before `announced_before`, keep only
+    the `keep` most recent."""
+    marks = ", ".join("?" for _ in finished)
     return conn.execute(
-        f"""DELETE FROM intent_locks WHERE intent_id IN (
-                SELECT intent_id FROM intent_locks WHERE initiator = ? AND state IN ({marks})
-                ORDER BY state_since DESC LIMIT -1 OFFSET ?)""",
-        (initiator, *FINISHED, keep)).rowcount
+        f"""DELETE FROM intent_locks WHERE lock_id IN (
+                SELECT lock_id FROM intent_locks WHERE initiator = ? AND state IN ({marks})
+                AND announced_at < ? ORDER BY state_since DESC LIMIT -1 OFFSET ?)""",
+        (initiator, *finished, announced_before, keep)).rowcount
 
 
 def in_state(conn: sqlite3.Connection, state: str) -> list[dict]:
     return _rows(conn.execute(
-        "SELECT intent_id, intent_type, target, initiator, state, data FROM intent_locks "
-        "WHERE state = ? ORDER BY created_at", (state,)))
+        "SELECT lock_id, intent_id, intent_type, target, initiator, state, data "
+        "FROM intent_locks WHERE state = ? ORDER BY created_at", (state,)))
 
 
 def listing(conn: sqlite3.Connection) -> list[dict]:
     return _rows(conn.execute(
-        """SELECT intent_id, intent_type, target, initiator, state, deadline, deadline_trigger,
-                  created_at, state_since, data FROM intent_locks ORDER BY created_at"""))
+        """SELECT lock_id, intent_id, intent_type, target, initiator, state, deadline,
+                  deadline_trigger, created_at, state_since, data
+           FROM intent_locks ORDER BY created_at"""))
 
 
-def exists(conn: sqlite3.Connection, intent_id: str) -> bool:
-    return conn.execute("SELECT 1 FROM intent_locks WHERE intent_id = ?",
-                        (intent_id,)).fetchone() is not None
-
-
-def delete_finished(conn: sqlite3.Connection, finished_before: float,
-                    created_before: float) -> int:
-    """Remove intents that ended before `finished_before` and no longer hold a lock (created
-    before `created_before`); their transitions stay in the log."""
-    marks = ", ".join("?" for _ in FINISHED)
+def delete_finished(conn: sqlite3.Connection, finished_before: float, now: float,
+                    finished: tuple[str, ...], announced_before: float) -> int:
+    """Remove intents that ended before `finished_before`, no longer hold a lock (their
+    window ended before `now`) and were announced before `announced_before` (older than
+    any intake count); their transitions stay in the log."""
+    marks = ", ".join("?" for _ in finished)
     return conn.execute(f"DELETE FROM intent_locks WHERE state IN ({marks}) "
-                        f"AND state_since < ? AND created_at < ?",
-                        (*FINISHED, finished_before, created_before)).rowcount
+                        f"AND state_since < ? AND expires_at <= ? AND announced_at < ?",
+                        (*finished, finished_before, now, announced_before)).rowcount

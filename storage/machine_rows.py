@@ -10,7 +10,7 @@ MACHINE_TABLES: dict[str, tuple[str, str]] = {
     "handshake_joiner": ("handshake_sessions", "session_id"),
     "handshake_admin": ("handshake_sessions", "session_id"),
     "member_tier": ("hive_members", "peer_id"),
-    "intent_lock": ("intent_locks", "intent_id"),
+    "intent_lock": ("intent_locks", "lock_id"),
     "pending_action": ("pending_actions", "action_id"),
     "circuit_breaker": ("circuit_breakers", "name"),
 }
@@ -67,6 +67,28 @@ def update(conn: sqlite3.Connection, kind: str, instance_id: str, fields: dict,
          instance_id, kind, expected_version))
     if cur.rowcount != 1:
         raise StaleWrite(f"{kind} {instance_id}: row changed or vanished since it was read")
+
+
+def park(conn: sqlite3.Connection, kind: str, instance_id: str, why: dict) -> bool:
+    """Clear a row's deadline and keep `why` under `parked` in its data: a row the
+    scheduler could not fire, set aside instead of retried on every tick. Works on rows
+    the current machines cannot load (a state a later release no longer declares)."""
+    table, key = _table(kind)
+    row = conn.execute(f"SELECT data FROM {table} WHERE {key} = ? AND kind = ?",
+                       (instance_id, kind)).fetchone()
+    if row is None:
+        return False
+    try:
+        data = json.loads(row["data"])
+    except ValueError:
+        data = {"unreadable_data": row["data"]}
+    if not isinstance(data, dict):
+        data = {"unreadable_data": row["data"]}
+    data["parked"] = why
+    conn.execute(f"""UPDATE {table} SET deadline = NULL, deadline_trigger = NULL, data = ?,
+                         version = version + 1 WHERE {key} = ? AND kind = ?""",
+                 (json.dumps(data, sort_keys=True, default=str), instance_id, kind))
+    return True
 
 
 def due(conn: sqlite3.Connection, now: float, limit: int = 500) -> list[tuple[str, str, str]]:

@@ -118,6 +118,87 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             used_at REAL)""",
         "ALTER TABLE hive_members ADD COLUMN admission TEXT NOT NULL DEFAULT '{}'",
     ]),
+    (4, "handshake sessions know their ticket (one live session per ticket)", [
+        "ALTER TABLE handshake_sessions ADD COLUMN ticket_id TEXT",
+        "UPDATE handshake_sessions SET ticket_id = json_extract(data, '$.ticket_id')",
+        "CREATE INDEX handshake_sessions_ticket ON handshake_sessions (ticket_id, state)",
+    ]),
+    # The log stays evidence under retention: a row may be deleted only once it is older
+    # than a cutoff recorded in `log_retention`, which only ever moves forward and which
+    # the pruning step sets in the same transaction as its DELETE. So no code path can
+    # remove or rewrite a row younger than the retention the operator chose (UPDATE stays
+    # refused outright), and a missing cutoff row protects everything (COALESCE).
+    (5, "retention: the transition log may lose rows older than a recorded cutoff", [
+        """CREATE TABLE log_retention (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            cutoff REAL NOT NULL)""",
+        "INSERT INTO log_retention (id, cutoff) VALUES (1, 0)",
+        """CREATE TRIGGER log_retention_forward BEFORE UPDATE ON log_retention
+           WHEN NEW.cutoff < OLD.cutoff
+           BEGIN SELECT RAISE(ABORT, 'the retention cutoff only moves forward'); END""",
+        """CREATE TRIGGER log_retention_no_delete BEFORE DELETE ON log_retention
+           BEGIN SELECT RAISE(ABORT, 'the retention cutoff only moves forward'); END""",
+        "DROP TRIGGER transition_log_no_delete",
+        """CREATE TRIGGER transition_log_no_delete BEFORE DELETE ON transition_log
+           WHEN OLD.at >= COALESCE((SELECT cutoff FROM log_retention WHERE id = 1), 1e308)
+           BEGIN SELECT RAISE(ABORT, 'transition_log is append-only'); END""",
+        "CREATE INDEX transition_log_at ON transition_log (at)",
+        "CREATE INDEX tickets_expires ON tickets (expires_at)",
+    ]),
+    (6, "intent locks keyed by (initiator, intent id), with their own lock window", [
+        # An intent id is chosen by its initiator, so it names an intent only together with
+        # the initiator: the row key is "<initiator>:<intent_id>".
+        f"""CREATE TABLE intent_locks_v5 (
+            lock_id TEXT PRIMARY KEY,
+            intent_id TEXT NOT NULL,
+            intent_type TEXT NOT NULL,
+            target TEXT NOT NULL,
+            initiator TEXT NOT NULL,
+            announced_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            {MACHINE_COLUMNS},
+            UNIQUE (initiator, intent_id))""",
+        # Rows from before carry no window of their own: the longest expiry the options
+        # allow keeps them holding their target rather than freeing it early.
+        """INSERT INTO intent_locks_v5 (lock_id, intent_id, intent_type, target, initiator,
+                announced_at, expires_at, kind, state, deadline, deadline_trigger, created_at,
+                state_since, version, data)
+           SELECT initiator || ':' || intent_id, intent_id, intent_type, target, initiator,
+                created_at, created_at + 86400, kind, state, deadline, deadline_trigger,
+                created_at, state_since, version, data FROM intent_locks""",
+        # A ban intent's governance action is named after its intent.
+        """UPDATE pending_actions SET action_id = (
+                SELECT l.lock_id FROM intent_locks_v5 l WHERE l.intent_id = action_id
+                AND json_extract(l.data, '$.role') = 'local')
+           WHERE action_type = 'ban_peer' AND EXISTS (
+                SELECT 1 FROM intent_locks_v5 l WHERE l.intent_id = action_id
+                AND json_extract(l.data, '$.role') = 'local')""",
+        "DROP TABLE intent_locks",
+        "ALTER TABLE intent_locks_v5 RENAME TO intent_locks",
+        "CREATE INDEX intent_locks_target ON intent_locks (intent_type, target, state)",
+        "CREATE INDEX intent_locks_deadline ON intent_locks (deadline) WHERE deadline IS NOT NULL",
+        "CREATE INDEX intent_locks_initiator ON intent_locks (initiator, announced_at)",
+    ]),
+    (7, "the bridge: members' fleet fee policy, CLBoss tags cl-hive added", [
+        # One row per member whose fees the bridge manages. `wanted` is what we are after
+        # (fleet: zero fees; released: passive, or the replaced fees back); `settled` says
+        # whether the companion confirmed it. `replaced` keeps the fees setchannel overwrote,
+        # per short channel id, so a release can restore them.
+        """CREATE TABLE bridge_fee_policies (
+            peer_id TEXT PRIMARY KEY,
+            wanted TEXT NOT NULL CHECK (wanted IN ('fleet', 'released')),
+            settled INTEGER NOT NULL DEFAULT 0,
+            applied_via TEXT,
+            replaced TEXT NOT NULL DEFAULT '{}',
+            last_error TEXT,
+            updated_at REAL NOT NULL)""",
+        # Only the tags cl-hive itself added: a release removes these and nothing else.
+        """CREATE TABLE bridge_clboss_tags (
+            peer_id TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            added_at REAL NOT NULL,
+            PRIMARY KEY (peer_id, tag))""",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -78,3 +78,26 @@ def test_join_connects_to_the_admin_by_address(fleet):
     result = b.rpc.call("hive-join", {"ticket": ticket,
                                       "address": "127.0.0.1:%d" % a.port})
     assert result["state"] == "joined"
+
+
+@pytest.mark.standin_only
+def test_a_joiner_whose_welcome_was_lost_joins_with_the_same_ticket(fleet):
+    a, b = fleet.nodes(2, options=[{}, {"hive-handshake-timeout-seconds": 5,
+                                        "hive-tick-seconds": 1}])
+    fleet.connect(a, b)
+    a.rpc.call("hive-genesis", {})
+    ticket = a.rpc.call("hive-invite", {"peer_id": b.id})["ticket"]
+    # The seeded draws let HELLO, CHALLENGE and ATTEST through and lose the WELCOME: the
+    # admin has admitted b, b never hears of it.
+    fleet.network.set_chaos(seed=5, drop=0.5)
+    result = b.rpc.call("hive-join", {"ticket": ticket})
+    fleet.network.set_chaos(drop=0.0)
+    lost = [msg[:4] for _, _, _, msg, outcome in fleet.network.trace if outcome == "dropped"]
+    assert lost[:1] == ["8007"]                     # the first message lost is the WELCOME
+    assert result["state"] == "expired" and "same ticket" in result["reason"], result
+    assert b.id in members(a) and members(b) == {}
+    result = b.rpc.call("hive-join", {"ticket": ticket})
+    assert result["state"] == "joined", result
+    expected = {a.id: "admin", b.id: "neophyte"}
+    fleet.wait_for(lambda: members(a) == members(b) == expected,
+                   what="both nodes to list the same two members")

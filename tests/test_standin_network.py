@@ -274,7 +274,7 @@ def test_messages_in_flight_are_lost_on_disconnect(standin_fleet):
 
 def test_companion_plugins_with_probe(standin_fleet):
     a = standin_fleet.nodes(1, plugins=[PROBE_PLUGIN, COMPANIONS["clboss"]])[0]
-    assert a.rpc.call("clboss-status")["ignored"] == []
+    assert a.rpc.call("clboss-status")["unmanaged"] == {}
 
 
 def test_star_subscription_and_custommsg_filters(standin_fleet, tmp_path):

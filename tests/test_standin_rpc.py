@@ -174,15 +174,15 @@ def test_plugin_start_list_stop(one):
     path = str(COMPANIONS["clboss"])
     res = one.rpc.plugin_start(path)
     assert {"name": path, "active": True, "dynamic": True} in res["plugins"]
-    assert one.rpc.call("clboss-status")["ignored"] == []
+    assert one.rpc.call("clboss-status")["unmanaged"] == {}
     with pytest.raises(RpcError) as e:
         one.rpc.plugin_start(path)
     assert e.value.error["code"] == -32602 and "already registered" in e.value.error["message"]
-    assert one.rpc.plugin_stop("clboss.py") == {"command": "stop", "result": "Successfully stopped clboss.py."}
+    assert one.rpc.plugin_stop("clboss") == {"command": "stop", "result": "Successfully stopped clboss."}
     with pytest.raises(RpcError, match="Unknown command 'clboss-status'"):
         one.rpc.call("clboss-status")
     with pytest.raises(RpcError, match="Could not find plugin"):
-        one.rpc.plugin_stop("clboss.py")
+        one.rpc.plugin_stop("clboss")
     assert [p["name"] for p in one.rpc.plugin_list()["plugins"]] == [one.standin.hosts[0].path]
 
 

@@ -82,6 +82,21 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("hive-breaker-reset-seconds", "breaker_reset_seconds", "int", 60,
                "Seconds an open circuit breaker waits before one probe call (1-3600).",
                min=1, max=3600, dynamic=True),
+    OptionSpec("hive-rpc-timeout-seconds", "rpc_timeout_seconds", "int", 30,
+               "Seconds a call to lightningd or a companion plugin may take before cl-hive "
+               "gives up on it; connect and channel opens get four times this (1-600).",
+               min=1, max=600, dynamic=True),
+    OptionSpec("hive-log-retention-days", "log_retention_days", "int", 90,
+               "Days the transition log, finished handshake sessions and pending actions, "
+               "and expired invite tickets are kept (1-3650).",
+               min=1, max=3650, dynamic=True),
+    OptionSpec("hive-bridge-timeout-seconds", "bridge_timeout_seconds", "int", 15,
+               "Seconds a call to a companion plugin (or a long lightningd call such as "
+               "fundchannel) may take before it counts as timed out (1-600).",
+               min=1, max=600, dynamic=True),
+    OptionSpec("hive-bridge-check-seconds", "bridge_check_seconds", "int", 60,
+               "Seconds between health checks of each companion plugin (2-3600).",
+               min=2, max=3600, dynamic=True),
     OptionSpec("hive-tick-seconds", "tick_seconds", "int", 5,
                "Seconds between scheduler ticks that fire due deadlines (1-60).",
                min=1, max=60),
@@ -109,12 +124,20 @@ class ConfigSnapshot:
     pending_action_expire_hours: int
     breaker_failure_threshold: int
     breaker_reset_seconds: int
+    rpc_timeout_seconds: int
+    log_retention_days: int
+    bridge_timeout_seconds: int
+    bridge_check_seconds: int
     tick_seconds: int
     log_file: str | None
 
     @property
     def pending_action_expire_seconds(self) -> int:
         return self.pending_action_expire_hours * 3600
+
+    @property
+    def log_retention_seconds(self) -> int:
+        return self.log_retention_days * 86400
 
     def public(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

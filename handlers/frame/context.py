@@ -25,6 +25,9 @@ class Context:
     # Sends what the outbox holds now (the engine's drain); None where a test moves
     # messages itself.
     drain: Callable[[], object] | None = None
+    # The bridge to the companion plugins (handlers.bridge.companions.Bridge); None where
+    # a test runs handlers without one.
+    bridge: object | None = None
     _node_id: str | None = field(default=None, repr=False)
 
     @property

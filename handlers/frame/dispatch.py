@@ -12,10 +12,17 @@ from typing import Callable, Iterable
 
 import structlog
 
+from handlers.frame.refusals import refusal_log
 from machines.runtime import Instance, Outcome, runtime_for
 from storage import machine_rows, outbox, transition_log
 
 log = structlog.get_logger("hive.fsm")
+
+# A due row that failed on this many ticks in a row is parked (its deadline cleared).
+PARK_AFTER_FAILURES = 3
+# Deadlines one instance may fire in one tick: a real chain (hold elapsed, then expiry)
+# is two or three links; more means a deadline that re-arms already due.
+MAX_CHAIN = 8
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class Dispatcher:
         self.clock = clock
         self.config = config          # returns the current ConfigSnapshot
         self.observers: list[Callable[[Outcome], None]] = []   # called after each commit
+        self._due_failures: dict[tuple[str, str], int] = {}     # ticks a due row failed
 
     def load(self, kind: str, instance_id: str) -> Instance | None:
         row = machine_rows.load(self.db.conn(), kind, instance_id)
@@ -57,9 +65,12 @@ class Dispatcher:
 
     def fire(self, kind: str, instance_id: str, trigger: str, *, peer_id: str | None = None,
              sends: Iterable[Send] = (), data_update: dict | None = None,
-             context: dict | None = None, **guard_context) -> Outcome:
-        """Apply `trigger`; `sends` and `data_update` take effect only if it moves."""
-        now = self.clock.now()
+             context: dict | None = None, now: float | None = None,
+             **guard_context) -> Outcome:
+        """Apply `trigger`; `sends` and `data_update` take effect only if it moves.
+        `now` pins the instant the rules are judged at (the one `allows` used), so slow
+        work between the check and the fire cannot change the decision."""
+        now = self.clock.now() if now is None else now
         sends = tuple(sends)
         with self.db.transaction() as conn:
             row = machine_rows.load(conn, kind, instance_id)
@@ -79,13 +90,17 @@ class Dispatcher:
                                  sends)
                     self._after_commit(outcome, peer_id, context)
         if not outcome.ok:
-            log.info("fsm.trigger_refused", machine=kind, instance_id=instance_id,
-                     trigger=trigger, source=outcome.source, reason=outcome.refused,
-                     peer_id=peer_id, context=context or {})
+            fields = dict(machine=kind, instance_id=instance_id, trigger=trigger,
+                          source=outcome.source, reason=outcome.refused, context=context or {})
+            if peer_id is None:
+                log.info("fsm.trigger_refused", peer_id=None, **fields)
+            else:       # a peer can repeat it as often as it likes
+                refusal_log(log, "fsm.trigger_refused", peer_id, **fields)
         return outcome
 
     def allows(self, kind: str, instance_id: str, trigger: str, *,
-               peer_id: str | None = None, **guard_context) -> bool:
+               peer_id: str | None = None, now: float | None = None,
+               **guard_context) -> bool:
         """Would `trigger` move this instance now? Runs the table on a copy and changes
         nothing, so a handler can check before doing costly or irreversible work (such as
         signing) with exactly the rules the trigger itself will apply."""
@@ -95,22 +110,69 @@ class Dispatcher:
         probe = Instance(kind, instance_id, inst.state, deadline=inst.deadline,
                          deadline_trigger=inst.deadline_trigger, created_at=inst.created_at,
                          state_since=inst.state_since, data=inst.data, version=inst.version)
-        return runtime_for(kind).fire(probe, trigger, self.clock.now(), self.config(),
+        now = self.clock.now() if now is None else now
+        return runtime_for(kind).fire(probe, trigger, now, self.config(),
                                       peer_id=peer_id, **guard_context).ok
 
     def fire_due(self, batch: int = 500) -> list[Outcome]:
-        """Fire every deadline that has passed (the scheduler's tick), in bounded batches.
-        A deadline's rule is guarded by time alone (checked when the spec is declared),
-        so each fired deadline leaves the due set and the loop ends."""
+        """Fire every deadline that has passed (the scheduler's tick), in bounded batches,
+        until none is left that can move. A fired deadline may arm one that is already
+        due (an intent whose hold elapsed long after its announce enters `committed`
+        with its expiry passed): that one fires in the same call. Each row is isolated:
+        one that raises or is refused is skipped for the rest of the call (so it cannot
+        starve later deadlines) and parked after PARK_AFTER_FAILURES calls in a row. A
+        row fires at most MAX_CHAIN times per call, so the loop always ends."""
         now = self.clock.now()
         fired: list[Outcome] = []
+        chain: dict[tuple[str, str], int] = {}
+        skip: set[tuple[str, str]] = set()    # did not move, or chain cut: not this call
         while True:
-            due = machine_rows.due(self.db.conn(), now, limit=batch)
-            outcomes = [self.fire(kind, instance_id, trigger)
-                        for kind, instance_id, trigger in due]
-            fired += outcomes
-            if len(due) < batch or not any(o.ok for o in outcomes):
+            due = [row for row in machine_rows.due(self.db.conn(), now,
+                                                   limit=batch + len(skip))
+                   if row[:2] not in skip][:batch]
+            if not due:
                 return fired
+            for kind, instance_id, trigger in due:
+                key = (kind, instance_id)
+                outcome = self._fire_deadline(kind, instance_id, trigger)
+                if outcome is not None:
+                    fired.append(outcome)
+                if outcome is None or not outcome.ok:
+                    skip.add(key)
+                    continue
+                chain[key] = chain.get(key, 0) + 1
+                if chain[key] >= MAX_CHAIN:
+                    skip.add(key)
+                    log.warning("fsm.deadline_chain_cut", machine=kind,
+                                instance_id=instance_id, fired=chain[key])
+
+    def _fire_deadline(self, kind: str, instance_id: str, trigger: str) -> Outcome | None:
+        """One due row, contained: None when it raised. A row that keeps failing (a state
+        or trigger a later release no longer declares) is parked: its deadline is
+        cleared and the reason kept in its data, for the operator to look at."""
+        key = (kind, instance_id)
+        try:
+            outcome = self.fire(kind, instance_id, trigger)
+        except Exception as e:     # one bad row must not stop every deadline
+            log.error("fsm.deadline_failed", machine=kind, instance_id=instance_id,
+                      trigger=trigger, error=repr(e), exc_info=True)
+            reason = repr(e)
+            outcome = None
+        else:
+            if outcome.ok:
+                self._due_failures.pop(key, None)
+                return outcome
+            reason = f"refused: {outcome.refused}"
+        failures = self._due_failures[key] = self._due_failures.get(key, 0) + 1
+        if failures >= PARK_AFTER_FAILURES:
+            self._due_failures.pop(key, None)
+            with self.db.transaction() as conn:
+                parked = machine_rows.park(conn, kind, instance_id, {
+                    "reason": reason, "trigger": trigger, "at": self.clock.now(),
+                    "failures": failures})
+            log.warning("fsm.deadline_parked", machine=kind, instance_id=instance_id,
+                        trigger=trigger, reason=reason, failures=failures, parked=parked)
+        return outcome
 
     def _record(self, conn, now, inst, trigger, source, peer_id, context, sends) -> None:
         transition_log.append(conn, at=now, kind=inst.kind, instance_id=inst.id,
@@ -128,5 +190,9 @@ class Dispatcher:
                      dest=outcome.dest, internal=outcome.internal, peer_id=peer_id,
                      context=context or {})
             for observer in self.observers:
-                observer(outcome)
+                try:
+                    observer(outcome)
+                except Exception as e:   # the state change is committed
+                    log.error("fsm.observer_failed", machine=outcome.kind,
+                              instance_id=outcome.instance_id, error=repr(e), exc_info=True)
         self.db.after_commit(done)

@@ -1,30 +1,70 @@
 """The one door through which handlers reach lightningd: `call(method, params)`.
 
 In lightningd it is `ThreadLocalRpc` over the real `lightning-rpc` socket; the fleet
-stand-in serves that same socket, so handlers run unchanged in tests.
+stand-in serves that same socket, so handlers run unchanged in tests. Companion plugins
+(cl-revenue-ops, CLBoss) are reached through the same door: lightningd passes their
+commands through.
+
+Every call has a timeout (`hive-rpc-timeout-seconds`; calls that wait on a peer or the
+chain get LONG_CALL_FACTOR times that). A call that times out raises `RpcError` with
+code RPC_TIMEOUT, which every caller already handles as lightningd refusing the call.
+lightningd may still complete it later (pyln's socket just stops waiting), which the
+intent executors' at-most-once rule already allows for: a failed execution is never
+retried.
 """
 from __future__ import annotations
 
 import threading
-from typing import Protocol
+from typing import Callable, Protocol
 
-from pyln.client import LightningRpc
+from pyln.client import LightningRpc, RpcError
+
+RPC_TIMEOUT = -32000        # our code for "no answer in time" (not one lightningd uses)
+# Calls that wait on a peer or on funding: connect (lightningd's own connect timeout is
+# about a minute) and opening channels (the peer's answers, signing, broadcast).
+LONG_CALLS = frozenset({"connect", "fundchannel", "multifundchannel", "fundchannel_start",
+                        "fundchannel_complete", "close"})
+LONG_CALL_FACTOR = 4
 
 
 class Lightning(Protocol):
     def call(self, method: str, params: dict | None = None) -> dict: ...
 
 
+def timeout_for(config, method: str) -> float:
+    """Seconds `method` may take, from the current configuration."""
+    seconds = config.rpc_timeout_seconds
+    return seconds * LONG_CALL_FACTOR if method in LONG_CALLS else seconds
+
+
+class _TimedRpc(LightningRpc):
+    """pyln's client with a socket timeout: pyln opens one socket per call and writes the
+    request first, so setting the timeout there bounds the write and every read."""
+    timeout: float | None = None
+
+    def _writeobj(self, sock, obj):
+        sock.sock.settimeout(self.timeout)
+        super()._writeobj(sock, obj)
+
+
 class ThreadLocalRpc:
     """pyln's LightningRpc is not thread-safe (shared id counter and cmdprefix), so each
     thread gets its own client on the same socket."""
 
-    def __init__(self, socket_path: str):
+    def __init__(self, socket_path: str,
+                 timeout: Callable[[str], float | None] = lambda _method: None):
         self.socket_path = socket_path
+        self.timeout = timeout            # method -> seconds (None: wait for ever)
         self._local = threading.local()
 
     def call(self, method: str, params: dict | None = None) -> dict:
         rpc = getattr(self._local, "rpc", None)
         if rpc is None:
-            rpc = self._local.rpc = LightningRpc(self.socket_path)
-        return rpc.call(method, params or {})
+            rpc = self._local.rpc = _TimedRpc(self.socket_path)
+        rpc.timeout = seconds = self.timeout(method)
+        try:
+            return rpc.call(method, params or {})
+        except TimeoutError:
+            raise RpcError(method, params or {}, {
+                "code": RPC_TIMEOUT,
+                "message": f"no answer from lightningd within {seconds:g} seconds"}) from None

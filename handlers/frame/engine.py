@@ -1,48 +1,113 @@
 """The hive's single event queue: one worker thread owns all machine state, so no two
 triggers race. Hooks, RPC commands and the scheduler's ticks all become queue items.
 After each item the worker drains the outbox (messages are sent only after the state
-change that caused them has committed)."""
+change that caused them has committed).
+
+The worker can be held up by a slow call to lightningd or a companion (each has a
+timeout, see `effects`), so the queue is bounded (`workqueue`), ticks coalesce (at most
+one waits), and read-only commands run on a reader thread of their own: SQLite gives
+each thread its own connection, and WAL readers never wait for the writer."""
 from __future__ import annotations
 
-import queue
+import functools
 import threading
-from concurrent.futures import Future
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 import structlog
 from pyln.client import RpcError, RpcException
 
 from handlers.frame.dispatch import Dispatcher
+from handlers.frame.ratelimit import RateLimiter
+from handlers.frame.workqueue import Item, WorkQueue
 from storage import outbox
 
 log = structlog.get_logger("hive.engine")
 
 MAX_SEND_ATTEMPTS = 8
 OUTBOX_KEEP_SECONDS = 86400      # sent or abandoned messages are kept a day, for inspection
-_STOP = object()
+# Items waiting for the worker before peer messages are dropped: what the per-peer rate
+# limits let a full hive send in several seconds.
+MAX_QUEUE = 2000
 
 
 class Engine:
-    def __init__(self, db, clock, config: Callable[[], object], lightning):
+    def __init__(self, db, clock, config: Callable[[], object], lightning,
+                 max_queue: int = MAX_QUEUE):
         self.db = db
         self.clock = clock
         self.config = config
         self.lightning = lightning
         self.dispatcher = Dispatcher(db, clock, config)
-        self._queue: queue.Queue = queue.Queue()
+        self._queue = WorkQueue(max_queue)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hive-reader")
+        self._tick_lock = threading.Lock()
+        self._tick_queued = False
         self.on_tick: list[Callable[[], None]] = []    # more work for each tick
+        self.tick_failures: Counter[str] = Counter()   # failed tick steps, by step name
+        self.dropped = 0                               # peer items dropped, queue full
+        self._drop_log = RateLimiter(clock, 0.1, 1)    # one queue_full warning per 10 s
 
     # -- feeding the queue ---------------------------------------------------------
-    def submit(self, fn: Callable[[], object]) -> Future:
-        """Run `fn` on the worker; the future carries its result or exception."""
+    def submit(self, fn: Callable[[], object], *, droppable: bool = False) -> Future:
+        """Run `fn` on the worker; the future carries its result or exception.
+        `droppable` marks peer input, which a full queue drops (oldest first); an
+        operator's command is never dropped."""
         fut: Future = Future()
         if self._stopping.is_set():
             fut.set_exception(RuntimeError("cl-hive is shutting down"))
             return fut
-        self._queue.put((fn, fut))
+        try:
+            dropped = self._queue.put(Item(fn, fut, droppable))
+        except RuntimeError as e:
+            fut.set_exception(e)
+            return fut
+        if dropped is not None:
+            self.dropped += 1
+            dropped.future.cancel()
+            if self._drop_log.allow("queue_full"):
+                log.warning("engine.queue_full", waiting=len(self._queue),
+                            dropped_total=self.dropped)
         return fut
+
+    def schedule_tick(self) -> bool:
+        """Queue a tick unless one is already waiting (ticks behind a slow call coalesce:
+        one tick fires everything due). True if a tick was queued."""
+        with self._tick_lock:
+            if self._tick_queued:
+                return False
+            self._tick_queued = True
+        fut = self.submit(self._run_tick)
+        if fut.done():            # refused: shutting down
+            with self._tick_lock:
+                self._tick_queued = False
+            return False
+        return True
+
+    def _run_tick(self) -> None:
+        with self._tick_lock:
+            self._tick_queued = False     # from here a new tick may wait behind this one
+        self.tick()
+
+    def read(self, fn: Callable[[], object]) -> Future:
+        """Run a read-only `fn` on the reader thread, never behind the worker. It must
+        only read SQLite (through `db.conn()`, its own connection) and pure data."""
+        try:
+            if self._stopping.is_set():
+                raise RuntimeError("cl-hive is shutting down")
+            return self._reader.submit(_contained, fn)
+        except RuntimeError as e:       # also the executor's own refusal after shutdown
+            fut: Future = Future()
+            fut.set_exception(RuntimeError(str(e)))
+            return fut
+
+    def stats(self) -> dict:
+        """For hive-status: what waits, what was dropped, which tick steps failed."""
+        return {"queued": len(self._queue), "dropped": self.dropped,
+                "tick_failures": dict(self.tick_failures)}
 
     # -- running ------------------------------------------------------------------
     def start(self) -> None:
@@ -52,21 +117,42 @@ class Engine:
             self._threads.append(t)
 
     def stop(self, timeout: float = 0.8) -> bool:
-        """Stop both threads; True when they ended within `timeout` seconds."""
+        """Stop both threads; True when they ended within `timeout` seconds. What still
+        waits in the queue is refused rather than silently dropped."""
         self._stopping.set()
-        self._queue.put(_STOP)
+        for item in self._queue.close():
+            item.future.set_exception(RuntimeError("cl-hive is shutting down"))
+        self._reader.shutdown(wait=False, cancel_futures=True)
         per_thread = timeout / max(1, len(self._threads))
         for t in self._threads:
             t.join(per_thread)
         return not any(t.is_alive() for t in self._threads)
 
     def tick(self) -> None:
-        """Fire every deadline that has passed, then the tick's other work. On the worker."""
-        self.dispatcher.fire_due()
-        for fn in self.on_tick:
-            fn()
+        """Fire every deadline that has passed, then the tick's other work. On the worker.
+        Each step is isolated: one that fails (lightningd not answering a read) is logged
+        and counted, and the later steps still run."""
+        self._tick_step(self.dispatcher.fire_due)
+        for fn in list(self.on_tick):
+            self._tick_step(fn)
+        self._tick_step(self._prune_outbox)
+
+    def _prune_outbox(self) -> None:
         with self.db.transaction() as conn:
             outbox.prune_sent(conn, before=self.clock.now() - OUTBOX_KEEP_SECONDS)
+
+    def _tick_step(self, fn: Callable[[], object]) -> None:
+        name = _step_name(fn)
+        try:
+            fn()
+        except (RpcError, OSError) as e:    # lightningd or a companion failed us: not our fault
+            self.tick_failures[name] += 1
+            log.warning("engine.tick_step_failed", step=name, error=str(e),
+                        failures=self.tick_failures[name])
+        except Exception as e:              # a fault, but the other steps still run
+            self.tick_failures[name] += 1
+            log.error("engine.tick_step_failed", step=name, error=repr(e),
+                      failures=self.tick_failures[name], exc_info=True)
 
     def drain_outbox(self) -> int:
         """Send what is due; a failed send is retried with backoff, then abandoned."""
@@ -93,41 +179,49 @@ class Engine:
     def _work(self) -> None:
         while True:
             item = self._queue.get()
-            if item is _STOP:
-                break
-            fn, fut = item
-            if not fut.set_running_or_notify_cancel():
+            if item is None:
+                return
+            if not item.future.set_running_or_notify_cancel():
                 continue
             try:
-                result = fn()
+                result = item.fn()
             except RpcException as e:   # the operator's bad input: answered, not a fault
                 log.info("engine.command_refused", error=e.message, code=e.code)
-                fut.set_exception(e)
-            except ConnectionError as e:
-                # lightningd refuses JSON-RPC while it shuts down, before it sends us
-                # `shutdown`: expected then, and the next tick retries otherwise.
-                log.info("engine.lightningd_unreachable", error=repr(e))
-                fut.set_exception(e)
+                item.future.set_exception(e)
+            except (RpcError, OSError) as e:    # lightningd refused or timed out: not ours
+                log.warning("engine.item_failed", error=str(e))
+                item.future.set_exception(e)
             except Exception as e:  # a fault in one item must not stop the hive
                 log.error("engine.item_failed", error=repr(e), exc_info=True)
-                fut.set_exception(e)
+                item.future.set_exception(e)
             else:
-                fut.set_result(result)
+                item.future.set_result(result)
             if self._stopping.is_set():
                 continue
             try:
                 self.drain_outbox()
             except Exception as e:
                 log.error("engine.outbox_failed", error=repr(e), exc_info=True)
-        # Whatever is still queued is refused rather than silently dropped.
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not _STOP:
-                item[1].set_exception(RuntimeError("cl-hive is shutting down"))
 
     def _schedule(self) -> None:
         while not self._stopping.wait(self.config().tick_seconds):
-            self.submit(self.tick)
+            self.schedule_tick()
+
+
+def _contained(fn):
+    """A read-only command on the reader thread, logged as the worker logs its items."""
+    try:
+        return fn()
+    except RpcException as e:
+        log.info("engine.command_refused", error=e.message, code=e.code)
+        raise
+    except Exception as e:
+        log.error("engine.read_failed", error=repr(e), exc_info=True)
+        raise
+
+
+def _step_name(fn) -> str:
+    """A tick step's name for logs: the function behind a partial or bound method."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"

@@ -1,20 +1,27 @@
 """The HiveMap's messages: GOSSIP (a member's own signed state), STATE_HASH (the fleet
-hash, for anti-entropy) and FULL_SYNC (every entry we hold, in chunks).
+hash, for anti-entropy), DIGEST (what a view holds, per member) and FULL_SYNC (entries, in
+chunks).
 
-Anti-entropy is stateless: every STATE_HASH is answered on its own merits (a FULL_SYNC and
-our own hash when the hashes differ), so there is no per-peer lifecycle to persist; the
-exchange ends when both hashes match. A FULL_SYNC that taught us something makes us offer
-our new hash to our other connected members, so news crosses the fleet. An entry is only ever taken if it is its member's
-own signature over a newer version, so a sync can neither forge nor roll back a state,
-and it never adds, removes or re-tiers a member.
+Anti-entropy is stateless: every message is answered on its own merits, so there is no
+per-peer lifecycle to persist. A differing STATE_HASH is answered with our DIGEST; a DIGEST
+with the entries its sender lacks or holds older (no more chunks than the receiver takes
+at once: a FULL_SYNC budget per peer mirrors the receiver's) and, when the sender holds
+something newer, our own DIGEST so that it sends those. The exchange ends when both hashes
+match; what did not fit goes at the next sync interval, and only what still differs. What
+a FULL_SYNC teaches us is not passed on at once (each member's periodic sync picks it up),
+so a member that makes news at will cannot make the others multiply it. An entry is only
+ever taken if it is its member's own signature over a newer version, so a sync can
+neither forge nor roll back a state, and it never adds, removes or re-tiers a member.
 """
 from __future__ import annotations
 
 import structlog
 
+from handlers.frame.refusals import refusal_log
+from handlers.hivemap.rules import (Recent, chunk, differences, digest, fleet_hash,
+                                   should_broadcast, summarize)
 from handlers.membership import members as ms
 from handlers.wire import messages, signing
-from handlers.hivemap.rules import chunk, fleet_hash, should_broadcast, summarize
 from handlers.wire.framing import MsgType, encode
 from storage import hive as hive_store
 from storage import hivemap, outbox
@@ -24,25 +31,57 @@ log = structlog.get_logger("hive.gossip")
 FUTURE_SKEW = 600            # seconds a member's clock may run ahead of ours
 MAX_LIVE_AGE = 3600          # a GOSSIP older than this is stale (a FULL_SYNC may be older)
 MAX_VERSION_JUMP = 100_000   # a version this far past the one we hold is refused
+MAX_REMEMBERED = 1024        # (kind, peer) pairs of hashes remembered as answered (LRU)
 
 
 def _refuse(peer_id, msg, reason, **extra):
-    log.info("gossip.refused", peer_id=peer_id, msg=msg, reason=reason, **extra)
+    refusal_log(log, "gossip.refused", peer_id, msg=msg, reason=reason, **extra)
 
 
 def _active_ids(conn) -> set[str]:
     return {m["peer_id"] for m in ms.active_members(conn)}
 
 
-def _queue(ctx, peers, msg_hex) -> None:
+def _queue(ctx, peers, *msgs) -> None:
     with ctx.db.transaction() as conn:
         for peer in peers:
-            outbox.add(conn, peer_id=peer, msg_hex=msg_hex, now=ctx.clock.now())
+            for msg_hex in msgs:
+                outbox.add(conn, peer_id=peer, msg_hex=msg_hex, now=ctx.clock.now())
 
 
 def _our_hash_message(ctx) -> str:
     entries = [e["state"] for e in hivemap.all_entries(ctx.db.conn())]
     return encode(MsgType.STATE_HASH, {"hash": fleet_hash(entries), "count": len(entries)})
+
+
+def _digest_message(entries) -> str:
+    return encode(MsgType.DIGEST, {"digests": digest(e["state"] for e in entries)
+                                   [:messages.MAX_DIGESTS]})
+
+
+def _first_time(ctx, kind: str, peer_id: str, pair: tuple) -> bool:
+    """Whether this pair of hashes (ours, theirs) was not handled yet for `kind` with this
+    peer within a sync interval: views that cannot merge (a member list that differs)
+    would otherwise make two nodes answer each other forever. Records it."""
+    table = ctx.timers.get("answered")
+    if table is None:
+        table = ctx.timers["answered"] = Recent(MAX_REMEMBERED)
+    now = ctx.clock.now()
+    last = table.get((kind, peer_id))
+    if last is not None and last[0] == pair and now - last[1] < ctx.config().sync_interval:
+        return False
+    table.put((kind, peer_id), (pair, now))
+    return True
+
+
+def _full_sync_budget(ctx, peer_id: str, wanted: int) -> int:
+    """How many of `wanted` FULL_SYNC chunks to send `peer_id` now: its receiving bucket
+    (ctx.full_sync_limiter: a burst, then one a second) would drop the rest, so we keep a
+    bucket of the same shape for what we send it."""
+    n = 0
+    while n < wanted and ctx.full_sync_limiter.allow("to:" + peer_id):
+        n += 1
+    return n
 
 
 # -- our own state: the scheduler's tick --------------------------------------------------
@@ -57,14 +96,24 @@ def on_tick(ctx) -> None:
     with ctx.db.transaction() as c:
         if hivemap.forget_except(c, members):       # states of banned or departed members
             log.info("gossip.pruned")
-    summary = summarize(ctx.node_id,
-                        ctx.lightning.call("listpeerchannels", {}).get("channels", []),
-                        ctx.lightning.call("listfunds", {}).get("outputs", []), members)
-    last = hivemap.get(conn, ctx.node_id)
     now = ctx.clock.now()
-    reason = should_broadcast(last and last["state"], summary, now, ctx.config(),
-                              status_event=ctx.timers.pop("status_event", False))
     connected = None
+    # listpeerchannels and listfunds are costly on a big node: read them when a channel
+    # notification said something changed, when a status event asks for a broadcast,
+    # or once per sync interval (or heartbeat, if shorter), not on every tick.
+    every = min(ctx.config().sync_interval, ctx.config().heartbeat_interval)
+    asked = ctx.timers.pop("status_event", False)
+    if ctx.timers.pop("channels_changed", False) or asked or \
+            now - ctx.timers.get("last_read", float("-inf")) >= every:
+        ctx.timers["last_read"] = now
+        summary = summarize(ctx.node_id,
+                            ctx.lightning.call("listpeerchannels", {}).get("channels", []),
+                            ctx.lightning.call("listfunds", {}).get("outputs", []), members)
+        last = hivemap.get(conn, ctx.node_id)
+        reason = should_broadcast(last and last["state"], summary, now, ctx.config(),
+                                  status_event=asked)
+    else:
+        reason = None
     if reason:
         connected = ms.connected_members(ctx, members)
         _broadcast(ctx, meta["hive_id"], summary, last, reason, connected)
@@ -87,6 +136,11 @@ def _broadcast(ctx, hive_id, summary, last, reason, connected) -> None:
             outbox.add(conn, peer_id=peer, msg_hex=msg, now=ctx.clock.now())
     log.info("gossip.broadcast", reason=reason, version=state["version"],
              capacity_sat=state["capacity_sat"], to=len(connected))
+
+
+def channels_changed(ctx) -> None:
+    """A channel opened or changed state: read our channels at the next tick."""
+    ctx.timers["channels_changed"] = True
 
 
 def status_event(ctx) -> None:
@@ -112,7 +166,9 @@ def accept_entry(ctx, entry: dict, *, live: bool, members: set[str], hive_id: st
         if (state["version"], state["timestamp"], sig) <= \
                 (held["version"], held["timestamp"], stored["sig"]):
             return "not newer than the version held"
-        if state["version"] > held["version"] + MAX_VERSION_JUMP:
+        # Our own record is always taken back (our database was restored from a backup,
+        # or a peer replays our newer state): otherwise we could never publish again.
+        if state["version"] > held["version"] + MAX_VERSION_JUMP and peer != ctx.node_id:
             return "version too far ahead"
         if state["timestamp"] < held["timestamp"]:
             return "timestamp went back"
@@ -144,23 +200,39 @@ def on_state_hash(ctx, peer_id: str, theirs: dict, auth) -> None:
     if theirs["hash"] == ours:
         log.debug("sync.in_sync", peer_id=peer_id)
         return
-    # Views that cannot merge (a member list that differs) would otherwise be answered
-    # forever: the same pair of hashes is answered once per sync interval.
-    answered = ctx.timers.setdefault("answered", {})
-    pair, now = (ours, theirs["hash"]), ctx.clock.now()
-    last = answered.get(peer_id)
-    if last is not None and last[0] == pair and now - last[1] < ctx.config().sync_interval:
+    if not _first_time(ctx, "digest_sent", peer_id, (ours, theirs["hash"])):
         return _refuse(peer_id, "STATE_HASH", "already answered these hashes")
-    answered[peer_id] = (pair, now)
-    if len(answered) > 1000:
-        answered.clear()
-    chunks = chunk(entries, lambda group, i, n: encode(
-        MsgType.FULL_SYNC, {"entries": group, "chunk": i, "chunks": n}))
-    with ctx.db.transaction() as conn:
-        for msg in chunks + [_our_hash_message(ctx)]:
-            outbox.add(conn, peer_id=peer_id, msg_hex=msg, now=ctx.clock.now())
+    _queue(ctx, [peer_id], _digest_message(entries))
     log.info("sync.diverged", peer_id=peer_id, ours=ours, theirs=theirs["hash"],
-             entries=len(entries), chunks=len(chunks))
+             entries=len(entries))
+
+
+def on_digest(ctx, peer_id: str, msg: dict, auth) -> None:
+    # A DIGEST may cost FULL_SYNC chunks: its own bucket of the STATE_HASH shape.
+    if not ctx.sync_limiter.allow("digest:" + peer_id):
+        return _refuse(peer_id, "DIGEST", "rate limited")
+    members, theirs = auth.members, msg["digests"]
+    if len({d["peer_id"] for d in theirs}) != len(theirs):
+        return _refuse(peer_id, "DIGEST", "a member listed twice")
+    entries = hivemap.all_entries(ctx.db.conn())
+    ours, their_hash = fleet_hash(e["state"] for e in entries), fleet_hash(theirs)
+    if their_hash == ours:
+        log.debug("sync.in_sync", peer_id=peer_id)
+        return
+    if not _first_time(ctx, "digest_answered", peer_id, (ours, their_hash)):
+        return _refuse(peer_id, "DIGEST", "already answered these hashes")
+    they_lack, we_lack = differences(entries, theirs, members)
+    needed, pushed = 0, []
+    if they_lack:
+        needed = len(chunk(they_lack, _full_sync_chunk))
+        pushed = chunk(they_lack, _full_sync_chunk,
+                       max_chunks=_full_sync_budget(ctx, peer_id, needed))
+    # They hold states we lack: our digest makes them send those (once per pair of views).
+    reply = [_digest_message(entries)] if we_lack and _first_time(
+        ctx, "digest_sent", peer_id, (ours, their_hash)) else []
+    _queue(ctx, [peer_id], *pushed, *reply)
+    log.info("sync.digest", peer_id=peer_id, they_lack=len(they_lack), we_lack=len(we_lack),
+             chunks=len(pushed), deferred_chunks=needed - len(pushed))
 
 
 def on_full_sync(ctx, peer_id: str, sync: dict, auth) -> None:
@@ -183,13 +255,14 @@ def on_full_sync(ctx, peer_id: str, sync: dict, auth) -> None:
             taken += 1
         else:
             refused[reason] = refused.get(reason, 0) + 1
+    # What we learned is not offered on at once: the periodic sync carries it to the
+    # members that lack it, so news a member makes at will is not multiplied.
     log.info("sync.merged", peer_id=peer_id, chunk=sync["chunk"], chunks=sync["chunks"],
              taken=taken, refused=refused)
-    if taken:
-        # What we just learned may be news to our other peers: offer them our hash, so a
-        # healed partition converges across members that are not directly connected.
-        others = [p for p in ms.connected_members(ctx, members) if p != peer_id]
-        _queue(ctx, others, _our_hash_message(ctx))
+
+
+def _full_sync_chunk(group, i, n) -> str:
+    return encode(MsgType.FULL_SYNC, {"entries": group, "chunk": i, "chunks": n})
 
 
 def on_member_connected(ctx, peer_id: str) -> None:

@@ -1,9 +1,11 @@
-"""Pure rules of the HiveMap: the fleet hash, when to broadcast, how a node's own state is
-summarised from lightningd's answers, and how a FULL_SYNC is cut into messages."""
+"""Pure rules of the HiveMap: the fleet hash and the per-member digests it covers, what two
+views lack of each other, when to broadcast, how a node's own state is summarised from
+lightningd's answers, and how a FULL_SYNC is cut into messages."""
 from __future__ import annotations
 
 import hashlib
 import statistics
+from collections import OrderedDict
 
 from handlers.wire.signing import canonical_json
 from handlers.wire.framing import MAX_MESSAGE_BYTES
@@ -12,13 +14,53 @@ MAX_EXTERNAL_PEERS = 200          # the largest channels' peers, to bound a stat
 USABLE_STATES = ("CHANNELD_NORMAL", "CHANNELD_AWAITING_SPLICE")
 
 
-def fleet_hash(entries) -> str:
-    """SHA-256 (hex) of the canonical JSON of `[{peer_id, version, timestamp}, ...]`
-    sorted by peer_id: equal for equal views, whatever order they were built in."""
-    summary = sorted(({"peer_id": e["peer_id"], "version": e["version"],
-                       "timestamp": e["timestamp"]} for e in entries),
-                     key=lambda e: e["peer_id"])
-    return hashlib.sha256(canonical_json(summary).encode()).hexdigest()
+def digest(states) -> list[dict]:
+    """`[{peer_id, version, timestamp}, ...]` sorted by peer_id: what a view holds, without
+    the states themselves (a DIGEST message carries it)."""
+    return sorted(({"peer_id": s["peer_id"], "version": s["version"],
+                    "timestamp": s["timestamp"]} for s in states),
+                  key=lambda s: s["peer_id"])
+
+
+def fleet_hash(states) -> str:
+    """SHA-256 (hex) of the canonical JSON of the digest: equal for equal views, whatever
+    order they were built in; a DIGEST hashes to its sender's fleet hash."""
+    return hashlib.sha256(canonical_json(digest(states)).encode()).hexdigest()
+
+
+def differences(ours: list[dict], theirs: list[dict], members: set[str]
+                ) -> tuple[list[dict], list[str]]:
+    """Between our entries (`{"state", "sig"}`) and a peer's digest: our entries the peer
+    lacks or holds an older version of, and the members whose state the peer holds newer
+    than ours or we lack. Only members count: a sync never adds one."""
+    def key(s):
+        return (s["version"], s["timestamp"])
+    held = {d["peer_id"]: key(d) for d in theirs}
+    mine = {e["state"]["peer_id"]: key(e["state"]) for e in ours}
+    they_lack = [e for e in ours if e["state"]["peer_id"] in members
+                 and held.get(e["state"]["peer_id"], (0, 0)) < key(e["state"])]
+    we_lack = sorted(p for p, k in held.items() if p in members and mine.get(p, (0, 0)) < k)
+    return they_lack, we_lack
+
+
+class Recent:
+    """A bounded map that forgets the least recently written key first."""
+
+    def __init__(self, max_keys: int):
+        self.max_keys = max_keys
+        self._items: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        return self._items.get(key)
+
+    def put(self, key, value) -> None:
+        self._items.pop(key, None)
+        self._items[key] = value
+        while len(self._items) > self.max_keys:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def summarize(our_id: str, channels: list[dict], outputs: list[dict],
@@ -71,9 +113,11 @@ def should_broadcast(last: dict | None, now_state: dict, now: float, config,
     return None
 
 
-def chunk(entries: list[dict], encode_chunk, limit: int = MAX_MESSAGE_BYTES) -> list[str]:
-    """Cut entries into as few messages as fit `limit` bytes each; every message is valid on
-    its own. `encode_chunk(entries, index, total)` returns the message hex."""
+def chunk(entries: list[dict], encode_chunk, limit: int = MAX_MESSAGE_BYTES,
+          max_chunks: int | None = None) -> list[str]:
+    """Cut entries into as few messages as fit `limit` bytes each, the first `max_chunks`
+    of them if given; every message is valid on its own. `encode_chunk(entries, index,
+    total)` returns the message hex."""
     # Sizes are summed, not re-encoded per entry; the ASCII-escaped canonical form is never
     # shorter than what the wire writes, so the estimate errs on the safe side.
     overhead = len(encode_chunk([], 99999, 99999)) // 2
@@ -89,6 +133,8 @@ def chunk(entries: list[dict], encode_chunk, limit: int = MAX_MESSAGE_BYTES) -> 
             size = overhead
         groups[-1].append(entry)
         size += entry_size
+    if max_chunks is not None:
+        groups = groups[:max_chunks] if groups[0] else []
     out = [encode_chunk(g, i, len(groups)) for i, g in enumerate(groups)]
     if any(len(m) // 2 > limit for m in out):
         raise ValueError("a FULL_SYNC chunk came out over the limit")

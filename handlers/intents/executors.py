@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from pyln.client import RpcError
 
+from handlers.wire.messages import intent_lock_id
+from handlers.bridge import revenue_ops
+from handlers.bridge.pending import long_lightningd_call
+
 CLOSED_STATES = ("ONCHAIN", "CLOSINGD_COMPLETE", "FUNDING_SPEND_SEEN", "AWAITING_UNILATERAL")
 
 
@@ -32,14 +36,20 @@ class ChannelOpen:
                                    _channels_to(ctx, intent["target"]))}
 
     def execute(self, ctx, intent):
-        res = _rpc(ctx, "fundchannel", {"id": intent["target"], "amount": intent["amount_sat"]})
-        return {"txid": res.get("txid"), "channel_id": res.get("channel_id")}
+        before = self.before(ctx, intent)
+        return long_lightningd_call(
+            ctx, "fundchannel", {"id": intent["target"], "amount": intent["amount_sat"]},
+            shape=lambda res: {"txid": res.get("txid"), "channel_id": res.get("channel_id")},
+            reconcile=lambda: {} if self.effect_exists(ctx, intent, before) else None)
 
     def effect_exists(self, ctx, intent, before):
         """A channel to the target that was not there when execution started."""
         if "channels" not in before:
             return None
-        now = {c.get("channel_id") or "" for c in _channels_to(ctx, intent["target"])}
+        try:
+            now = {c.get("channel_id") or "" for c in _channels_to(ctx, intent["target"])}
+        except ExecutionFailed:
+            return None
         return bool(now - set(before["channels"]))
 
 
@@ -60,10 +70,8 @@ class Rebalance:
         if not others:
             raise ExecutionFailed("no other channel to take liquidity from")
         source = max(others, key=lambda c: int(c.get("spendable_msat", 0)))
-        res = _rpc(ctx, "revenue-rebalance", {
-            "from_channel": source["short_channel_id"],
-            "to_channel": to[0]["short_channel_id"], "amount_sats": intent["amount_sat"]})
-        return {"rebalance_id": res.get("rebalance_id"), "from": source["short_channel_id"]}
+        return revenue_ops.rebalance(ctx, source["short_channel_id"],
+                                     to[0]["short_channel_id"], intent["amount_sat"])
 
     def effect_exists(self, ctx, intent, before):
         return None    # cl-revenue-ops has no lookup by our intent: we cannot tell
@@ -71,23 +79,26 @@ class Rebalance:
 
 class BanPeer:
     """A ban needs the hive's consent: executing the lock proposes it as a governance
-    action under the intent's id."""
+    action named after the intent, (initiator, id)."""
 
     def before(self, ctx, intent):
         return {}
 
     def execute(self, ctx, intent):
+        action_id = intent_lock_id(intent["initiator"], intent["intent_id"])
         with ctx.db.transaction():      # proposed and submitted together, or not at all
-            ctx.dispatcher.create("pending_action", intent["intent_id"],
+            ctx.dispatcher.create("pending_action", action_id,
                                   domain={"action_type": "ban_peer", "target": intent["target"]},
-                                  data={"intent_id": intent["intent_id"]})
-            if not ctx.dispatcher.fire("pending_action", intent["intent_id"], "submit",
+                                  data={"intent_id": intent["intent_id"],
+                                        "initiator": intent["initiator"]})
+            if not ctx.dispatcher.fire("pending_action", action_id, "submit",
                                        mode=ctx.config().governance_mode).ok:
                 raise ExecutionFailed("the governance mode refused the proposal")
-        return {"pending_action": intent["intent_id"]}
+        return {"pending_action": action_id}
 
     def effect_exists(self, ctx, intent, before):
-        return ctx.dispatcher.load("pending_action", intent["intent_id"]) is not None
+        action_id = intent_lock_id(intent["initiator"], intent["intent_id"])
+        return ctx.dispatcher.load("pending_action", action_id) is not None
 
 
 EXECUTORS = {"channel_open": ChannelOpen(), "rebalance": Rebalance(), "ban_peer": BanPeer()}

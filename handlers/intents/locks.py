@@ -3,9 +3,13 @@ coordinator. One rule, applied the same way on every node:
 
 - between two pending intents on the same type and target, the lower initiator pubkey
   wins (`winner`);
-- a committed intent (or one executed within `hive-intent-expire-seconds`) beats a
-  pending one whatever the keys. A member announces its commit (INTENT with
-  `committed: true`) and answers a late rival with it, so the rival yields.
+- a committed intent (or one executed within its lock window) beats a pending one
+  whatever the keys. A member announces its commit (INTENT with its signed commit
+  record) and answers a late rival with it, so the rival yields.
+
+The rule is the intent_lock table's `conflict` trigger (guard `rival_prevails`): a local
+intent that loses is aborted, a remote one is `outranked` (its owner may still commit it,
+if our INTENT never reached it).
 
 Both sides commit only if neither heard of the other within the hold (a partition, or
 delivery slower than the hold).
@@ -18,41 +22,64 @@ import structlog
 from pyln.client import RpcException
 
 from handlers.frame import errors
-from handlers.wire import messages, signing
-from handlers.membership import members as ms
 from handlers.frame.dispatch import Send
+from handlers.frame.refusals import refusal_log
 from handlers.intents.executors import EXECUTORS, NEEDS_AMOUNT, ExecutionFailed
+from handlers.bridge.pending import Pending
+from handlers.membership import members as ms
+from handlers.wire import messages, signing
 from handlers.wire.framing import MsgType, encode
+from machines import guards
+from machines.intent_lock import SPEC
 from storage import hive as hive_store
 from storage import intents as store
 from storage import outbox
 
 log = structlog.get_logger("hive.intents")
 
-KIND = "intent_lock"
+KIND = SPEC.kind
+HOLDS_LOCK = SPEC.groups["holds_lock"]
+FINISHED = SPEC.terminal
 FUTURE_SKEW = 600
-# A peer's intents we keep: live ones (its flood bound), and recent finished ones.
-MAX_LIVE_PER_INITIATOR = 20
+# What one member may make us record: at most MAX_INTENTS_PER_WINDOW intents announced
+# (signed `created_at`) within the last INTAKE_WINDOW seconds, whatever became of them
+# (intents that end at once write rows and log entries too). A new INTENT older than the
+# window is refused, so every accepted one is counted. The window is twice the longest
+# hold the options allow, so even a commit notice (sent when the hold ends) that is the
+# first we hear of an intent arrives inside it unless delivery took longer than a hold.
+INTAKE_WINDOW = 7200
+MAX_INTENTS_PER_WINDOW = 120
+# Of a peer's finished intents outside the window, only the most recent are kept.
 MAX_FINISHED_PER_INITIATOR = 100
 CLEANUP_AFTER = 3600
 
 
-def winner(a: str, b: str) -> str:
-    """The seed's tie-breaker: the lexicographically lowest pubkey wins."""
-    return min(a, b)
+# The seed's tie-breaker (the lexicographically lowest pubkey wins), as the table's
+# `rival_prevails` guard applies it.
+winner = guards.key_winner
 
 
 def _refuse(peer_id, msg, reason, **extra):
-    log.info("intent.refused", peer_id=peer_id, msg=msg, reason=reason, **extra)
+    refusal_log(log, "intent.refused", peer_id, msg=msg, reason=reason, **extra)
 
 
 def _holding(ctx, intent_type, target) -> list[dict]:
-    since = ctx.clock.now() - ctx.config().intent_expire_seconds
-    return store.holding(ctx.db.conn(), intent_type, target, since)
+    return store.holding(ctx.db.conn(), intent_type, target, ctx.clock.now(), HOLDS_LOCK)
 
 
-def _intent_message(intent, sig, committed=False) -> str:
-    return encode(MsgType.INTENT, {"intent": intent, "sig": sig, "committed": committed})
+def _intent_message(intent, sig, commit=None) -> str:
+    body = {"intent": intent, "sig": sig}
+    if commit is not None:
+        body["commit"] = commit
+    return encode(MsgType.INTENT, body)
+
+
+def _commit_notice(row) -> str | None:
+    """Our committed intent's INTENT with its signed commit (None for a row from before
+    commits were signed: it cannot prove its commit)."""
+    commit = row["data"].get("commit")
+    return None if commit is None else _intent_message(row["data"]["intent"],
+                                                       row["data"]["sig"], commit)
 
 
 def _abort_message(ctx, hive_id, intent_id, reason) -> str:
@@ -60,6 +87,28 @@ def _abort_message(ctx, hive_id, intent_id, reason) -> str:
              "reason": reason}
     return encode(MsgType.INTENT_ABORT, {
         "abort": abort, "sig": signing.sign(ctx.lightning, hive_id, "INTENT_ABORT", abort)})
+
+
+def _lock_data(intent) -> dict:
+    """What the intent_lock machine reads from an intent: its own hold and expiry (its
+    deadlines on every node), and the end of its lock window, counted from its announce
+    (the same instant on every node, up to clock skew), past which nothing commits or
+    executes it."""
+    return {"hold_seconds": intent["hold_seconds"], "expire_seconds": intent["expire_seconds"],
+            "expires_at": intent["created_at"] + intent["expire_seconds"]}
+
+
+def _key(intent) -> str:
+    """The machine instance of an intent: (initiator, id), since a member picks its own
+    ids and another member could reuse one it has seen."""
+    return messages.intent_lock_id(intent["initiator"], intent["intent_id"])
+
+
+def _domain(intent) -> dict:
+    """The intent_locks columns beside the machine's own."""
+    return {**{k: intent[k] for k in ("intent_id", "intent_type", "target", "initiator")},
+            "announced_at": intent["created_at"],
+            "expires_at": _lock_data(intent)["expires_at"]}
 
 
 def _amount_fits(intent_type, amount) -> bool:
@@ -83,110 +132,162 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
     me = hive_store.member(ctx.db.conn(), ctx.node_id)
     if me is None or me["tier"] not in ms.ACTIVE_TIERS:
         raise RpcException("only an active member may announce intents", errors.NOT_ADMIN)
-    # Peers keep our intents live for up to intent_expire_seconds after they hear of them
-    # and refuse more than MAX_LIVE_PER_INITIATOR: never send one they would drop.
-    window = ctx.config().intent_expire_seconds + FUTURE_SKEW
-    recent = store.created_since_by(ctx.db.conn(), ctx.node_id, ctx.clock.now() - window)
-    if recent >= MAX_LIVE_PER_INITIATOR:
+    # Peers refuse more than MAX_INTENTS_PER_WINDOW of ours announced within
+    # INTAKE_WINDOW of their clock, which may run up to FUTURE_SKEW behind ours: never
+    # send one they would drop.
+    window = INTAKE_WINDOW + FUTURE_SKEW
+    recent = store.announced_since_by(ctx.db.conn(), ctx.node_id, ctx.now() - window)
+    if recent >= MAX_INTENTS_PER_WINDOW:
         raise RpcException(f"this node announced {recent} intents in the last {window} s; "
-                           f"peers accept at most {MAX_LIVE_PER_INITIATOR} at a time",
-                           errors.TOO_MANY_INTENTS)
+                           f"peers accept at most {MAX_INTENTS_PER_WINDOW} per "
+                           f"{INTAKE_WINDOW} s", errors.TOO_MANY_INTENTS)
     # A target anyone already holds is not contested: preempting a pending rival late in
     # its hold is how two members would both end up executing.
     for row in _holding(ctx, intent_type, target):
         who = "our" if row["initiator"] == ctx.node_id else f"{row['initiator']}'s"
-        raise errors.bad_param("target", f"held by {who} intent {row['intent_id']} "
+        raise errors.bad_param("target", f"held by {who} intent {row['lock_id']} "
                                f"({row['state']})")
+    config = ctx.config()
     intent = {"intent_id": secrets.token_hex(16), "intent_type": intent_type, "target": target,
-              "initiator": ctx.node_id, "created_at": ctx.now(), "amount_sat": amount_sat}
+              "initiator": ctx.node_id, "created_at": ctx.now(), "amount_sat": amount_sat,
+              "hold_seconds": config.intent_hold_seconds,
+              "expire_seconds": config.intent_expire_seconds}
     sig = signing.sign(ctx.lightning, meta["hive_id"], "INTENT", intent)
+    # Signed now, sent only once the intent commits (when its hold ends), so a rival that
+    # arrives after the commit is answered without signing anything.
+    commit = {"intent_id": intent["intent_id"], "initiator": intent["initiator"],
+              "committed_at": intent["created_at"] + intent["hold_seconds"]}
+    commit["sig"] = signing.sign(ctx.lightning, meta["hive_id"], "INTENT_COMMIT", commit)
     msg = _intent_message(intent, sig)
-    ctx.dispatcher.create(KIND, intent["intent_id"],
-                          domain={k: intent[k] for k in ("intent_type", "target", "initiator")},
-                          data={"role": "local", "intent": intent, "sig": sig},
+    ctx.dispatcher.create(KIND, _key(intent),
+                          domain=_domain(intent),
+                          data={"role": "local", "intent": intent, "sig": sig,
+                                "commit": commit, **_lock_data(intent)},
                           sends=[Send(p, msg) for p in ms.connected_members(ctx)])
-    inst = ctx.dispatcher.load(KIND, intent["intent_id"])
-    return {"intent_id": intent["intent_id"], "state": inst.state, "commits_at": inst.deadline}
+    inst = ctx.dispatcher.load(KIND, _key(intent))
+    return {"intent_id": intent["intent_id"], "initiator": intent["initiator"],
+            "lock_id": _key(intent), "state": inst.state, "commits_at": inst.deadline}
 
 
 # -- INTENT from a peer -------------------------------------------------------------------
 def on_intent(ctx, peer_id: str, msg: dict, auth) -> None:
     meta = auth.meta
-    intent, committed = msg["intent"], msg["committed"]
+    intent, commit = msg["intent"], msg["commit"]
+    committed = commit is not None
     if intent["initiator"] != peer_id:
         return _refuse(peer_id, "INTENT", "initiator is not the sender")
+    if committed and (commit["intent_id"], commit["initiator"]) != \
+            (intent["intent_id"], intent["initiator"]):
+        return _refuse(peer_id, "INTENT", "commit of another intent")
     if not _amount_fits(intent["intent_type"], intent["amount_sat"]):
         return _refuse(peer_id, "INTENT", "amount_sat does not fit the intent type")
     now = ctx.now()
     if intent["created_at"] > now + FUTURE_SKEW:
         return _refuse(peer_id, "INTENT", "created in the future")
-    if intent["created_at"] < now - ctx.config().intent_expire_seconds:
+    if intent["expire_seconds"] <= intent["hold_seconds"]:
+        return _refuse(peer_id, "INTENT", "expire_seconds must exceed hold_seconds")
+    if intent["created_at"] + intent["expire_seconds"] <= now:
         return _refuse(peer_id, "INTENT", "stale")
-    known = ctx.dispatcher.load(KIND, intent["intent_id"])
+    if committed and not (intent["created_at"] + intent["hold_seconds"] <=
+                          commit["committed_at"] <= now + FUTURE_SKEW):
+        return _refuse(peer_id, "INTENT", "commit time outside its hold's end and now")
+    known = ctx.dispatcher.load(KIND, _key(intent))
     if known is not None:
         if committed and known.data.get("role") == "remote" and \
                 known.data["intent"] == intent:
             # The commit notice of an intent we know: a pending rival of ours yields.
-            return _yield_to(ctx, meta["hive_id"], intent, peer_id)
+            if known.data.get("commit") != commit and not _commit_signed(ctx, meta, commit):
+                return _refuse(peer_id, "INTENT", "commit not signed by its initiator")
+            return _commit_received(ctx, meta["hive_id"], intent, commit, peer_id)
         return _refuse(peer_id, "INTENT", "already known (replay)")
-    if store.live_count_by(ctx.db.conn(), peer_id) >= MAX_LIVE_PER_INITIATOR:
-        return _refuse(peer_id, "INTENT", "too many live intents from this initiator")
+    if intent["created_at"] < now - INTAKE_WINDOW:
+        return _refuse(peer_id, "INTENT", "older than the intake window")
+    # Before any signature work: the bound is what protects it.
+    if store.announced_since_by(ctx.db.conn(), peer_id, now - INTAKE_WINDOW) >= \
+            MAX_INTENTS_PER_WINDOW:
+        return _refuse(peer_id, "INTENT", "too many intents from this initiator")
     if not signing.verify(ctx.lightning, peer_id, meta["hive_id"], "INTENT", intent, msg["sig"]):
         return _refuse(peer_id, "INTENT", "not signed by its initiator")
+    if committed and not _commit_signed(ctx, meta, commit):
+        return _refuse(peer_id, "INTENT", "commit not signed by its initiator")
     ours = [r for r in _holding(ctx, intent["intent_type"], intent["target"])
             if r["initiator"] == ctx.node_id]
     with ctx.db.transaction() as conn:
-        # Rivals that lose at once stop being live: keep memory bounded all the same.
-        store.trim_finished(conn, peer_id, MAX_FINISHED_PER_INITIATOR)
-        ctx.dispatcher.create(KIND, intent["intent_id"], peer_id=peer_id,
-                              domain={k: intent[k] for k in ("intent_type", "target", "initiator")},
-                              data={"role": "remote", "intent": intent, "sig": msg["sig"]})
+        # Finished rows still in the window are what the bound counts: trim only older ones.
+        store.trim_finished(conn, peer_id, MAX_FINISHED_PER_INITIATOR, FINISHED,
+                            announced_before=now - INTAKE_WINDOW)
+        ctx.dispatcher.create(KIND, _key(intent), peer_id=peer_id,
+                              domain=_domain(intent),
+                              data={"role": "remote", "intent": intent, "sig": msg["sig"],
+                                    **_lock_data(intent)})
+        if committed:
+            ctx.dispatcher.fire(KIND, _key(intent), "commit_received", peer_id=peer_id,
+                                data_update={"commit": commit})
         for row in ours:
             _resolve(ctx, meta["hive_id"], row, intent, committed, peer_id)
 
 
 def _resolve(ctx, hive_id, ours, theirs, theirs_committed, peer_id) -> None:
-    """Our intent that holds the target meets theirs."""
-    if ours["state"] == "pending" and (
-            theirs_committed or winner(ctx.node_id, theirs["initiator"]) != ctx.node_id):
-        _abort_ours(ctx, hive_id, ours, theirs["intent_id"], peer_id)
+    """Our intent that holds the target meets theirs. The table's `conflict` rule
+    (`rival_prevails`) decides, fired on each intent with the other as its rival."""
+    ours_committed = ours["state"] != "pending"
+    if _yields(ctx, ours, theirs["initiator"], theirs_committed):
+        _abort_ours(ctx, hive_id, ours, theirs, theirs_committed, peer_id)
         return
-    if ours["state"] != "pending" and theirs_committed:
+    if ours_committed and theirs_committed:
         # Both committed: neither heard of the other within the hold. Nothing can undo
         # it now; say so loudly for the operator.
-        log.warning("intent.both_committed", ours=ours["intent_id"],
-                    theirs=theirs["intent_id"], target=theirs["target"])
+        log.warning("intent.both_committed", ours=ours["lock_id"], theirs=_key(theirs),
+                    target=theirs["target"])
         return
-    log.info("intent.conflict_won", ours=ours["intent_id"], theirs=theirs["intent_id"],
-             our_state=ours["state"])
     notice = []
-    if ours["state"] != "pending":
+    if ours_committed and _commit_notice(ours) is not None:
         # A late rival: answer with our commit, so its initiator yields too.
-        notice = [Send(peer_id, _intent_message(ours["data"]["intent"], ours["data"]["sig"],
-                                                committed=True))]
-    ctx.dispatcher.fire(KIND, theirs["intent_id"], "conflict_lost", peer_id=peer_id,
-                        context={"lost_to": ours["intent_id"]}, sends=notice)
+        notice = [Send(peer_id, _commit_notice(ours))]
+    out = ctx.dispatcher.fire(KIND, _key(theirs), "conflict", peer_id=peer_id,
+                              rival=ctx.node_id, rival_committed=ours_committed,
+                              context={"lost_to": ours["lock_id"]}, sends=notice)
+    if out.ok:
+        log.info("intent.conflict_won", ours=ours["lock_id"], theirs=_key(theirs),
+                 our_state=ours["state"])
 
 
-def _abort_ours(ctx, hive_id, ours, lost_to, peer_id) -> None:
-    log.info("intent.conflict_lost", ours=ours["intent_id"], theirs=lost_to)
+def _yields(ctx, ours, rival, rival_committed) -> bool:
+    """Would our intent lose to this rival (the table's rule, run on a copy)?"""
+    return ctx.dispatcher.allows(KIND, ours["lock_id"], "conflict", rival=rival,
+                                 rival_committed=rival_committed)
+
+
+def _abort_ours(ctx, hive_id, ours, theirs, rival_committed, peer_id) -> None:
+    log.info("intent.conflict_lost", ours=ours["lock_id"], theirs=_key(theirs))
     abort = _abort_message(ctx, hive_id, ours["intent_id"], "lost the tie-break")
-    ctx.dispatcher.fire(KIND, ours["intent_id"], "conflict_lost", peer_id=peer_id,
-                        context={"lost_to": lost_to},
+    ctx.dispatcher.fire(KIND, ours["lock_id"], "conflict", peer_id=peer_id,
+                        rival=theirs["initiator"], rival_committed=rival_committed,
+                        context={"lost_to": _key(theirs)},
                         sends=[Send(p, abort) for p in ms.connected_members(ctx)])
 
 
-def _yield_to(ctx, hive_id, theirs, peer_id) -> None:
+def _commit_signed(ctx, meta, commit) -> bool:
+    return signing.verify(ctx.lightning, commit["initiator"], meta["hive_id"], "INTENT_COMMIT",
+                          messages.unsigned(commit), commit["sig"])
+
+
+def _commit_received(ctx, hive_id, theirs, commit, peer_id) -> None:
+    """The commit notice of a remote intent: it is committed (even one we had outranked,
+    whose owner never heard of ours), and our pending rival on its target yields."""
+    if ctx.dispatcher.allows(KIND, _key(theirs), "commit_received"):
+        ctx.dispatcher.fire(KIND, _key(theirs), "commit_received", peer_id=peer_id,
+                            data_update={"commit": commit})
     for row in _holding(ctx, theirs["intent_type"], theirs["target"]):
         if row["initiator"] != ctx.node_id:
             continue
-        if row["state"] == "pending":
-            _abort_ours(ctx, hive_id, row, theirs["intent_id"], peer_id)
+        if _yields(ctx, row, theirs["initiator"], True):
+            _abort_ours(ctx, hive_id, row, theirs, True, peer_id)
         else:
             # Their commit meets ours: neither heard of the other in time (a round trip
             # longer than the hold). Nothing can undo it now; say so for the operator.
-            log.warning("intent.both_committed", ours=row["intent_id"],
-                        theirs=theirs["intent_id"], target=theirs["target"])
+            log.warning("intent.both_committed", ours=row["lock_id"], theirs=_key(theirs),
+                        target=theirs["target"])
 
 
 def on_intent_abort(ctx, peer_id: str, msg: dict, auth) -> None:
@@ -194,7 +295,8 @@ def on_intent_abort(ctx, peer_id: str, msg: dict, auth) -> None:
     abort = msg["abort"]
     if abort["initiator"] != peer_id:
         return _refuse(peer_id, "INTENT_ABORT", "initiator is not the sender")
-    inst = ctx.dispatcher.load(KIND, abort["intent_id"])
+    key = messages.intent_lock_id(abort["initiator"], abort["intent_id"])
+    inst = ctx.dispatcher.load(KIND, key)
     if inst is None:
         return _refuse(peer_id, "INTENT_ABORT", "no such intent")
     if inst.data.get("role") != "remote" or inst.data["intent"]["initiator"] != peer_id:
@@ -202,62 +304,74 @@ def on_intent_abort(ctx, peer_id: str, msg: dict, auth) -> None:
     if not signing.verify(ctx.lightning, peer_id, meta["hive_id"], "INTENT_ABORT", abort,
                           msg["sig"]):
         return _refuse(peer_id, "INTENT_ABORT", "not signed by its initiator")
-    ctx.dispatcher.fire(KIND, abort["intent_id"], "abort_received", peer_id=peer_id,
+    ctx.dispatcher.fire(KIND, key, "abort_received", peer_id=peer_id,
                         context={"reason": abort["reason"]})
 
 
 # -- the tick: announce commits, execute, clean up ------------------------------------------
 def on_tick(ctx) -> None:
+    # A committed intent past its lock window stays put until its expiry fires.
     committed = [r for r in store.in_state(ctx.db.conn(), "committed")
-                 if r["data"].get("role") == "local"]
+                 if r["data"].get("role") == "local"
+                 and ctx.dispatcher.allows(KIND, r["lock_id"], "start_execution")]
     if committed:
         peers = ms.connected_members(ctx)
         with ctx.db.transaction() as conn:
             for row in committed:
-                notice = _intent_message(row["data"]["intent"], row["data"]["sig"],
-                                         committed=True)
-                for peer in peers:
+                notice = _commit_notice(row)
+                for peer in peers if notice is not None else ():
                     outbox.add(conn, peer_id=peer, msg_hex=notice, now=ctx.clock.now())
         if ctx.drain is not None:
             ctx.drain()          # the commit notices leave before anything is executed
         for row in committed:
-            execute(ctx, row["intent_id"])
+            execute(ctx, row["lock_id"])
     now = ctx.clock.now()
     with ctx.db.transaction() as conn:
-        removed = store.delete_finished(conn, finished_before=now - CLEANUP_AFTER,
-                                        created_before=now - ctx.config().intent_expire_seconds)
+        # Rows the intake bound or our own self-limit (a wider window) still count stay.
+        removed = store.delete_finished(conn, finished_before=now - CLEANUP_AFTER, now=now,
+                                        finished=FINISHED,
+                                        announced_before=now - INTAKE_WINDOW - FUTURE_SKEW)
     if removed:
         log.info("intent.cleanup", removed=removed)
 
 
-def execute(ctx, intent_id: str) -> None:
+def execute(ctx, lock_id: str) -> None:
     """`executing` is committed before the executor runs: after a crash the intent is
     reconciled, never run twice."""
-    inst = ctx.dispatcher.load(KIND, intent_id)
+    inst = ctx.dispatcher.load(KIND, lock_id)
     intent = inst.data["intent"]
     executor = EXECUTORS[intent["intent_type"]]
     try:
         before = executor.before(ctx, intent)
     except ExecutionFailed as e:
         before = {"unknown": str(e)}
-    if not ctx.dispatcher.fire(KIND, intent_id, "start_execution",
+    if not ctx.dispatcher.fire(KIND, lock_id, "start_execution",
                                data_update={"before": before}).ok:
         return
     try:
         result = executor.execute(ctx, intent)
     except ExecutionFailed as e:
-        _failed(ctx, intent_id, str(e))
+        _failed(ctx, lock_id, str(e))
         return
     except Exception as e:       # a bug in an executor: the intent must still end
-        log.error("intent.executor_fault", intent_id=intent_id, error=repr(e), exc_info=True)
-        _failed(ctx, intent_id, f"executor fault: {e!r}")
+        log.error("intent.executor_fault", lock_id=lock_id, error=repr(e), exc_info=True)
+        _failed(ctx, lock_id, f"executor fault: {e!r}")
         return
-    ctx.dispatcher.fire(KIND, intent_id, "execution_succeeded", data_update={"result": result},
+    if isinstance(result, Pending):     # its call runs on the bridge's pool: ends on its outcome
+        result.then(lambda res, why: _finished(ctx, lock_id, res, why))
+        return
+    _finished(ctx, lock_id, result, None)
+
+
+def _finished(ctx, lock_id, result, why) -> None:
+    if why is not None:
+        return _failed(ctx, lock_id, why)
+    ctx.dispatcher.fire(KIND, lock_id, "execution_succeeded", data_update={"result": result},
                         context=result)
 
 
-def _failed(ctx, intent_id, why) -> None:
-    ctx.dispatcher.fire(KIND, intent_id, "execution_failed", data_update={"failure": why},
+def _failed(ctx, lock_id, why) -> None:
+    ctx.dispatcher.fire(KIND, lock_id, "execution_failed", data_update={"failure": why},
                         context={"error": why})
 
 
@@ -274,18 +388,19 @@ def reconcile(ctx) -> None:
         else:
             note = ""
         if found:
-            ctx.dispatcher.fire(KIND, row["intent_id"], "execution_succeeded",
+            ctx.dispatcher.fire(KIND, row["lock_id"], "execution_succeeded",
                                 data_update={"result": {"reconciled": True}},
                                 context={"reconciled": "effect found"})
             continue
         why = "interrupted by a restart; " + ("effect not found" if found is False else
                                              "cannot tell whether it took effect") + note
-        _failed(ctx, row["intent_id"], why)
+        _failed(ctx, row["lock_id"], why)
 
 
 def listing(ctx) -> dict:
     return {"intents": [
-        {"intent_id": r["intent_id"], "type": r["intent_type"], "target": r["target"],
+        {"lock_id": r["lock_id"], "intent_id": r["intent_id"], "type": r["intent_type"],
+         "target": r["target"],
          "initiator": r["initiator"], "role": r["data"].get("role"), "state": r["state"],
          "deadline": r["deadline"], "next": r["deadline_trigger"],
          "created_at": r["created_at"], "failure": r["data"].get("failure"),

@@ -16,10 +16,12 @@ from pyln.client import RpcError, RpcException
 
 from handlers import __version__
 from handlers.frame import errors
-from handlers.wire import messages, signing
-from handlers.membership import members as ms
 from handlers.frame.dispatch import Send
+from handlers.frame.refusals import refusal_log
+from handlers.membership import members as ms
+from handlers.wire import messages, signing
 from handlers.wire.framing import MsgType, WireError, encode
+from machines.handshake import ADMIN as ADMIN_TABLE
 from storage import hive as hive_store
 
 log = structlog.get_logger("hive.handshake")
@@ -27,7 +29,7 @@ log = structlog.get_logger("hive.handshake")
 JOINER, ADMIN = "handshake_joiner", "handshake_admin"
 FEATURES = ["handshake/1"]
 LIVE_JOINER = ms.LIVE_JOINER
-LIVE_ADMIN = ("challenge_sent",)
+LIVE_ADMIN = ADMIN_TABLE.live_states        # sessions that count against the bounds
 ACTIVE_TIERS = ms.ACTIVE_TIERS
 
 
@@ -43,7 +45,7 @@ def _must(outcome):
 
 
 def _refuse(peer_id: str, msg: str, reason: str, **extra) -> None:
-    log.info("handshake.refused", peer_id=peer_id, msg=msg, reason=reason, **extra)
+    refusal_log(log, "handshake.refused", peer_id, msg=msg, reason=reason, **extra)
 
 
 def _session_of(body) -> str | None:
@@ -65,7 +67,10 @@ def start_join(ctx, ticket, address) -> str:
         fields, sig = ms.decode_ticket(ticket)
     except WireError as e:
         raise errors.bad_param("ticket", str(e)) from None
-    if fields["expires_at"] <= ctx.now():
+    # An expired ticket may still finish a join it began: the admin may have admitted us
+    # on it (our ATTEST went out) and only its WELCOME was lost.
+    if fields["expires_at"] <= ctx.now() and not hive_store.attested_with_ticket(
+            ctx.db.conn(), JOINER, fields["ticket_id"]):
         raise errors.bad_param("ticket", f"expired at {fields['expires_at']}")
     if fields["peer_id"] is not None and fields["peer_id"] != ctx.node_id:
         raise errors.bad_param("ticket", f"issued for node {fields['peer_id']}, not this one")
@@ -82,7 +87,8 @@ def start_join(ctx, ticket, address) -> str:
     _reach(ctx, admin, address)
     session = secrets.token_hex(16)
     ctx.dispatcher.create(
-        JOINER, session, domain={"peer_id": admin}, peer_id=admin,
+        JOINER, session, domain={"peer_id": admin, "ticket_id": fields["ticket_id"]},
+        peer_id=admin,
         data={"peer_id": admin, "hive_id": fields["hive_id"], "ticket_id": fields["ticket_id"],
               "tier": fields["tier"]},
         sends=[Send(admin, encode(MsgType.HELLO, {"session": session, "ticket": ticket}))])
@@ -113,7 +119,15 @@ def join_result(ctx, session: str) -> dict:
                    members=len(view["members"]))
     elif "failure" in inst.data:
         out["reason"] = inst.data["failure"]
+    elif inst.state == "expired":
+        out["reason"] = EXPIRED_AFTER_ATTEST if inst.data.get("attested") else \
+            "the admin did not answer before the handshake timeout"
     return out
+
+
+EXPIRED_AFTER_ATTEST = ("no WELCOME came before the handshake timeout; the admin may have "
+                        "admitted this node all the same: run hive-join again with the same "
+                        "ticket to complete the join")
 
 
 # -- admin: HELLO ---------------------------------------------------------------------
@@ -130,57 +144,59 @@ def on_hello(ctx, peer_id: str, body: dict) -> None:
         fields, sig = ms.decode_ticket(hello["ticket"])
     except WireError as e:
         return _refuse(peer_id, "HELLO", f"malformed: {e}")
+    # The joiner this very ticket admitted says HELLO again: its WELCOME came too late.
+    # It gets a fresh challenge and then its stored admission back (`attest_valid_again`).
+    again = ms.admitted_by(conn, peer_id, fields["ticket_id"])
     known = hive_store.member(conn, peer_id)
-    if known is not None and known["tier"] in ACTIVE_TIERS:
+    if known is not None and known["tier"] in ACTIVE_TIERS and not again:
         return _refuse(peer_id, "HELLO", f"already a member ({known['tier']})")
     if hive_store.is_banned(conn, peer_id):
         return _refuse(peer_id, "HELLO", "banned")
-    if known is not None:
+    if known is not None and not again:
         # A node that left keeps its row; coming back (`readmit`) is not built yet.
         return _refuse(peer_id, "HELLO", f"rejoining after {known['tier']} is not supported")
-    if fields["hive_id"] != meta["hive_id"] or fields["admin"] != ctx.node_id:
-        return _refuse(peer_id, "HELLO", "ticket is for another hive or admin")
-    issued = hive_store.get_ticket(conn, fields["ticket_id"])
-    if issued is None or (issued["tier"], issued["peer_id"], issued["expires_at"]) != \
-            (fields["tier"], fields["peer_id"], fields["expires_at"]):
-        return _refuse(peer_id, "HELLO", "ticket was not issued by this admin as presented")
-    if issued["used_by"] is not None:
-        return _refuse(peer_id, "HELLO", "ticket already used")
-    if fields["expires_at"] <= ctx.now():
-        return _refuse(peer_id, "HELLO", "ticket expired")
-    if fields["peer_id"] is not None and fields["peer_id"] != peer_id:
-        return _refuse(peer_id, "HELLO", "ticket is bound to another node")
-    if len(ms.active_members(conn)) >= ctx.config().max_members:
-        return _refuse(peer_id, "HELLO", "hive is full (hive-max-members)")
+    problem = ms.ticket_problem(ctx, conn, peer_id, meta, fields, again)
+    if problem:
+        return _refuse(peer_id, "HELLO", problem)
     session_id = f"{peer_id}:{hello['session']}"
     if ctx.dispatcher.load(ADMIN, session_id) is not None:
         return _refuse(peer_id, "HELLO", "duplicate of a known session")
     if hive_store.session_for_peer(conn, ADMIN, peer_id, LIVE_ADMIN):
         return _refuse(peer_id, "HELLO", "a session with this peer is already open")
+    # One per ticket too: strangers sharing a leaked ticket hold one slot, not them all.
+    if hive_store.session_for_ticket(conn, ADMIN, fields["ticket_id"], LIVE_ADMIN):
+        return _refuse(peer_id, "HELLO", "a session with this ticket is already open")
     if hive_store.open_sessions(conn, ADMIN, LIVE_ADMIN) >= ctx.config().max_handshake_sessions:
         return _refuse(peer_id, "HELLO", "too many open sessions (hive-max-handshake-sessions)")
     if not signing.verify(ctx.lightning, ctx.node_id, meta["hive_id"], "TICKET", fields, sig):
         return _refuse(peer_id, "HELLO", "ticket signature does not verify")
     nonce = secrets.token_hex(32)
     ctx.dispatcher.create(
-        ADMIN, session_id, domain={"peer_id": peer_id}, peer_id=peer_id,
+        ADMIN, session_id, domain={"peer_id": peer_id, "ticket_id": fields["ticket_id"]},
+        peer_id=peer_id,
         data={"peer_id": peer_id, "session": hello["session"], "nonce": nonce,
-              "ticket_id": fields["ticket_id"], "tier": fields["tier"]},
+              "ticket_id": fields["ticket_id"], "tier": fields["tier"], "admitted": again},
         sends=[Send(peer_id, encode(MsgType.CHALLENGE, {
             "session": hello["session"], "hive_id": meta["hive_id"], "nonce": nonce}))])
 
 
 # -- joiner: CHALLENGE ----------------------------------------------------------------
-def _awaiting(ctx, peer_id, body, kind, trigger, msg, reason, scope=""):
-    """The session this message moves, if the machine's own rules let it move now (right
-    state, this peer, before the deadline); else the message is refused and None."""
+def _awaiting(ctx, peer_id, body, kind, triggers, msg, reason, scope=""):
+    """(session, instance, now, trigger): the session this message moves and the first of
+    `triggers` the machine's own rules let it fire at `now`, the instant the message
+    arrived (right state, this peer, before the deadline, the session's flags); else the
+    message is refused and None. Every trigger the message then fires is judged at that
+    same `now`, so a deadline passing during the signature work cannot turn an allowed
+    move into a refused one."""
     token = _session_of(body)
     if token is None:
         return _refuse(peer_id, msg, "no session id")
     session = scope + token
-    if not ctx.dispatcher.allows(kind, session, trigger, peer_id=peer_id):
-        return _refuse(peer_id, msg, reason, session=token)
-    return session, ctx.dispatcher.load(kind, session)
+    now = ctx.clock.now()
+    for trigger in (triggers,) if isinstance(triggers, str) else triggers:
+        if ctx.dispatcher.allows(kind, session, trigger, peer_id=peer_id, now=now):
+            return session, ctx.dispatcher.load(kind, session), now, trigger
+    return _refuse(peer_id, msg, reason, session=token)
 
 
 def on_challenge(ctx, peer_id: str, body: dict) -> None:
@@ -189,7 +205,7 @@ def on_challenge(ctx, peer_id: str, body: dict) -> None:
                       "no open session of ours awaits it")
     if found is None:
         return
-    session, inst = found
+    session, inst, now, _ = found
     try:
         challenge = messages.parse(messages.CHALLENGE, body)
         if challenge["hive_id"] != inst.data["hive_id"]:
@@ -197,7 +213,7 @@ def on_challenge(ctx, peer_id: str, body: dict) -> None:
         if hive_store.get_meta(ctx.db.conn()) is not None:
             raise WireError("this node joined a hive meanwhile")
     except WireError as e:
-        ctx.dispatcher.fire(JOINER, session, "challenge_invalid", peer_id=peer_id,
+        ctx.dispatcher.fire(JOINER, session, "challenge_invalid", peer_id=peer_id, now=now,
                             data_update={"failure": f"CHALLENGE: {e}"})
         return
     manifest = {"session": session, "nonce": challenge["nonce"], "pubkey": ctx.node_id,
@@ -206,42 +222,86 @@ def on_challenge(ctx, peer_id: str, body: dict) -> None:
     attest = {k: manifest[k] for k in ("session", "nonce", "pubkey", "plugin_version",
                                        "features")}
     _must(ctx.dispatcher.fire(
-        JOINER, session, "challenge_valid", peer_id=peer_id,
+        JOINER, session, "challenge_valid", peer_id=peer_id, now=now,
+        data_update={"attested": True},     # from now on the admin may admit us
         sends=[Send(peer_id, encode(MsgType.ATTEST, {**attest, "sig": sig}))]))
 
 
 # -- admin: ATTEST --------------------------------------------------------------------
 def on_attest(ctx, peer_id: str, body: dict) -> None:
-    found = _awaiting(ctx, peer_id, body, ADMIN, "attest_valid", "ATTEST",
+    # The admin's table picks the rule (a first admission, or the same one again).
+    found = _awaiting(ctx, peer_id, body, ADMIN, tuple(ATTEST_RULES), "ATTEST",
                       "no open session awaits it", scope=f"{peer_id}:")
     if found is None:
         return
-    session_id, inst = found
-    token = inst.data["session"]
+    session_id, inst, now, trigger = found
     meta = hive_store.get_meta(ctx.db.conn())
-    problem = _attest_problem(ctx, peer_id, body, inst, meta)
+    precondition, welcome = ATTEST_RULES[trigger]
+    problem = _attest_problem(ctx, peer_id, body, inst, meta, precondition)
     if problem:
-        ctx.dispatcher.fire(ADMIN, session_id, "attest_invalid", peer_id=peer_id,
+        ctx.dispatcher.fire(ADMIN, session_id, "attest_invalid", peer_id=peer_id, now=now,
                             data_update={"failure": problem})
         return
+    welcome(ctx, peer_id, session_id, inst, meta, now)
+
+
+def _can_admit(ctx, peer_id, inst) -> str | None:
+    ticket = hive_store.get_ticket(ctx.db.conn(), inst.data["ticket_id"])
+    if ticket is None or ticket["used_by"] is not None:
+        return "ticket already used"
+    # Several sessions may be open at once: the hive may have filled up since HELLO.
+    if len(ms.active_members(ctx.db.conn())) >= ctx.config().max_members:
+        return "hive is full (hive-max-members)"
+    return None
+
+
+def _still_admitted(ctx, peer_id, inst) -> str | None:
+    if not ms.admitted_by(ctx.db.conn(), peer_id, inst.data["ticket_id"]):
+        return "no longer a member admitted by this ticket"
+    return None
+
+
+def _admit(ctx, peer_id, session_id, inst, meta, now) -> None:
+    """Use the ticket, add the member, WELCOME it and announce it, in one transaction."""
     hive_id = meta["hive_id"]
     admission = ms.sign_admission(ctx, hive_id, peer_id, inst.data["tier"],
                                   inst.data["ticket_id"])
     active = ms.active_members(ctx.db.conn())
-    welcome = {"session": token, "hive_id": hive_id, "genesis": meta["genesis"],
-               "admission": admission, "members": [m["admission"] for m in active]}
     announce = encode(MsgType.MEMBER_ADDED, {"hive_id": hive_id, "admission": admission})
     with ctx.db.transaction() as conn:
         if not hive_store.use_ticket(conn, inst.data["ticket_id"], peer_id, ctx.clock.now()):
             raise Invariant("ticket consumed while its session was open")
         ms.add_member(ctx, admission, peer_id=peer_id)
         _must(ctx.dispatcher.fire(
-            ADMIN, session_id, "attest_valid", peer_id=peer_id,
-            sends=[Send(peer_id, encode(MsgType.WELCOME, welcome))]
+            ADMIN, session_id, "attest_valid", peer_id=peer_id, now=now,
+            sends=[Send(peer_id, _welcome(inst, meta, admission, active))]
             + [Send(m["peer_id"], announce) for m in active if m["peer_id"] != ctx.node_id]))
 
 
-def _attest_problem(ctx, peer_id, body, inst, meta) -> str | None:
+def _welcome_again(ctx, peer_id, session_id, inst, meta, now) -> None:
+    """The stored admission again, with today's member list: the joiner lost its first
+    WELCOME. The ticket stays used once, the member added once, announced once."""
+    conn = ctx.db.conn()
+    admission = hive_store.member(conn, peer_id)["admission"]
+    others = [m for m in ms.active_members(conn) if m["peer_id"] != peer_id]
+    _must(ctx.dispatcher.fire(
+        ADMIN, session_id, "attest_valid_again", peer_id=peer_id, now=now,
+        sends=[Send(peer_id, _welcome(inst, meta, admission, others))]))
+
+
+def _welcome(inst, meta, admission: dict, others: list[dict]) -> str:
+    return encode(MsgType.WELCOME, {
+        "session": inst.data["session"], "hive_id": meta["hive_id"],
+        "genesis": meta["genesis"], "admission": admission,
+        "members": [m["admission"] for m in others]})
+
+
+# trigger -> (what must still hold at ATTEST, what a valid ATTEST then does)
+ATTEST_RULES = {"attest_valid": (_can_admit, _admit),
+                "attest_valid_again": (_still_admitted, _welcome_again)}
+
+
+def _attest_problem(ctx, peer_id, body, inst, meta, precondition) -> str | None:
     try:
         attest = messages.parse(messages.ATTEST, body)
     except WireError as e:
@@ -250,12 +310,9 @@ def _attest_problem(ctx, peer_id, body, inst, meta) -> str | None:
         return "ATTEST pubkey is not the sender's"
     if attest["nonce"] != inst.data["nonce"]:
         return "ATTEST nonce is not this session's"
-    ticket = hive_store.get_ticket(ctx.db.conn(), inst.data["ticket_id"])
-    if ticket is None or ticket["used_by"] is not None:
-        return "ticket already used"
-    # Several sessions may be open at once: the hive may have filled up since HELLO.
-    if len(ms.active_members(ctx.db.conn())) >= ctx.config().max_members:
-        return "hive is full (hive-max-members)"
+    problem = precondition(ctx, peer_id, inst)
+    if problem:
+        return problem
     manifest = {"session": inst.data["session"], "nonce": attest["nonce"], "pubkey": peer_id,
                 "admin": ctx.node_id, "plugin_version": attest["plugin_version"],
                 "features": attest["features"]}
@@ -271,14 +328,14 @@ def on_welcome(ctx, peer_id: str, body: dict) -> None:
                       "no session of ours sent ATTEST to this peer")
     if found is None:
         return
-    session, inst = found
+    session, inst, now, _ = found
     try:
         welcome = messages.parse(messages.WELCOME, body)
         if hive_store.get_meta(ctx.db.conn()) is not None:
             raise WireError("this node joined a hive meanwhile")
         _check_welcome(ctx, peer_id, welcome, inst.data)
     except WireError as e:
-        ctx.dispatcher.fire(JOINER, session, "welcome_invalid", peer_id=peer_id,
+        ctx.dispatcher.fire(JOINER, session, "welcome_invalid", peer_id=peer_id, now=now,
                             data_update={"failure": f"WELCOME: {e}"})
         return
     genesis = welcome["genesis"]
@@ -288,7 +345,8 @@ def on_welcome(ctx, peer_id: str, body: dict) -> None:
                             joined_at=ctx.clock.now())
         for admission in [welcome["admission"], *welcome["members"]]:
             ms.add_member(ctx, admission, peer_id=peer_id)
-        _must(ctx.dispatcher.fire(JOINER, session, "welcome_valid", peer_id=peer_id))
+        _must(ctx.dispatcher.fire(JOINER, session, "welcome_valid", peer_id=peer_id,
+                                  now=now))
 
 
 def _check_welcome(ctx, admin: str, welcome: dict, data: dict) -> None:

@@ -12,12 +12,13 @@ from pyln.client import RpcException
 
 from handlers.frame import errors
 from handlers.wire import messages, signing
-from handlers.wire.messages import INVITE_TIERS
 from handlers.wire.framing import MAX_JSON_DEPTH, WireError, json_depth
+from handlers.wire.messages import INVITE_TIERS
+from machines.handshake import JOINER as JOINER_TABLE
 from storage import hive as hive_store
 
 TICKET_PREFIX = "HIVE1:"
-LIVE_JOINER = ("hello_sent", "attest_sent")
+LIVE_JOINER = JOINER_TABLE.live_states      # a join is in progress
 ACTIVE_TIERS = ("neophyte", "member", "admin")
 MAX_TICKET_CHARS = 2048
 
@@ -152,6 +153,39 @@ def decode_ticket(text) -> tuple[dict, str]:
     if set(obj) != set(schema) or encode_ticket(obj) != text:
         raise WireError("not in canonical form")
     return messages.unsigned(signed), signed["sig"]
+
+
+# -- tickets at HELLO ----------------------------------------------------------------
+def ticket_problem(ctx, conn, peer_id, meta, fields, again) -> str | None:
+    """Why this ticket opens no session for this peer, if it does not. A ticket that
+    already admitted this peer (`again`) still proves that admission: used by it, expired
+    since and counted among the members are then no reason to refuse."""
+    if fields["hive_id"] != meta["hive_id"] or fields["admin"] != ctx.node_id:
+        return "ticket is for another hive or admin"
+    issued = hive_store.get_ticket(conn, fields["ticket_id"])
+    if issued is None or (issued["tier"], issued["peer_id"], issued["expires_at"]) != \
+            (fields["tier"], fields["peer_id"], fields["expires_at"]):
+        return "ticket was not issued by this admin as presented"
+    if issued["used_by"] is not None and not again:
+        return "ticket already used"
+    if fields["expires_at"] <= ctx.now() and not again:
+        return "ticket expired"
+    if fields["peer_id"] is not None and fields["peer_id"] != peer_id:
+        return "ticket is bound to another node"
+    if len(active_members(conn)) >= ctx.config().max_members and not again:
+        return "hive is full (hive-max-members)"
+    return None
+
+
+def admitted_by(conn, peer_id: str, ticket_id: str) -> bool:
+    """Is the peer an active member admitted by exactly this ticket: its admission record
+    names the ticket, and the ticket names it as its user?"""
+    known = hive_store.member(conn, peer_id)
+    ticket = hive_store.get_ticket(conn, ticket_id)
+    return (known is not None and known["tier"] in ACTIVE_TIERS
+            and known["admission"].get("ticket_id") == ticket_id
+            and ticket is not None and ticket["used_by"] == peer_id
+            and not hive_store.is_banned(conn, peer_id))
 
 
 # -- hive-members ---------------------------------------------------------------------

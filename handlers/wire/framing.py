@@ -30,6 +30,7 @@ class MsgType(IntEnum):
     INTENT = 32783
     MEMBER_ADDED = 32785
     INTENT_ABORT = 32787
+    DIGEST = 32789
 
 
 KNOWN_TYPES = frozenset(int(t) for t in MsgType)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
+from handlers.frame.config import BY_NAME
 from handlers.wire.framing import WireError
 
 _HEX = re.compile(r"[0-9a-f]*")
@@ -63,15 +64,6 @@ def one_of(*values: str) -> Check:
             raise ValueError(f"expected one of {'|'.join(values)}")
         return v
     return check
-
-
-def flag(v):
-    """A boolean that may be absent (then false)."""
-    if v is None:
-        return False
-    if type(v) is not bool:
-        raise ValueError("expected true or false")
-    return v
 
 
 def optional(inner: Check) -> Check:
@@ -153,15 +145,34 @@ GOSSIP = SIGNED_STATE
 STATE_HASH = {"hash": hex_str(64), "count": integer(0, 100_000)}
 FULL_SYNC = {"entries": list_of(record(SIGNED_STATE), 1000), "chunk": integer(0, 9999),
              "chunks": integer(1, 9999)}
+# What a view holds, one {peer_id, version, timestamp} per member: 500 fit one message,
+# and a hive has at most 100 members.
+MAX_DIGESTS = 500
+DIGEST = {"digests": list_of(record({"peer_id": node_id, "version": integer(1, MAX_VERSION),
+                                     "timestamp": TIMESTAMP}), MAX_DIGESTS)}
 
-# Intent locks (docs/PROTOCOL.md §6), each signed by its initiator.
+# Intent locks (docs/PROTOCOL.md §6), each signed by its initiator. The lock's timing
+# travels in the record, within the bounds of the options that set it.
 INTENT_TYPES = ("channel_open", "rebalance", "ban_peer")
+_HOLD, _EXPIRE = BY_NAME["hive-intent-hold-seconds"], BY_NAME["hive-intent-expire-seconds"]
 INTENT = {"intent_id": hex_str(32), "intent_type": one_of(*INTENT_TYPES), "target": node_id,
           "initiator": node_id, "created_at": TIMESTAMP,
-          "amount_sat": optional(integer(1, 21_000_000 * 100_000_000))}
-# `committed` is not signed: only the initiator may send its INTENT (checked against the
-# BOLT 8 sender), so the flag is as authentic as the transport.
-INTENT_MSG = {"intent": record(INTENT), "sig": zbase, "committed": flag}
+          "amount_sat": optional(integer(1, 21_000_000 * 100_000_000)),
+          "hold_seconds": integer(_HOLD.min, _HOLD.max),
+          "expire_seconds": integer(_EXPIRE.min, _EXPIRE.max)}
+# The commit notice: the initiator's signed word that its intent committed when its hold
+# ended (KIND INTENT_COMMIT). An INTENT without one is a pending intent.
+INTENT_COMMIT = {"intent_id": hex_str(32), "initiator": node_id, "committed_at": TIMESTAMP}
+SIGNED_INTENT_COMMIT = {**INTENT_COMMIT, "sig": zbase}
+INTENT_MSG = {"intent": record(INTENT), "sig": zbase,
+              "commit": optional(record(SIGNED_INTENT_COMMIT))}
+
+
+def intent_lock_id(initiator: str, intent_id: str) -> str:
+    """What names an intent: its id is its initiator's choice, unique only per initiator."""
+    return f"{initiator}:{intent_id}"
+
+
 ABORT = {"intent_id": hex_str(32), "initiator": node_id, "aborted_at": TIMESTAMP,
          "reason": text(64)}
 INTENT_ABORT_MSG = {"abort": record(ABORT), "sig": zbase}

@@ -5,6 +5,7 @@ import pytest
 import structlog
 
 from handlers.frame import config as cfg
+from handlers.frame import refusals
 from handlers.frame.clock import ManualClock
 from handlers.frame.dispatch import Dispatcher
 from storage.db import Database
@@ -31,6 +32,20 @@ def db(config):
 @pytest.fixture
 def dispatcher(db, clock, config):
     return Dispatcher(db, clock, lambda: config)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_refusal_budgets():
+    """Refusal-log budgets are process-wide; no test inherits another's."""
+    refusals.reset()
+    yield
+    refusals.reset()
+
+
+@pytest.fixture
+def every_refusal_logged():
+    """For tests that read why each message was refused: no per-peer log budget."""
+    refusals.reset(burst=10**9)
 
 
 @pytest.fixture(autouse=True)

@@ -102,8 +102,9 @@ class Side:
         self.db.close()
 
 
-def pump(*sides: Side, rounds: int = 10) -> None:
-    """Deliver queued messages between sides until none are left."""
+def pump(*sides: Side, rounds: int = 10, observe=None) -> None:
+    """Deliver queued messages between sides until none are left; `observe(sender,
+    receiver, msg_hex)` sees each one first (for counting traffic)."""
     for _ in range(rounds):
         moved = False
         for a in sides:
@@ -111,6 +112,8 @@ def pump(*sides: Side, rounds: int = 10) -> None:
                 if a is b:
                     continue
                 for msg in a.outgoing(b):
+                    if observe is not None:
+                        observe(a, b, msg)
                     b.receive(a, msg)
                     moved = True
         if not moved:

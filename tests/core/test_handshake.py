@@ -12,8 +12,11 @@ from handlers.membership import handshake
 from handlers.membership import members as membership
 from handlers.wire import signing
 from handlers.hive import HELLO_BURST, MESSAGE_BURST, Hive
+from handlers.frame import refusals as refusal_logs
+from handlers.frame.refusals import BURST as REFUSAL_LOG_BURST
 from handlers.wire.framing import MsgType, decode, encode
 from hive_sides import Side, pump
+from machines import handshake as tables
 from storage import hive as hive_store
 
 
@@ -114,6 +117,7 @@ def _altered(ticket: str, position: int) -> str:
     return "HIVE1:" + base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
 
 
+@pytest.mark.usefixtures("every_refusal_logged")
 def test_ticket_with_any_byte_altered_is_refused(hive):
     admin, joiner = hive
     ticket = invite(admin)
@@ -192,6 +196,7 @@ def test_hello_from_a_current_member_or_a_banned_node(hive, sides):
     assert admin.snapshot()[2] == before[2]        # no session was opened
 
 
+@pytest.mark.usefixtures("every_refusal_logged")
 def test_hello_flood_is_rate_limited_before_any_work(hive):
     admin, joiner = hive
     tickets = [invite(admin) for _ in range(20)]
@@ -214,8 +219,13 @@ def test_hook_drops_a_peer_past_its_message_budget(tmp_path, clock):
             for _ in range(MESSAGE_BURST + 50):
                 hive.on_custommsg("02" + "11" * 32, hello())
             hive.engine.submit(lambda: None).result(timeout=5)
-        assert sum(e["event"] == "wire.rate_limited" for e in logs) == 50
-        assert sum(e["event"] == "handshake.refused" for e in logs) == MESSAGE_BURST
+        # 50 dropped; the log line is itself rate-limited per peer (refusal_log)
+        assert sum(e["event"] == "wire.rate_limited" for e in logs) == REFUSAL_LOG_BURST
+        # every message within the budget reached its handler and was refused there
+        logged = sum(e["event"] == "handshake.refused" for e in logs)
+        assert logged == REFUSAL_LOG_BURST
+        assert logged + refusal_logs.suppressed("handshake.refused", "02" + "11" * 32) == \
+            MESSAGE_BURST
     finally:
         hive.stop()
 
@@ -559,4 +569,205 @@ def test_a_node_that_left_cannot_rejoin_yet(hive):
     with capture_logs() as logs:
         admin.receive(joiner, hello(ticket=invite(admin)))
     assert refusals(logs) == ["rejoining after left is not supported"]
+    assert admin.snapshot()[2] == before[2]
+
+
+# -- one instant per message ----------------------------------------------------------
+class SlowSignatures:
+    """The node's lightningd, but each signature call takes `seconds` of (manual) time:
+    the deadline passes while the handler is checking or signing."""
+
+    def __init__(self, side, clock, seconds):
+        self.inner, self.clock, self.seconds = side.lightning, clock, seconds
+
+    def call(self, method, params=None):
+        if method in ("checkmessage", "signmessage"):
+            self.clock.advance(self.seconds)
+        return self.inner.call(method, params)
+
+
+def test_attest_that_arrives_before_the_deadline_is_decided_then(hive, clock):
+    admin, joiner = hive
+    session, attest = _to_attest(admin, joiner)
+    clock.advance(admin.config.handshake_timeout_seconds - 0.01)
+    admin.ctx.lightning = SlowSignatures(admin, clock, 0.05)
+    attest.pop("v")
+    with capture_logs() as logs:
+        admin.receive(joiner, encode(MsgType.ATTEST, attest))
+    assert not [e for e in logs if e["log_level"] in ("error", "critical")]
+    assert admin.dispatcher.load("handshake_admin",
+                                 f"{joiner.node_id}:{session}").state == "welcomed"
+    assert admin.members()[joiner.node_id] == "neophyte"
+    assert len(admin.outgoing(joiner)) == 1          # the WELCOME
+
+
+def test_welcome_that_arrives_before_the_deadline_is_decided_then(hive, clock):
+    admin, joiner = hive
+    session, welcome = _welcome_for(admin, joiner)
+    clock.advance(joiner.config.handshake_timeout_seconds - 0.01)
+    joiner.ctx.lightning = SlowSignatures(joiner, clock, 0.05)    # many admissions to check
+    welcome.pop("v")
+    with capture_logs() as logs:
+        joiner.receive(admin, encode(MsgType.WELCOME, welcome))
+    assert not [e for e in logs if e["log_level"] in ("error", "critical")]
+    assert joiner.dispatcher.load("handshake_joiner", session).state == "joined"
+    assert joiner.members() == admin.members()
+
+
+def test_challenge_that_arrives_before_the_deadline_is_decided_then(hive, clock):
+    admin, joiner = hive
+    session = handshake.start_join(joiner.ctx, invite(admin), None)
+    for msg in joiner.outgoing(admin):
+        admin.receive(joiner, msg)
+    [challenge] = admin.outgoing(joiner)
+    clock.advance(joiner.config.handshake_timeout_seconds - 0.01)
+    joiner.ctx.lightning = SlowSignatures(joiner, clock, 0.05)    # signing the manifest
+    with capture_logs() as logs:
+        joiner.receive(admin, challenge)
+    assert not [e for e in logs if e["log_level"] in ("error", "critical")]
+    assert joiner.dispatcher.load("handshake_joiner", session).state == "attest_sent"
+    assert len(joiner.outgoing(admin)) == 1
+
+
+# -- open sessions are the tables' live states ----------------------------------------
+@pytest.mark.parametrize("spec,live", [(tables.JOINER, lambda: handshake.LIVE_JOINER),
+                                       (tables.ADMIN, lambda: handshake.LIVE_ADMIN)])
+def test_open_sessions_are_exactly_the_non_terminal_states_of_the_table(spec, live):
+    # Every state a session can still leave counts as open (one-at-a-time, the session
+    # bound, hive-join's `done`), and no finished one does.
+    assert set(live()) == set(spec.states) - set(spec.terminal)
+    assert spec.live_states == live()
+    assert membership.LIVE_JOINER == handshake.LIVE_JOINER
+
+
+def test_a_leaked_ticket_holds_at_most_one_session(hive, sides):
+    admin, joiner = hive
+    admin.config = admin.config.__class__(**{**admin.config.public(),
+                                             "max_handshake_sessions": 3})
+    leaked = invite(admin)                          # unbound: anyone holding it may try
+    strangers = [sides(f"stranger{i}") for i in range(3)]
+    with capture_logs() as logs:
+        for i, stranger in enumerate(strangers):
+            admin.receive(stranger, hello(session="%032x" % i, ticket=leaked))
+    assert refusals(logs) == ["a session with this ticket is already open"] * 2
+    # the slots the strangers could not take are still there for honest joiners
+    assert join(admin, joiner, invite(admin))["state"] == "joined"
+    second = sides("second")
+    assert join(admin, second, invite(admin))["state"] == "joined"
+
+
+def test_sessions_open_before_the_upgrade_count_against_their_ticket(tmp_path):
+    from storage import machine_rows
+    from storage.db import Database
+    db = Database(str(tmp_path / "old.db"))
+    db.migrate(target=3)                   # before sessions had a ticket column
+    with db.transaction() as conn:
+        machine_rows.insert(conn, "handshake_admin", "02aa:01", {
+            "state": "challenge_sent", "deadline": 60.0, "deadline_trigger": "expire",
+            "created_at": 1.0, "state_since": 1.0, "version": 0,
+            "data": {"peer_id": "02aa", "ticket_id": "cd" * 16}}, {"peer_id": "02aa"})
+    db.migrate()
+    live = handshake.LIVE_ADMIN
+    assert hive_store.session_for_ticket(db.conn(), "handshake_admin", "cd" * 16,
+                                         live) == "02aa:01"
+    assert hive_store.session_for_ticket(db.conn(), "handshake_admin", "ef" * 16,
+                                         live) is None
+    db.close()
+
+
+# -- a WELCOME that came too late -----------------------------------------------------
+def _admitted_but_not_welcomed(admin, joiner, clock, ticket):
+    """The admin admits the joiner, but its WELCOME arrives after the joiner's session
+    expired (the joiner was away longer than the handshake timeout)."""
+    session, attest = None, None
+    session = handshake.start_join(joiner.ctx, ticket, None)
+    for msg in joiner.outgoing(admin):
+        admin.receive(joiner, msg)
+    for msg in admin.outgoing(joiner):
+        joiner.receive(admin, msg)
+    for msg in joiner.outgoing(admin):
+        admin.receive(joiner, msg)              # ATTEST: admitted, WELCOME queued
+    assert joiner.node_id in admin.members()
+    clock.advance(joiner.config.handshake_timeout_seconds + 1)
+    joiner.dispatcher.fire_due()
+    with capture_logs() as logs:
+        for msg in admin.outgoing(joiner):
+            joiner.receive(admin, msg)          # too late
+    assert refusals(logs) == ["no session of ours sent ATTEST to this peer"]
+    return session
+
+
+def test_a_late_welcome_then_the_same_ticket_again_completes_the_join(hive, sides, clock):
+    from storage import transition_log
+    admin, joiner = hive
+    member = sides("member")
+    assert join(admin, member, invite(admin))["state"] == "joined"
+    ticket = invite(admin)
+    first = _admitted_but_not_welcomed(admin, joiner, clock, ticket)
+    pump(admin, member)                         # the fleet learns of the new member
+    result = handshake.join_result(joiner.ctx, first)
+    assert result["state"] == "expired" and result["done"]
+    assert "may have admitted" in result["reason"] and "same ticket" in result["reason"]
+    ticket_id = membership.decode_ticket(ticket)[0]["ticket_id"]
+    used = hive_store.get_ticket(admin.db.conn(), ticket_id)
+    admission = hive_store.member(admin.db.conn(), joiner.node_id)["admission"]
+
+    session = handshake.start_join(joiner.ctx, ticket, None)
+    pump(admin, joiner)
+    assert handshake.join_result(joiner.ctx, session)["state"] == "joined"
+    assert admin.outgoing(member) == []         # no second MEMBER_ADDED
+    assert joiner.members() == admin.members() == member.members()
+    # the same admission, not a new one; the ticket used once; the member added once
+    assert hive_store.member(joiner.db.conn(), joiner.node_id)["admission"] == admission
+    assert hive_store.member(admin.db.conn(), joiner.node_id)["admission"] == admission
+    assert hive_store.get_ticket(admin.db.conn(), ticket_id) == used
+    log = transition_log.for_instance(admin.db.conn(), "member_tier", joiner.node_id)
+    assert [e["trigger"] for e in log] == ["create"]
+    again = admin.dispatcher.load("handshake_admin", f"{joiner.node_id}:{session}")
+    assert again.state == "welcomed" and again.data["admitted"] is True
+
+
+def test_a_late_welcome_with_an_expired_ticket_still_completes(hive, clock):
+    admin, joiner = hive
+    ticket = invite(admin, valid_hours=1)
+    _admitted_but_not_welcomed(admin, joiner, clock, ticket)
+    clock.advance(2 * 3600)                     # away past the ticket's expiry too
+    assert join(admin, joiner, ticket)["state"] == "joined"
+    assert joiner.members() == admin.members()
+
+
+def test_a_re_hello_still_needs_the_key(hive, sides, clock):
+    admin, joiner = hive
+    ticket = invite(admin)
+    _admitted_but_not_welcomed(admin, joiner, clock, ticket)
+    session = handshake.start_join(joiner.ctx, ticket, None)
+    for msg in joiner.outgoing(admin):
+        admin.receive(joiner, msg)
+    for msg in admin.outgoing(joiner):
+        joiner.receive(admin, msg)
+    [attest] = joiner.outgoing(admin)
+    attest = decode(attest)[1]
+    attest.pop("v")
+    other = sides("other")                      # another key signs the same manifest
+    manifest = {k: attest[k] for k in ("session", "nonce", "pubkey", "plugin_version",
+                                       "features")}
+    hive_id = hive_store.get_meta(admin.db.conn())["hive_id"]
+    attest["sig"] = signing.sign(other.lightning, hive_id, "ATTEST",
+                                 {**manifest, "admin": admin.node_id})
+    admin.receive(joiner, encode(MsgType.ATTEST, attest))
+    inst = admin.dispatcher.load("handshake_admin", f"{joiner.node_id}:{session}")
+    assert inst.state == "failed" and "signature" in inst.data["failure"]
+    assert admin.outgoing(joiner) == []
+
+
+def test_a_re_hello_is_refused_once_the_member_is_banned(hive, clock):
+    admin, joiner = hive
+    ticket = invite(admin)
+    _admitted_but_not_welcomed(admin, joiner, clock, ticket)
+    admin.dispatcher.fire("member_tier", joiner.node_id, "ban", votes=1, eligible=1)
+    before = admin.snapshot()
+    handshake.start_join(joiner.ctx, ticket, None)
+    with capture_logs() as logs:
+        pump(admin, joiner)
+    assert refusals(logs) == ["banned"]
     assert admin.snapshot()[2] == before[2]

@@ -14,6 +14,9 @@ from hive_sides import Side, form_hive, pump
 from storage import hive as hive_store
 from storage import hivemap
 
+# These tests read why each message was refused from the log.
+pytestmark = pytest.mark.usefixtures("every_refusal_logged")
+
 
 class Cfg:
     gossip_capacity_threshold_pct = 10
@@ -252,6 +255,8 @@ def test_state_hash_floods_are_rate_limited(fleet):
     "8019" + b"HIVE".hex() + b'{"v":1,"entries":[{"state":{},"sig":""}],"chunk":0,"chunks":1}'.hex(),
     "8011" + b"HIVE".hex() + b'{"v":1,"state":{"peer_id":5}}'.hex(),
     "8013" + b"HIVE".hex() + b'{"v":1,"hash":"zz","count":-1}'.hex(),
+    "8015" + b"HIVE".hex() + b'{"v":1,"digests":[{"peer_id":"zz","version":1,"timestamp":1}]}'.hex(),
+    "8015" + b"HIVE".hex() + b'{"v":1,"digests":{}}'.hex(),
     "8011" + b"HIVE".hex() + "37" * 70000,
 ])
 def test_malformed_hivemap_payloads_change_nothing(fleet, payload):
@@ -274,12 +279,18 @@ def test_anti_entropy_converges_after_divergence(fleet, clock):
                 s.outgoing(o)      # dropped
     hashes = {fleet_hash(e["state"] for e in hivemap.all_entries(s.db.conn())) for s in fleet}
     assert len(hashes) > 1
-    # Heal: a reconnects to b, and b to c: anti-entropy alone brings everyone level.
+    # Heal: a reconnects to b, and b to c (a and c stay apart): anti-entropy alone brings
+    # everyone level, news crossing one hop per sync interval.
+    a.lightning.connected, c.lightning.connected = {b.node_id}, {b.node_id}
     gossip.on_member_connected(a.ctx, b.node_id)
     gossip.on_member_connected(b.ctx, c.node_id)
     pump(a, b, c)
+    clock.advance(a.config.sync_interval)
+    for s in fleet:
+        gossip.on_tick(s.ctx)            # (b also broadcasts its first state)
+    pump(a, b, c)
     views = [hivemap.all_entries(s.db.conn()) for s in fleet]
-    assert views[0] == views[1] == views[2] and len(views[0]) == 2
+    assert views[0] == views[1] == views[2] and len(views[0]) == 3
 
 
 def test_the_hivemap_survives_reopening_the_database(fleet, tmp_path, clock):
@@ -345,3 +356,38 @@ def test_a_member_on_the_ban_list_no_longer_counts(fleet):
     with capture_logs() as logs:
         a.receive(b, encode(MsgType.GOSSIP, _signed_state(c, hive_id)))   # relayed by b
     assert refusals(logs) == ["not a member"]
+
+
+def test_our_own_state_far_ahead_is_taken_back_and_we_publish_above_it(fleet, clock):
+    """Our database was restored from an old backup (or a peer replays our newer state):
+    peers hold a version of ours far above the one we hold. Signed by us, it is taken back
+    whatever the jump, and our next broadcast continues above it, so peers take it."""
+    a, b, c = fleet
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    gossip.on_tick(a.ctx)
+    pump(a, b, c)
+    held = hivemap.get(a.db.conn(), a.node_id)["state"]
+    ahead = _signed_state(a, hive_id, version=held["version"] + gossip.MAX_VERSION_JUMP + 5,
+                          timestamp=held["timestamp"])
+    with b.db.transaction() as conn:     # b still holds what we sent before the restore
+        hivemap.put_if_newer(conn, ahead["state"], ahead["sig"], clock.now())
+    a.receive(b, encode(MsgType.FULL_SYNC, {"entries": [ahead], "chunk": 0, "chunks": 1}))
+    assert hivemap.get(a.db.conn(), a.node_id) == ahead
+    clock.advance(a.config.heartbeat_interval)
+    gossip.on_tick(a.ctx)
+    pump(a, b)
+    ours = hivemap.get(a.db.conn(), a.node_id)["state"]
+    assert ours["version"] == ahead["state"]["version"] + 1
+    assert hivemap.get(b.db.conn(), a.node_id)["state"] == ours
+
+
+def test_another_members_state_far_ahead_is_still_refused(fleet):
+    a, b, c = fleet
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    a.receive(b, encode(MsgType.GOSSIP, _signed_state(b, hive_id, version=3)))
+    far = _signed_state(b, hive_id, version=3 + gossip.MAX_VERSION_JUMP + 1)
+    with capture_logs() as logs:
+        a.receive(c, encode(MsgType.FULL_SYNC, {"entries": [far], "chunk": 0, "chunks": 1}))
+    [merged] = [e for e in logs if e["event"] == "sync.merged"]
+    assert merged["refused"] == {"version too far ahead": 1}
+    assert hivemap.get(a.db.conn(), b.node_id)["state"]["version"] == 3

@@ -7,50 +7,18 @@ from pyln.client import RpcException
 from structlog.testing import capture_logs
 
 from handlers.intents import locks as intents
+from handlers.intents.locks import INTAKE_WINDOW, MAX_INTENTS_PER_WINDOW
 from handlers.wire import signing
-from handlers.intents.locks import MAX_FINISHED_PER_INITIATOR, MAX_LIVE_PER_INITIATOR
 from handlers.wire.framing import MsgType, decode, encode
-from hive_sides import Side, form_hive, pump
+from hive_sides import Side, pump
+from intent_sides import (TARGET, announce, bare, make_fleet, ordered, refusals,  # noqa: F401
+                          settle, signed_intent, state)
 from storage import hive as hive_store
 from storage import intents as store
 from storage import transition_log
 
-TARGET = "03" + "5a" * 32
-
-
-@pytest.fixture
-def make_fleet(tmp_path, clock):
-    made = []
-
-    def make(names):
-        sides = [Side(n, tmp_path, clock) for n in names]
-        form_hive(*sides)
-        made.extend(sides)
-        return sides
-    yield make
-    for s in made:
-        s.close()
-
-
-def state(side, intent_id):
-    inst = side.dispatcher.load("intent_lock", intent_id)
-    return inst and inst.state
-
-
-def settle(sides, clock, seconds):
-    clock.advance(seconds)
-    for s in sides:
-        s.dispatcher.fire_due()
-        intents.on_tick(s.ctx)
-    pump(*sides)
-
-
-def refusals(logs):
-    return [e["reason"] for e in logs if e["event"] == "intent.refused"]
-
-
-def announce(side, target=TARGET, kind="ban_peer"):
-    return intents.announce(side.ctx, kind, target, None)["intent_id"]
+# These tests read why each message was refused from the log.
+pytestmark = pytest.mark.usefixtures("every_refusal_logged")
 
 
 # -- the tie-breaker ----------------------------------------------------------------------
@@ -86,12 +54,8 @@ def test_winner_is_the_lexicographically_lowest_key():
 
 
 # -- race and silence ---------------------------------------------------------------------
-def _ordered(sides):
-    return sorted(sides, key=lambda s: s.node_id)
-
-
 def test_a_conflict_one_second_before_the_hold_ends_makes_the_loser_abort(make_fleet, clock):
-    low, high = _ordered(make_fleet(["a", "b"]))
+    low, high = ordered(make_fleet(["a", "b"]))
     hold = high.config.intent_hold_seconds
     ours = announce(high)
     high.outgoing(low)                          # lost on the way: low never hears of it
@@ -123,7 +87,7 @@ def test_silence_commits_and_executes_once(make_fleet, clock):
 
 
 def test_a_committed_intent_makes_a_late_lower_key_rival_yield(make_fleet, clock):
-    low, high = _ordered(make_fleet(["a", "b"]))
+    low, high = ordered(make_fleet(["a", "b"]))
     ours = announce(high)
     high.outgoing(low)                           # low never hears of it in time
     clock.advance(high.config.intent_hold_seconds)
@@ -132,19 +96,20 @@ def test_a_committed_intent_makes_a_late_lower_key_rival_yield(make_fleet, clock
     late = announce(low)                         # lower key, but late
     for msg in low.outgoing(high):
         high.receive(low, msg)
-    assert state(high, late) == "aborted"        # refused: ours had committed
+    assert state(high, late) == "outranked"      # refused: ours had committed
     [back] = high.outgoing(low)                  # ... and answered with our commit
     msg_type, body = decode(back)
-    assert msg_type == MsgType.INTENT and body["committed"] is True
+    assert msg_type == MsgType.INTENT and body["commit"]["initiator"] == high.node_id
     low.receive(high, back)
     assert state(low, late) == "aborted"         # low yields despite its lower key
     settle([low, high], clock, high.config.intent_hold_seconds)
     assert state(high, ours) == "executed" and state(low, late) == "aborted"
+    assert state(high, late) == "aborted"        # low's INTENT_ABORT reached high
     assert low.dispatcher.load("pending_action", late) is None
 
 
 def test_the_commit_notice_reaches_a_rival_that_had_missed_the_intent(make_fleet, clock):
-    low, high = _ordered(make_fleet(["a", "b"]))
+    low, high = ordered(make_fleet(["a", "b"]))
     hold = high.config.intent_hold_seconds
     ours = announce(high)
     pump(low, high)                              # low knows high's pending intent
@@ -159,7 +124,7 @@ def test_the_commit_notice_reaches_a_rival_that_had_missed_the_intent(make_fleet
 
 
 def test_a_commit_notice_of_a_known_intent_aborts_our_pending_rival(make_fleet, clock):
-    low, high = _ordered(make_fleet(["a", "b"]))
+    low, high = ordered(make_fleet(["a", "b"]))
     theirs = announce(high)
     [first] = high.outgoing(low)
     clock.advance(1)
@@ -176,7 +141,7 @@ def test_a_commit_notice_of_a_known_intent_aborts_our_pending_rival(make_fleet, 
 
 
 def test_announce_refuses_a_target_anyone_holds(make_fleet, clock):
-    low, high = _ordered(make_fleet(["a", "b"]))
+    low, high = ordered(make_fleet(["a", "b"]))
     announce(high)
     pump(low, high)
     with pytest.raises(RpcException, match="target: held by 0.*'s intent .* \\(pending\\)"):
@@ -229,50 +194,50 @@ def test_reconcile_finds_an_effect_that_happened(make_fleet, clock):
 
 
 # -- cleanup ------------------------------------------------------------------------------
-def test_finished_intents_older_than_an_hour_are_removed(make_fleet, clock):
+def test_finished_intents_are_removed_an_hour_after_and_out_of_the_intake_window(
+        make_fleet, clock):
     a, b = make_fleet(["a", "b"])
     old = announce(a)
     settle([a, b], clock, a.config.intent_hold_seconds)
     clock.advance(1800)
     recent = announce(a, target="02" + "11" * 32)
     settle([a, b], clock, a.config.intent_hold_seconds)
-    clock.advance(1800)
+    clock.advance(intents.CLEANUP_AFTER + 1)
+    intents.on_tick(a.ctx)                       # finished an hour ago, but still counted
+    assert {old, recent} <= {r["lock_id"] for r in store.listing(a.db.conn())}
+    announced = a.dispatcher.load("intent_lock", old).data["intent"]["created_at"]
+    clock.advance(announced + INTAKE_WINDOW + intents.FUTURE_SKEW // 2 - a.ctx.now())
+    intents.on_tick(a.ctx)                       # still inside our own self-limit's window
+    assert old in {r["lock_id"] for r in store.listing(a.db.conn())}
+    clock.advance(intents.FUTURE_SKEW // 2 + 1)
     intents.on_tick(a.ctx)
-    ids = {r["intent_id"] for r in store.listing(a.db.conn())}
+    ids = {r["lock_id"] for r in store.listing(a.db.conn())}
     assert old not in ids and recent in ids
     # the evidence stays in the append-only transition log
     assert len(transition_log.for_instance(a.db.conn(), "intent_lock", old)) >= 3
 
 
 # -- bad input ----------------------------------------------------------------------------
-def _intent(side, hive_id, signer=None, **over):
-    intent = {"intent_id": "%032x" % random.getrandbits(128), "intent_type": "ban_peer",
-              "target": TARGET, "initiator": side.node_id, "created_at": side.ctx.now(),
-              "amount_sat": None, **over}
-    return {"intent": intent,
-            "sig": signing.sign((signer or side).lightning, hive_id, "INTENT", intent)}
-
-
 def test_bad_intents_are_refused_and_change_nothing(make_fleet, tmp_path, clock):
     a, b, c = make_fleet(["a", "b", "c"])
     hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
     outsider = Side("outsider", tmp_path, clock)
-    good = _intent(b, hive_id)
+    good = signed_intent(b, hive_id)
     a.receive(b, encode(MsgType.INTENT, good))
     with a.db.transaction() as conn:
         hive_store.add_ban(conn, peer_id=c.node_id, reason="test", now=0)
     before = store.listing(a.db.conn())
     stale = a.ctx.now() - a.config.intent_expire_seconds - 1
     with capture_logs() as logs:
-        a.receive(outsider, encode(MsgType.INTENT, _intent(outsider, hive_id)))
-        a.receive(c, encode(MsgType.INTENT, _intent(c, hive_id)))
-        a.receive(b, encode(MsgType.INTENT, _intent(c, hive_id)))          # c's, sent by b
-        a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, signer=c)))
-        a.receive(b, encode(MsgType.INTENT, {**_intent(b, hive_id), "sig": "y" * 104}))
+        a.receive(outsider, encode(MsgType.INTENT, signed_intent(outsider, hive_id)))
+        a.receive(c, encode(MsgType.INTENT, signed_intent(c, hive_id)))
+        a.receive(b, encode(MsgType.INTENT, signed_intent(c, hive_id)))          # c's, sent by b
+        a.receive(b, encode(MsgType.INTENT, signed_intent(b, hive_id, signer=c)))
+        a.receive(b, encode(MsgType.INTENT, {**signed_intent(b, hive_id), "sig": "y" * 104}))
         a.receive(b, encode(MsgType.INTENT, good))                          # replay
-        a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, created_at=stale)))
-        a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, created_at=a.ctx.now() + 3600)))
-        a.receive(b, encode(MsgType.INTENT, _intent(b, hive_id, intent_type="channel_open")))
+        a.receive(b, encode(MsgType.INTENT, signed_intent(b, hive_id, created_at=stale)))
+        a.receive(b, encode(MsgType.INTENT, signed_intent(b, hive_id, created_at=a.ctx.now() + 3600)))
+        a.receive(b, encode(MsgType.INTENT, signed_intent(b, hive_id, intent_type="channel_open")))
     assert refusals(logs) == [
         "sender is not a member", "sender is banned", "initiator is not the sender",
         "not signed by its initiator", "not signed by its initiator",
@@ -295,68 +260,81 @@ def test_bad_aborts_are_refused(make_fleet, clock):
         return encode(MsgType.INTENT_ABORT, {"abort": body, "sig": sig})
     with capture_logs() as logs:
         a.receive(b, abort(b, "ab" * 16))                       # no such intent
-        a.receive(c, abort(c, iid))                             # someone else's intent
-        a.receive(c, abort(c, iid, initiator=b.node_id))        # claims to be b
-        a.receive(b, abort(b, iid, signer=c))                   # wrongly signed
-    assert refusals(logs) == ["no such intent", "not the sender's intent",
+        a.receive(c, abort(c, bare(iid)))                       # b's intent id: not c's
+        a.receive(c, abort(c, bare(iid), initiator=b.node_id))  # claims to be b
+        a.receive(b, abort(b, bare(iid), signer=c))             # wrongly signed
+    assert refusals(logs) == ["no such intent", "no such intent",
                               "initiator is not the sender", "not signed by its initiator"]
     assert state(a, iid) == "pending"
-    a.receive(b, abort(b, iid))
+    a.receive(b, abort(b, bare(iid)))
     assert state(a, iid) == "aborted"
     # our own local intent cannot be aborted by a peer
     mine = announce(a, target="02" + "33" * 32)
     with capture_logs() as logs:
-        a.receive(b, abort(b, mine))
-    assert refusals(logs) == ["not the sender's intent"] and state(a, mine) == "pending"
+        a.receive(b, abort(b, bare(mine)))
+    assert refusals(logs) == ["no such intent"] and state(a, mine) == "pending"
 
 
-def test_an_intent_flood_from_one_peer_is_bounded(make_fleet):
+def test_an_intent_flood_from_one_peer_is_bounded(make_fleet, clock):
     a, b = make_fleet(["a", "b"])
     hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
     with capture_logs() as logs:
-        for i in range(MAX_LIVE_PER_INITIATOR + 10):
-            a.receive(b, encode(MsgType.INTENT, _intent(
+        for i in range(MAX_INTENTS_PER_WINDOW + 10):
+            a.receive(b, encode(MsgType.INTENT, signed_intent(
                 b, hive_id, target="02" + "%064x" % (i + 1))))
-    assert len(store.listing(a.db.conn())) == MAX_LIVE_PER_INITIATOR
-    assert refusals(logs) == ["too many live intents from this initiator"] * 10
+        # an old created_at would escape the count: older than the window is stale
+        a.receive(b, encode(MsgType.INTENT, signed_intent(
+            b, hive_id, created_at=a.ctx.now() - INTAKE_WINDOW - 1, expire_seconds=86400)))
+    assert len(store.listing(a.db.conn())) == MAX_INTENTS_PER_WINDOW
+    assert refusals(logs) == ["too many intents from this initiator"] * 10 + \
+        ["older than the intake window"]
+    clock.advance(INTAKE_WINDOW + 1)
+    a.receive(b, encode(MsgType.INTENT, signed_intent(b, hive_id, target="02" + "ee" * 32)))
+    assert len(store.listing(a.db.conn())) == MAX_INTENTS_PER_WINDOW + 1
 
 
 def test_a_member_never_announces_more_than_its_peers_accept(make_fleet, clock):
     a, b = make_fleet(["a", "b"])
-    for i in range(MAX_LIVE_PER_INITIATOR):
-        announce(a, target="02" + "%064x" % (i + 1))
-        settle([a, b], clock, 5)
-    with pytest.raises(RpcException, match="peers accept at most 20 at a time"):
-        announce(a, target="02" + "ff" * 32)
-    clock.advance(a.config.intent_expire_seconds + 600)
+    with capture_logs() as logs:
+        for i in range(MAX_INTENTS_PER_WINDOW):
+            announce(a, target="02" + "%064x" % (i + 1))
+            settle([a, b], clock, 5)
+        with pytest.raises(RpcException, match=f"peers accept at most "
+                                               f"{MAX_INTENTS_PER_WINDOW} per {INTAKE_WINDOW} s"):
+            announce(a, target="02" + "ff" * 32)
+    assert refusals(logs) == []                  # b took every one of them
+    clock.advance(INTAKE_WINDOW + 600)
     settle([a, b], clock, 0)
     announce(a, target="02" + "ff" * 32)         # the window has passed
     pump(a, b)
-    assert state(b, store.listing(a.db.conn())[-1]["intent_id"]) == "pending"
+    assert state(b, store.listing(a.db.conn())[-1]["lock_id"]) == "pending"
 
 
 def test_losing_intents_do_not_slip_past_the_flood_bound(make_fleet, clock):
     """Rivals that lose at once stop being live; they must still count."""
-    low, high = _ordered(make_fleet(["a", "b"]))
+    low, high = ordered(make_fleet(["a", "b"]))
     hive_id = hive_store.get_meta(low.db.conn())["hive_id"]
     announce(low)
     low.outgoing(high)
     clock.advance(low.config.intent_hold_seconds)
     low.dispatcher.fire_due()                    # ours committed: each rival gets an answer
     low.lightning.calls.clear()
-    n = MAX_FINISHED_PER_INITIATOR + 50
-    for _ in range(n):
-        low.receive(high, encode(MsgType.INTENT, _intent(high, hive_id)))
-    # each rival lost at once; only the most recent finished ones are kept
-    assert len(store.listing(low.db.conn())) <= 1 + MAX_FINISHED_PER_INITIATOR + 1
-    assert len(low.outgoing(high)) == n                      # one answer per rival, no more
+    n = MAX_INTENTS_PER_WINDOW + 50
+    with capture_logs() as logs:
+        for _ in range(n):
+            low.receive(high, encode(MsgType.INTENT, signed_intent(high, hive_id)))
+    # each rival is outranked at once, and every one counts
+    assert len(store.listing(low.db.conn())) == 1 + MAX_INTENTS_PER_WINDOW
+    assert refusals(logs) == ["too many intents from this initiator"] * 50
+    assert len(low.outgoing(high)) == MAX_INTENTS_PER_WINDOW  # one answer per rival
     assert low.lightning.calls.count("signmessage") == 0     # our signature is reused
-    assert low.lightning.calls.count("checkmessage") == n    # one check per message
+    # one check per accepted message; the refused ones were refused before any
+    assert low.lightning.calls.count("checkmessage") == MAX_INTENTS_PER_WINDOW
 
 
 def test_an_executor_fault_still_ends_the_intent(make_fleet, clock):
     a, = make_fleet(["a"])
-    iid = intents.announce(a.ctx, "channel_open", TARGET, 100_000)["intent_id"]
+    iid = intents.announce(a.ctx, "channel_open", TARGET, 100_000)["lock_id"]
     clock.advance(a.config.intent_hold_seconds)
     a.dispatcher.fire_due()
     # this test's lightningd serves no fundchannel: the executor fails unexpectedly
@@ -368,7 +346,7 @@ def test_an_executor_fault_still_ends_the_intent(make_fleet, clock):
 
 
 def test_the_lock_window_is_the_same_on_the_executor_and_its_peers(make_fleet, clock):
-    low, high = _ordered(make_fleet(["a", "b"]))
+    low, high = ordered(make_fleet(["a", "b"]))
     ours = announce(low)
     pump(low, high)
     settle([low, high], clock, low.config.intent_hold_seconds)
@@ -383,7 +361,7 @@ def test_the_lock_window_is_the_same_on_the_executor_and_its_peers(make_fleet, c
 
 def test_a_round_trip_longer_than_the_hold_lets_both_execute_and_is_logged(make_fleet, clock):
     """The documented limit: no message is lost, but each arrives after the other's hold."""
-    low, high = _ordered(make_fleet(["a", "b"]))
+    low, high = ordered(make_fleet(["a", "b"]))
     hold = low.config.intent_hold_seconds
     theirs = announce(high)
     to_low = high.outgoing(low)

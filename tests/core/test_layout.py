@@ -1,13 +1,13 @@
 """Imports flow one way: machines and storage import nothing of handlers; inside handlers,
 each wing imports only itself and the wings below it (frame < wire < membership <
-hivemap, intents), and only the top (router, hive, status) sees every wing."""
+bridge < hivemap, intents: the intents' executors call companions through the bridge), and only the top (router, hive, status) sees every wing."""
 import ast
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-RANK = {"frame": 0, "wire": 1, "membership": 2, "hivemap": 3, "intents": 3}
+RANK = {"frame": 0, "wire": 1, "membership": 2, "bridge": 3, "hivemap": 4, "intents": 4}
 
 
 def _imports(path: Path) -> set[str]:

@@ -10,6 +10,7 @@ from storage.db import Database
 
 PEER = "02" + "ab" * 32
 OTHER = "03" + "cd" * 32
+LOCK_END = 2**40          # an intent's lock window that has not passed
 
 
 def transitions(logs):
@@ -80,9 +81,10 @@ def test_member_tier_paths(dispatcher):
 
 
 def test_local_intent_commits_after_hold_then_executes(dispatcher, clock, config):
-    dispatcher.create("intent_lock", "i1", data={"role": "local"},
+    dispatcher.create("intent_lock", "i1", data={"role": "local", "expires_at": LOCK_END},
                       domain={"intent_type": "channel_open", "target": OTHER,
-                              "initiator": PEER})
+                              "initiator": PEER, "intent_id": "i1", "announced_at": 0,
+                              "expires_at": LOCK_END})
     clock.advance(config.intent_hold_seconds - 1)
     assert dispatcher.fire_due() == []
     clock.advance(1)
@@ -95,8 +97,9 @@ def test_local_intent_commits_after_hold_then_executes(dispatcher, clock, config
 
 def test_remote_intent_expires_counted_from_its_announce(dispatcher, clock, config):
     created = clock.now()
-    dispatcher.create("intent_lock", "r1", data={"role": "remote"},
-                      domain={"intent_type": "rebalance", "target": OTHER, "initiator": OTHER})
+    dispatcher.create("intent_lock", "r1", data={"role": "remote", "expires_at": LOCK_END},
+                      domain={"intent_type": "rebalance", "target": OTHER, "initiator": OTHER,
+                              "intent_id": "r1", "announced_at": 0, "expires_at": LOCK_END})
     clock.advance(config.intent_hold_seconds)
     [held] = dispatcher.fire_due()
     assert held.dest == "committed"
@@ -147,16 +150,17 @@ def test_circuit_breaker_opens_cools_down_and_probes(dispatcher, clock, config):
 
 
 def test_state_survives_closing_and_reopening_the_database(db, dispatcher, clock, config):
-    dispatcher.create("intent_lock", "i1", data={"role": "local"},
+    dispatcher.create("intent_lock", "i1", data={"role": "local", "expires_at": LOCK_END},
                       domain={"intent_type": "channel_open", "target": OTHER,
-                              "initiator": PEER})
+                              "initiator": PEER, "intent_id": "i1", "announced_at": 0,
+                              "expires_at": LOCK_END})
     clock.advance(config.intent_hold_seconds)
     dispatcher.fire_due()
     db.close()
     db2, d2 = reopen(config, clock)
     try:
         inst = d2.load("intent_lock", "i1")
-        assert inst.state == "committed" and inst.data == {"role": "local"}
+        assert inst.state == "committed" and inst.data == {"role": "local", "expires_at": LOCK_END}
         assert d2.fire("intent_lock", "i1", "start_execution").dest == "executing"
         assert [r["dest"] for r in transition_log.for_instance(db2.conn(), "intent_lock", "i1")] \
             == ["pending", "committed", "executing"]

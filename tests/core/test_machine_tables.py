@@ -151,6 +151,7 @@ def test_creation_is_limited_to_initial_and_entry_states():
     (dict(rules=(Rule("go", ("b",), "a"),), terminal=("b",)), "leaves terminal state 'b'"),
     (dict(rules=(Rule("go", ("a",), "b", guards=("quorum_reached",)),),
           deadlines=(Deadline("a", "go", 5),)), "guarded by deadline_passed alone"),
+    (dict(groups={"busy": ("a", "zz")}), "unknown state 'zz'"),
 ])
 def test_a_malformed_table_is_rejected_when_declared(bad, message):
     base = dict(kind="x", title="x", states=("a", "b"), initial="a",
@@ -183,3 +184,32 @@ def test_every_rule_is_refused_while_its_unless_holds(kind, index, source):
     inst = _instance(kind, source, data, deadline)
     outcome = Runtime(spec).fire(inst, rule.trigger, NOW, Cfg(), **kwargs)
     assert not outcome.ok and outcome.refused == "guard" and inst.state == source
+
+
+def test_internal_is_read_from_the_rule_that_fired_not_from_the_table():
+    """A trigger with both a self-loop (re-enters: deadline re-armed) and an internal rule
+    (stays: deadline kept) from the same state: which one fired decides."""
+    spec = MachineSpec(
+        kind="probe", title="probe", states=("waiting", "done"), initial="waiting",
+        rules=(Rule("vote", ("waiting",), "waiting", guards=("quorum_reached",)),
+               Rule("vote", ("waiting",), None),
+               Rule("time_up", ("waiting",), "done", guards=("deadline_passed",))),
+        deadlines=(Deadline("waiting", "time_up", "intent_hold_seconds"),))
+    rt = Runtime(spec)
+    inst = rt.create("p1", NOW - 10, Cfg())
+    armed = inst.deadline
+    counted = rt.fire(inst, "vote", NOW, Cfg(), votes=1, eligible=3)      # no quorum yet
+    assert counted.ok and counted.internal
+    assert (inst.deadline, inst.state_since) == (armed, NOW - 10)         # untouched
+    restarted = rt.fire(inst, "vote", NOW, Cfg(), votes=2, eligible=3)    # the self-loop
+    assert restarted.ok and not restarted.internal
+    assert (inst.deadline, inst.state_since) == (NOW + Cfg.intent_hold_seconds, NOW)
+
+
+def test_a_deadline_reads_the_instances_own_seconds_before_the_config():
+    spec = MachineSpec(kind="x", title="x", states=("a", "b"), initial="a",
+                       rules=(Rule("go", ("a",), "b", guards=("deadline_passed",)),),
+                       deadlines=(Deadline("a", "go", "intent_hold_seconds", data_key="hold"),))
+    rt = Runtime(spec)
+    assert rt.create("i", NOW, Cfg(), data={"hold": 7}).deadline == NOW + 7
+    assert rt.create("j", NOW, Cfg()).deadline == NOW + Cfg.intent_hold_seconds

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from handlers.wire.framing import KNOWN_TYPES
 from tests.standin.jsonstream import JSONStream
 from tests.standin.manifest import build_init_options, validate_manifest
 
@@ -90,9 +91,12 @@ def test_manifest_is_one_lightningd_accepts(plugin):
         "hive-db-path", "hive-governance-mode", "hive-heartbeat-interval",
         "hive-gossip-capacity-threshold-pct", "hive-intent-hold-seconds",
         "hive-intent-expire-seconds", "hive-ticket-valid-hours", "hive-max-members"}
-    assert {h["name"] for h in manifest["hooks"]} == {"custommsg", "peer_connected"}
+    # only our own message types reach us, and no hook delays a peer's connection
+    assert manifest["hooks"] == [{"name": "custommsg", "before": [], "after": [],
+                                  "filters": sorted(KNOWN_TYPES)}]
     assert set(manifest["subscriptions"]) == {"connect", "disconnect", "forward_event",
-                                              "shutdown"}
+                                              "shutdown", "channel_opened",
+                                              "channel_state_changed"}
     methods = {m["name"]: m["usage"] for m in manifest["rpcmethods"]}
     assert methods["hive-diagram"] == "machine" and "hive-status" in methods
 

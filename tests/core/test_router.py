@@ -4,6 +4,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from handlers import router
+from handlers.frame import refusals
 from handlers.wire.framing import MAGIC, MsgType
 from hive_sides import Side, form_hive
 
@@ -60,3 +61,14 @@ def test_handshake_messages_reach_their_handler_from_strangers(hive):
 
 def test_every_message_type_has_a_route():
     assert set(router.ROUTES) == set(MsgType)
+
+
+def test_a_strangers_flood_writes_a_bounded_number_of_log_lines(hive):
+    a, _, stranger = hive
+    junk = _raw(MsgType.GOSSIP, b"{}")
+    with capture_logs() as logs:
+        for _ in range(200):
+            a.receive(stranger, junk)
+    lines = [e for e in logs if e["event"] == "gossip.refused"]
+    assert len(lines) == refusals.BURST
+    assert refusals.suppressed("gossip.refused", stranger.node_id) == 200 - refusals.BURST

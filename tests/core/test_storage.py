@@ -12,6 +12,8 @@ SEED_TABLES = {"hive_members", "intent_locks", "hive_state", "contribution_ledge
 FRAMEWORK_TABLES = {"pending_actions", "handshake_sessions", "circuit_breakers",
                     "transition_log", "outbox"}
 HIVE_TABLES = {"hive_meta", "tickets"}
+RETENTION_TABLES = {"log_retention"}
+BRIDGE_TABLES = {"bridge_fee_policies", "bridge_clboss_tags"}
 
 
 def tables(db):
@@ -28,9 +30,22 @@ def test_migrates_an_empty_file_to_the_latest_schema(tmp_path):
     db = Database(str(tmp_path / "h.db"))
     assert db.migrate() == 0
     assert db.schema_version() == LATEST
-    assert tables(db) == SEED_TABLES | FRAMEWORK_TABLES | HIVE_TABLES
+    assert tables(db) == SEED_TABLES | FRAMEWORK_TABLES | HIVE_TABLES | RETENTION_TABLES | \
+        BRIDGE_TABLES
     assert db.conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
+
+
+def test_every_connection_syncs_each_commit_to_disk(db):
+    """At-most-once execution rests on the `executing` commit surviving a power loss: in
+    WAL mode that needs synchronous=FULL (2), on every thread's connection."""
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(
+        db.conn().execute("PRAGMA synchronous").fetchone()[0]))
+    t.start()
+    t.join()
+    assert seen == [2]
+    assert db.conn().execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
 @pytest.mark.parametrize("start", [n for n, _, _ in MIGRATIONS[:-1]])
@@ -69,7 +84,8 @@ def test_transaction_rolls_back_every_step_when_one_fails(db):
     with pytest.raises(RuntimeError, match="boom"):
         with db.transaction() as conn:
             machine_rows.insert(conn, "intent_lock", "i1", machine_fields(),
-                                {"intent_type": "rebalance", "target": "t", "initiator": "me"})
+                                {"intent_type": "rebalance", "target": "t", "initiator": "me",
+                                 "intent_id": "i1", "announced_at": 1.0, "expires_at": 2.0})
             transition_log.append(conn, at=1.0, kind="intent_lock", instance_id="i1",
                                   trigger="create", source=None, dest="pending", peer_id=None,
                                   context={})
@@ -191,3 +207,65 @@ def test_after_commit_callbacks_are_dropped_on_rollback(db):
     with db.transaction():
         db.after_commit(lambda: ran.append("next"))
     assert ran == ["next"]
+
+
+def test_after_commit_callbacks_of_a_rolled_back_savepoint_never_run(db):
+    """A step that failed inside a savepoint must not log or notify at the outer commit."""
+    ran = []
+    with db.transaction() as conn:
+        db.after_commit(lambda: ran.append("outer"))
+        with pytest.raises(RuntimeError):
+            with db.transaction():
+                db.after_commit(lambda: ran.append("rolled back"))
+                with db.transaction():
+                    db.after_commit(lambda: ran.append("inside the rolled back one"))
+                raise RuntimeError("inner step fails")
+        with db.transaction():
+            db.after_commit(lambda: ran.append("kept"))
+        machine_rows.insert(conn, "member_tier", "02aa", machine_fields("admin"))
+    assert ran == ["outer", "kept"]
+
+
+def test_a_commit_that_fails_rolls_back_and_the_next_transaction_works(db):
+    """A deferred constraint fails at COMMIT itself: the transaction must not stay open
+    (every later BEGIN on this thread would fail) and its callbacks must not run."""
+    conn = db.conn()
+    conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    conn.execute("CREATE TABLE child (pid INTEGER REFERENCES parent (id) "
+                 "DEFERRABLE INITIALLY DEFERRED)")
+    ran = []
+    with pytest.raises(sqlite3.IntegrityError):
+        with db.transaction() as c:
+            c.execute("INSERT INTO child (pid) VALUES (42)")
+            db.after_commit(lambda: ran.append("never"))
+    assert not conn.in_transaction and ran == []
+    assert conn.execute("SELECT COUNT(*) FROM child").fetchone()[0] == 0
+    with db.transaction() as c:
+        machine_rows.insert(c, "member_tier", "02aa", machine_fields("admin"))
+        db.after_commit(lambda: ran.append("next"))
+    assert ran == ["next"]
+
+
+def test_migration_6_keys_intent_locks_by_initiator_and_id(tmp_path):
+    """Rows written before (keyed by intent id alone) keep their state under
+    "<initiator>:<intent_id>"; a ban intent's governance action follows its intent."""
+    path = str(tmp_path / "h.db")
+    db = Database(path)
+    db.migrate(target=3)
+    me, iid = "02" + "aa" * 32, "ab" * 16
+    with db.transaction() as conn:      # the schema of version 3, written as it was then
+        conn.execute(
+            """INSERT INTO intent_locks (intent_id, intent_type, target, initiator, kind, state,
+                   created_at, state_since, data) VALUES (?, 'ban_peer', 't', ?,
+                   'intent_lock', 'executed', 5.0, 6.0, '{"role": "local"}')""", (iid, me))
+        machine_rows.insert(conn, "pending_action", iid, machine_fields("awaiting_approval"),
+                            {"action_type": "ban_peer", "target": "t"})
+    db.migrate()
+    conn = db.conn()
+    assert machine_rows.load(conn, "intent_lock", f"{me}:{iid}")["state"] == "executed"
+    assert machine_rows.load(conn, "intent_lock", iid) is None
+    assert machine_rows.load(conn, "pending_action", f"{me}:{iid}")["state"] == \
+        "awaiting_approval"
+    row = conn.execute("SELECT intent_id, announced_at, expires_at FROM intent_locks").fetchone()
+    assert tuple(row) == (iid, 5.0, 5.0 + 86400)
+    db.close()

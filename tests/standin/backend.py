@@ -13,8 +13,8 @@ STANDIN_DIR = Path(__file__).resolve().parent
 REPO_ROOT = STANDIN_DIR.parents[1]
 HIVE_PLUGIN = REPO_ROOT / "plugin.py"
 PROBE_PLUGIN = STANDIN_DIR / "probe_plugin.py"
-COMPANIONS = {"revenue_ops": STANDIN_DIR / "companions" / "revenue_ops.py",
-              "clboss": STANDIN_DIR / "companions" / "clboss.py"}
+COMPANIONS = {"revenue_ops": STANDIN_DIR / "companions" / "cl-revenue-ops.py",
+              "clboss": STANDIN_DIR / "companions" / "clboss"}
 
 
 def plugin_list(plugins, companions, default):

@@ -1,7 +1,8 @@
-"""What an operator sees: three cl-hive nodes form a hive, agree on its members and on the
-HiveMap, race for one channel through intent locks, and stop. On real lightningd (on our
-regtest chain, tests/chain) when `lightningd` is on PATH, on the stand-in otherwise; the
-first line says which (HIVE_TEST_BACKEND=standin forces the stand-in).
+"""What an operator sees: three cl-hive nodes detect their companion plugins, form a hive,
+agree on its members and on the HiveMap, set zero fees between members, race for one
+channel through intent locks, and stop. On real lightningd (on our regtest chain,
+tests/chain) when `lightningd` is on PATH, on the stand-in otherwise; the first line says
+which (HIVE_TEST_BACKEND=standin forces the stand-in).
 
 Run from the repo root:  python -m tests.standin.demo   (or `make demo`)
 Each step is a function in STEPS. Exits non-zero if any step fails or a node recorded a
@@ -19,16 +20,61 @@ from .backend import StandinFleet
 
 # Short intervals so the demo runs in seconds; the defaults suit a real fleet.
 OPTIONS = {"hive-tick-seconds": 1, "hive-sync-interval": 2, "hive-intent-hold-seconds": 5,
-           "hive-intent-expire-seconds": 60}
+           "hive-intent-expire-seconds": 60, "hive-bridge-check-seconds": 2}
 
 
 def start_nodes(demo):
-    demo.nodes = demo.fleet.nodes(3, options=OPTIONS)
+    # l1 runs cl-revenue-ops v2 (it has the `hive` strategy) and CLBoss, l2 cl-revenue-ops
+    # v3 (no `hive`: static 0 ppm instead) and CLBoss, l3 no companion at all.
+    demo.nodes = demo.fleet.nodes(2, options=[OPTIONS, {**OPTIONS, "revenue-standin-version": "3.0.0"}],
+                                  companions=["revenue_ops", "clboss"])
+    demo.nodes += demo.fleet.nodes(1, options=OPTIONS)
     demo.target = demo.fleet.nodes(1, plugins=[])[0]    # an outside node, no cl-hive
     for node in demo.nodes:
         print("  %s  id %s  rpc %s" % (node.name, node.id, node.rpc_path))
     print("  %s  id %s  (not in the hive: the channel target later on)"
           % (demo.target.name, demo.target.id))
+
+
+def companions_detected(demo):
+    def bridges():
+        views = {n.name: n.rpc.call("hive-status")["bridge"] for n in demo.nodes}
+        # Two looks at a missing companion before it counts as absent (it may be starting).
+        settled = all(c["detected"] or c["missing_reason"] != "not checked yet"
+                      for v in views.values() for c in v.values())
+        return views if settled else None
+    views = demo.fleet.wait_for(bridges, timeout=15, what="every companion to be looked for")
+    for name, view in views.items():
+        parts = []
+        for comp, c in view.items():
+            if c["detected"]:
+                fee = c["capabilities"].get("fleet_fee")
+                parts.append("%s %s detected (%sbreaker %s)"
+                             % (comp, c["version"], "fleet fee %s, " % json.dumps(fee) if fee else "",
+                                c["breaker"]["state"]))
+            else:
+                parts.append("%s missing (%s)" % (comp, c["missing_reason"]))
+        print("  %s: %s" % (name, "; ".join(parts)))
+
+
+def fleet_fees(demo):
+    a, b, c = demo.nodes
+
+    def policy(node, peer):
+        return node.rpc.call("revenue-policy", {"action": "get", "peer_id": peer.id})["policy"]
+
+    def local_fees(node, peer):
+        return [(ch["updates"]["local"]["fee_base_msat"], ch["updates"]["local"]["fee_proportional_millionths"])
+                for ch in node.rpc.listpeerchannels(peer.id)["channels"]]
+    demo.fleet.wait_for(lambda: policy(a, b)["strategy"] == "hive" and policy(a, c)["strategy"] == "hive"
+                        and policy(b, a)["strategy"] == "static" and policy(b, c)["fee_ppm_target"] == 0
+                        and local_fees(c, b) == [(0, 0)], timeout=20, what="zero fees between members")
+    for node, peer in ((a, b), (a, c), (b, a), (b, c)):
+        p = policy(node, peer)
+        print("  %s: lightning-cli revenue-policy get %s...  -> strategy %s, fee_ppm %s"
+              % (node.name, peer.id[:12], p["strategy"], p["fee_ppm_target"]))
+    print("  %s (no cl-revenue-ops): its channel to %s now has base/ppm %s (setchannel)"
+          % (c.name, b.name, local_fees(c, b)[0]))
 
 
 def connect_nodes(demo):
@@ -182,11 +228,13 @@ def stop_nodes(demo):
 
 STEPS = [
     ("Start three nodes running cl-hive", start_nodes),
+    ("Each node's bridge looks for cl-revenue-ops and CLBoss", companions_detected),
     ("Connect them", connect_nodes),
     ("Create a hive on l1", genesis),
     ("Invite l2 and l3; they join through the signed handshake", invite_and_join),
     ("hive-members agrees on all three nodes", members_agree),
     ("Channels change; gossip and anti-entropy make hive-topology agree", topology_agrees),
+    ("Members' channels carry zero fees (cl-revenue-ops v2, v3, or setchannel)", fleet_fees),
     ("l2 and l3 race for the same channel; the intent lock lets one act", intent_race),
     ("hive-status of each node", show_status),
     ("The state transitions each plugin logged", show_logs),

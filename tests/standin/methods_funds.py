@@ -26,6 +26,9 @@ def _peer_channel(node, c):
         "spendable_msat": max(0, to_us - reserve), "receivable_msat": max(0, c.capacity_msat - to_us - reserve),
         "fee_base_msat": f["base"], "fee_proportional_millionths": f["ppm"],
         "minimum_htlc_out_msat": f["htlcmin"], "maximum_htlc_out_msat": f["htlcmax"],
+        # Where lightningd puts our side's channel_update values (companions.md).
+        "updates": {"local": {"fee_base_msat": f["base"], "fee_proportional_millionths": f["ppm"],
+                              "htlc_minimum_msat": f["htlcmin"], "htlc_maximum_msat": f["htlcmax"]}},
         "their_reserve_msat": reserve, "our_reserve_msat": reserve,
         "state_changes": [], "status": [], "htlcs": [],
     }

@@ -1,0 +1,183 @@
+"""Anti-entropy at the sizes the limits allow: a full view reaches an empty node in a bounded
+number of sync rounds, and a member making news cannot make the others amplify it. Real
+handlers, real rate limiters, real signatures, SQLite; time moves only by the ManualClock."""
+import math
+
+import pytest
+from structlog.testing import capture_logs
+
+from handlers.hivemap import gossip
+from handlers.wire import signing
+from handlers.hive import FULL_SYNC_BURST
+from handlers.wire.framing import MsgType, decode, encode
+from hive_sides import Side, form_hive, pump
+from hivemap_fleet import admit, signed_state, store
+from storage import hive as hive_store
+from storage import hivemap
+
+MEMBERS = 100                  # hive-max-members at most
+EXTERNAL_PEERS = 200           # the most a state lists
+
+
+def views_equal(x, y) -> bool:
+    return hivemap.all_entries(x.db.conn()) == hivemap.all_entries(y.db.conn())
+
+
+def sync_round(clock, sides) -> None:
+    """One sync interval: every side ticks (its periodic STATE_HASH), then messages flow."""
+    clock.advance(sides[0].config.sync_interval)
+    for s in sides:
+        gossip.on_tick(s.ctx)
+    pump(*sides, rounds=50)
+
+
+@pytest.fixture
+def big_view(tmp_path, clock):
+    """`a` holds the states of 100 members (two real sides and 98 keys), 200 peers each;
+    `e` is a member that holds none yet."""
+    a, e = Side("a", tmp_path, clock), Side("e", tmp_path, clock)
+    form_hive(a, e)
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    keys = admit(a, (a, e), MEMBERS - 2)
+    now = int(clock.now())
+    store(a, [signed_state(k, hive_id, version=1, timestamp=now, peers=EXTERNAL_PEERS)
+              for k in keys])
+    yield a, e, keys, hive_id
+    a.close()
+    e.close()
+
+
+def test_a_full_view_of_100_members_reaches_an_empty_node_in_bounded_rounds(big_view, clock):
+    a, e, keys, _ = big_view
+    held = hivemap.all_entries(a.db.conn())
+    chunks = sum(1 for _ in gossip.chunk(held, lambda g, i, n: encode(
+        MsgType.FULL_SYNC, {"entries": g, "chunk": i, "chunks": n})))
+    assert chunks > FULL_SYNC_BURST           # more than a receiver takes at once
+    bound = math.ceil(chunks / FULL_SYNC_BURST) + 2
+    with capture_logs() as logs:
+        for rounds in range(1, bound + 1):
+            sync_round(clock, [a, e])
+            if views_equal(a, e):
+                break
+    # chunks are sent at the pace the receiver takes them: none is sent to be dropped
+    assert not [x for x in logs if x.get("reason") == "rate limited"]
+    assert views_equal(a, e), (
+        f"after {bound} rounds e holds {len(hivemap.all_entries(e.db.conn()))} "
+        f"of {len(hivemap.all_entries(a.db.conn()))} states")
+    assert len(hivemap.all_entries(e.db.conn())) == MEMBERS
+
+
+def test_a_partial_difference_sends_only_the_changed_entries(big_view, clock):
+    a, e, keys, hive_id = big_view
+    for _ in range(10):
+        sync_round(clock, [a, e])
+        if views_equal(a, e):
+            break
+    assert views_equal(a, e)
+    now = int(clock.now())
+    changed = [signed_state(k, hive_id, version=2, timestamp=now, peers=EXTERNAL_PEERS,
+                            salt=1) for k in keys[:10]]
+    store(a, changed)
+    sent = []
+    clock.advance(a.config.sync_interval)
+    for s in (a, e):
+        gossip.on_tick(s.ctx)
+    for _ in range(50):
+        moved = False
+        for x, y in ((a, e), (e, a)):
+            for msg in x.outgoing(y):
+                sent.append(decode(msg))
+                y.receive(x, msg)
+                moved = True
+        if not moved:
+            break
+    assert views_equal(a, e)
+    pushed = [entry["state"]["peer_id"] for t, body in sent if t == MsgType.FULL_SYNC
+              for entry in body["entries"]]
+    assert sorted(pushed) == sorted(k.node_id for k in keys[:10])
+
+
+@pytest.mark.parametrize("targets", [1, 4])
+def test_a_member_making_news_cannot_make_the_others_amplify_it(tmp_path, clock, targets):
+    """A member can sign a new version of its own state at will and push it in FULL_SYNCs
+    (to one member, or to all four) as fast as the receivers' limits take them. What the
+    honest members send meanwhile and in the sync round after it stays within 4x what the
+    member sent."""
+    sides = [Side(n, tmp_path, clock) for n in ("a", "b", "c", "d", "m")]
+    form_hive(*sides)
+    *honest, m = sides
+    hive_id = hive_store.get_meta(m.db.conn())["hive_id"]
+    for _ in range(2):                         # everyone's first state, everywhere
+        sync_round(clock, sides)
+    version = hivemap.get(m.db.conn(), m.node_id)["state"]["version"]
+    sent_in = sent_out = 0
+
+    def flow():
+        def count(x, _y, msg):
+            nonlocal sent_out
+            if x is not m:
+                sent_out += len(msg) // 2
+        pump(*sides, rounds=50, observe=count)
+
+    for second in range(2 * FULL_SYNC_BURST):  # one a second: a receiver's sustained rate
+        clock.advance(1)
+        for h in honest[:targets]:
+            version += 1
+            state = {"peer_id": m.node_id, "version": version, "timestamp": int(clock.now()),
+                     "capacity_sat": version, "available_sat": 0,
+                     "fee_policy": {"base_msat": 0, "ppm": 0}, "peers": []}
+            msg = encode(MsgType.FULL_SYNC, {
+                "entries": [{"state": state, "sig": signing.sign(
+                    m.lightning, hive_id, "STATE", state)}], "chunk": 0, "chunks": 1})
+            sent_in += len(msg) // 2
+            h.receive(m, msg)
+            flow()
+    sync_round(clock, honest)                  # the news settles at the next sync
+    flow()
+    latest = {hivemap.get(h.db.conn(), m.node_id)["state"]["version"] for h in honest}
+    assert sent_out / sent_in < 4, f"x{sent_out / sent_in:.1f} ({sent_out} B for {sent_in} B)"
+    assert latest == {version}                 # and the news still reached everyone
+    for s in sides:
+        s.close()
+
+
+def test_answered_hashes_are_remembered_in_a_bounded_lru(fleet_of_keys, monkeypatch):
+    """The table of hashes answered per peer is bounded, and past the bound it forgets the
+    oldest answers only (it used to be emptied whole past 1000 peers, forgetting the
+    answer just given too). The bound is lowered here: reaching 1000 members through the
+    handlers takes too long for a unit test."""
+    a, keys = fleet_of_keys
+    monkeypatch.setattr(gossip, "MAX_REMEMBERED", 3, raising=False)
+    msg = encode(MsgType.STATE_HASH, {"hash": "00" * 32, "count": 0})
+    for k in keys:
+        a.receive(k.node_id, msg)
+    assert len(a.ctx.timers["answered"]) <= 3
+    with capture_logs() as logs:
+        for k in reversed(keys):          # the same hashes again, within the interval
+            a.receive(k.node_id, msg)
+    answered = {e["peer_id"] for e in logs if e["event"] == "sync.diverged"}
+    refused = {e["peer_id"] for e in logs if e.get("reason") == "already answered these hashes"}
+    assert refused == {k.node_id for k in keys[-3:]}     # the 3 most recent are remembered
+    assert answered == {k.node_id for k in keys[:-3]}
+
+
+def test_a_digest_listing_a_member_twice_gets_no_answer(fleet_of_keys):
+    a, keys = fleet_of_keys
+    twice = [{"peer_id": keys[0].node_id, "version": v, "timestamp": 1} for v in (1, 2)]
+    before = a.snapshot()
+    with capture_logs() as logs:
+        a.receive(keys[1].node_id, encode(MsgType.DIGEST, {"digests": twice}))
+    assert [e["reason"] for e in logs if e["event"] == "gossip.refused"] == [
+        "a member listed twice"]
+    assert a.snapshot() == before
+
+
+@pytest.fixture
+def fleet_of_keys(tmp_path, clock):
+    a, b = Side("a", tmp_path, clock), Side("b", tmp_path, clock)
+    form_hive(a, b)
+    keys = admit(a, (a,), 6)
+    gossip.on_tick(a.ctx)                 # a holds a state, so an empty view differs
+    yield a, keys
+    a.close()
+    b.close()
