@@ -2,8 +2,9 @@
 stand-ins, which hang, die mid-call, answer slowly or answer garbage. hive-status answers
 within 1 s throughout; each breaker opens after the threshold, probes, and closes after
 recovery; a rebalance caught in a fault ends once and is never repeated; members get zero
-fees on admission with cl-revenue-ops v2, v3 or none. The fleet's teardown fails on any
-BROKEN log line."""
+fees on admission with cl-revenue-ops v2, v3 or none (this one also on real lightningd, the
+companion stand-ins loaded into it as real plugins; the fault ones need the stand-in's
+knobs). The fleet's teardown fails on any BROKEN log line."""
 import pytest
 
 from tests.standin.bridge_faults import (FAST, FAULTS, companion, inject, open_and_close, recover,
@@ -99,14 +100,13 @@ def local_fees(node, peer):
             for c in node.rpc.listpeerchannels(peer.id)["channels"]]
 
 
-@pytest.mark.standin_only
 @pytest.mark.parametrize("setup", ["v2", "v3", "none"])
 def test_members_get_zero_fees_on_admission(fleet, setup):
     companions = ["clboss"] + ([] if setup == "none" else ["revenue_ops"])
     opts = {**FAST, **({"revenue-standin-version": "3.0.0"} if setup == "v3" else {})}
     a, b = fleet.nodes(2, options=opts, companions=companions)
     fleet.connect(a, b)
-    a.standin.data.add_funds(3_000_000)
+    fleet.fund(a, 3_000_000)
     a.rpc.fundchannel(b.id, 1_000_000)
     fleet.mine(1)                                       # the channel locks in
     a.rpc.call("clboss-unmanage", {"nodeid": b.id, "tags": "balance"})   # another plugin's tag
