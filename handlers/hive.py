@@ -13,8 +13,8 @@ from pyln.client import RpcError, RpcException
 from handlers import router
 from handlers import status as status_view
 from handlers.bridge import fees
-from handlers.bridge.companions import Bridge
-from handlers.bridge.pool import CallPool
+from handlers.bridge.companions import JOIN_LANE, Bridge
+from handlers.bridge.pool import TIMED_OUT, CallPool
 from handlers.frame import config as cfg
 from handlers.frame import errors, retention
 from handlers.frame.clock import SystemClock
@@ -54,6 +54,7 @@ class Hive:
         self.ctx: Context | None = None
         self.message_limiter = RateLimiter(self.clock, MESSAGE_RATE, MESSAGE_BURST)
         self._join_waiters: dict[str, tuple[Future, float]] = {}
+        self._connecting = False        # a hive-join's connect is on the bridge's pool
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self, snapshot: cfg.ConfigSnapshot, lightning) -> None:
@@ -221,9 +222,36 @@ class Hive:
             return _failed(errors.bad_param("timeout", "expected an integer from 1 to 3600"))
         answer: Future = Future()
 
-        def begin():
-            session = handshake.start_join(self.ctx, ticket, address)
+        def opened(session: str) -> None:
             self._join_waiters[session] = (answer, self.clock.now() + timeout)
+
+        def begin():
+            plan = handshake.check_join(self.ctx, ticket, address)
+            if self._connecting:
+                raise RpcException("a hive-join is already in progress; wait for it to end",
+                                   errors.HANDSHAKE_BUSY)
+            target = handshake.connect_target(self.ctx, plan)
+            if target is None:
+                return opened(handshake.open_join(self.ctx, plan))
+            # connect may take a minute: on the bridge's pool, so the worker carries on.
+            self._connecting = True
+            self.ctx.bridge.lightningd(self.ctx, "connect", {"id": target},
+                                       lambda outcome: connected(plan, outcome), lane=JOIN_LANE)
+
+        def connected(plan, outcome) -> None:
+            """On the worker, once: connect answered, failed or timed out."""
+            self._connecting = False
+            if not outcome.ok:
+                why = outcome.error
+                if outcome.status == TIMED_OUT:
+                    why = (f"no answer within {self.config.bridge_timeout_seconds} s "
+                           "(hive-bridge-timeout-seconds)")
+                return answer.set_exception(handshake.unreachable(plan, why))
+            try:
+                opened(handshake.open_join(self.ctx, plan))
+            except Exception as e:      # answered, then logged by the worker as any item
+                answer.set_exception(e)
+                raise
 
         def started(f: Future):
             if f.exception() is not None:

@@ -58,7 +58,23 @@ def _session_of(body) -> str | None:
 
 # -- joiner: hive-join ----------------------------------------------------------------
 def start_join(ctx, ticket, address) -> str:
-    """Check the ticket, reach the admin, open the session and queue HELLO."""
+    """Check the ticket, reach the admin, open the session and queue HELLO, all at once
+    (`connect` on the caller's thread). The running plugin splits it instead
+    (`Hive.join`): `connect` runs on the bridge's pool, between `check_join` and
+    `open_join`."""
+    plan = check_join(ctx, ticket, address)
+    target = connect_target(ctx, plan)
+    if target is not None:
+        try:
+            ctx.lightning.call("connect", {"id": target})
+        except RpcError as e:
+            message = e.error.get("message") if isinstance(e.error, dict) else str(e)
+            raise unreachable(plan, message) from None
+    return open_join(ctx, plan)
+
+
+def check_join(ctx, ticket, address) -> dict:
+    """Everything about a hive-join that needs no peer: the plan `open_join` carries out."""
     meta = hive_store.get_meta(ctx.db.conn())
     if meta is not None:
         raise RpcException(f"already in hive {meta['hive_id']} ({meta['name']})",
@@ -81,32 +97,50 @@ def start_join(ctx, ticket, address) -> str:
         raise errors.bad_param("ticket", "the signature is not the issuing admin's")
     if address is not None and not isinstance(address, str):
         raise errors.bad_param("address", "expected host:port")
+    _not_busy(ctx)
+    return {"ticket": ticket, "fields": fields, "admin": admin, "address": address}
+
+
+def _not_busy(ctx) -> None:
     if hive_store.open_sessions(ctx.db.conn(), JOINER, LIVE_JOINER):
         raise RpcException("a hive-join is already in progress; wait for it to end",
                            errors.HANDSHAKE_BUSY)
-    _reach(ctx, admin, address)
+
+
+def connect_target(ctx, plan: dict) -> str | None:
+    """What `connect` must reach (`id` or `id@address`), or None: the admin is connected."""
+    admin, address = plan["admin"], plan["address"]
+    peers = ctx.lightning.call("listpeers", {"id": admin}).get("peers", [])
+    if peers and peers[0].get("connected"):
+        return None
+    return admin if address is None else f"{admin}@{address}"
+
+
+def unreachable(plan: dict, why: str) -> RpcException:
+    """The operator's error for a `connect` that failed or timed out."""
+    hint = "" if plan["address"] is not None else "; give address=host:port"
+    return RpcException(f"address: cannot connect to admin {plan['admin']}: {why}{hint}",
+                        errors.PEER_UNREACHABLE)
+
+
+def open_join(ctx, plan: dict) -> str:
+    """The admin is reached: open the session and queue HELLO. What may have changed
+    while `connect` ran is checked again."""
+    meta = hive_store.get_meta(ctx.db.conn())
+    if meta is not None:
+        raise RpcException(f"already in hive {meta['hive_id']} ({meta['name']})",
+                           errors.ALREADY_IN_HIVE)
+    _not_busy(ctx)
+    admin, fields = plan["admin"], plan["fields"]
     session = secrets.token_hex(16)
     ctx.dispatcher.create(
         JOINER, session, domain={"peer_id": admin, "ticket_id": fields["ticket_id"]},
         peer_id=admin,
         data={"peer_id": admin, "hive_id": fields["hive_id"], "ticket_id": fields["ticket_id"],
               "tier": fields["tier"]},
-        sends=[Send(admin, encode(MsgType.HELLO, {"session": session, "ticket": ticket}))])
+        sends=[Send(admin, encode(MsgType.HELLO, {"session": session,
+                                                  "ticket": plan["ticket"]}))])
     return session
-
-
-def _reach(ctx, admin: str, address) -> None:
-    peers = ctx.lightning.call("listpeers", {"id": admin}).get("peers", [])
-    if peers and peers[0].get("connected"):
-        return
-    target = admin if address is None else f"{admin}@{address}"
-    try:
-        ctx.lightning.call("connect", {"id": target})
-    except RpcError as e:
-        message = e.error.get("message") if isinstance(e.error, dict) else str(e)
-        hint = "" if address is not None else "; give address=host:port"
-        raise RpcException(f"address: cannot connect to admin {admin}: {message}{hint}",
-                           errors.PEER_UNREACHABLE) from None
 
 
 def join_result(ctx, session: str) -> dict:
