@@ -113,9 +113,12 @@ def build(hive=None) -> Plugin:
         _answer(request, hive.members())
 
     @plugin.async_method("hive-intent")
-    def hive_intent(request, plugin, type, target, amount_sat=None):
-        """Announce an intent (channel_open|rebalance|ban_peer) on a target node."""
-        _answer(request, hive.intent(type, target, amount_sat))
+    def hive_intent(request, plugin, type, target, amount_sat=None, from_channel=None,
+                    to_channel=None, max_fee_sats=None):
+        """Announce an intent (channel_open|rebalance|ban_peer) on a target node; a
+        rebalance names its from_channel, to_channel (ours to the target) and max_fee_sats."""
+        _answer(request, hive.intent(type, target, amount_sat, from_channel=from_channel,
+                                     to_channel=to_channel, max_fee_sats=max_fee_sats))
 
     @plugin.async_method("hive-intents")
     def hive_intents(request, plugin):

@@ -201,8 +201,9 @@ class Hive:
     def topology(self) -> Future:
         return self.command(lambda: gossip.topology_view(self.ctx))
 
-    def intent(self, intent_type, target, amount_sat) -> Future:
-        return self.command(lambda: intents.announce(self.ctx, intent_type, target, amount_sat))
+    def intent(self, intent_type, target, amount_sat, **rebalance) -> Future:
+        return self.command(lambda: intents.announce(self.ctx, intent_type, target, amount_sat,
+                                                     **rebalance))
 
     def intents(self) -> Future:
         return self.command(lambda: intents.listing(self.ctx))

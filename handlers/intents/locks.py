@@ -24,6 +24,7 @@ from pyln.client import RpcException
 from handlers.frame import errors
 from handlers.frame.dispatch import Send
 from handlers.frame.refusals import refusal_log
+from handlers.intents import rebalance
 from handlers.intents.executors import EXECUTORS, NEEDS_AMOUNT, ExecutionFailed
 from handlers.bridge.pending import Pending
 from handlers.membership import members as ms
@@ -116,7 +117,8 @@ def _amount_fits(intent_type, amount) -> bool:
 
 
 # -- hive-intent: announce ----------------------------------------------------------------
-def announce(ctx, intent_type, target, amount_sat) -> dict:
+def announce(ctx, intent_type, target, amount_sat, from_channel=None, to_channel=None,
+             max_fee_sats=None) -> dict:
     if intent_type not in messages.INTENT_TYPES:
         raise errors.bad_param("type", "expected one of " + "|".join(messages.INTENT_TYPES))
     try:
@@ -128,6 +130,9 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
             raise errors.bad_param("amount_sat", f"a positive integer is required for {intent_type}")
     elif amount_sat is not None:
         raise errors.bad_param("amount_sat", f"not used by {intent_type}")
+    carried = rebalance.params(intent_type, {"from_channel": from_channel,
+                                              "to_channel": to_channel,
+                                              "max_fee_sats": max_fee_sats})
     meta = ms.require_hive(ctx)
     me = hive_store.member(ctx.db.conn(), ctx.node_id)
     if me is None or me["tier"] not in ms.ACTIVE_TIERS:
@@ -147,11 +152,12 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
         who = "our" if row["initiator"] == ctx.node_id else f"{row['initiator']}'s"
         raise errors.bad_param("target", f"held by {who} intent {row['lock_id']} "
                                f"({row['state']})")
+    rebalance.check_channels(ctx, target, carried)
     config = ctx.config()
     intent = {"intent_id": secrets.token_hex(16), "intent_type": intent_type, "target": target,
               "initiator": ctx.node_id, "created_at": ctx.now(), "amount_sat": amount_sat,
               "hold_seconds": config.intent_hold_seconds,
-              "expire_seconds": config.intent_expire_seconds}
+              "expire_seconds": config.intent_expire_seconds, **carried}
     sig = signing.sign(ctx.lightning, meta["hive_id"], "INTENT", intent)
     # Signed now, sent only once the intent commits (when its hold ends), so a rival that
     # arrives after the commit is answered without signing anything.
@@ -172,7 +178,7 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
 # -- INTENT from a peer -------------------------------------------------------------------
 def on_intent(ctx, peer_id: str, msg: dict, auth) -> None:
     meta = auth.meta
-    intent, commit = msg["intent"], msg["commit"]
+    intent, commit = messages.intent_record(msg["intent"]), msg["commit"]
     committed = commit is not None
     if intent["initiator"] != peer_id:
         return _refuse(peer_id, "INTENT", "initiator is not the sender")
@@ -181,6 +187,9 @@ def on_intent(ctx, peer_id: str, msg: dict, auth) -> None:
         return _refuse(peer_id, "INTENT", "commit of another intent")
     if not _amount_fits(intent["intent_type"], intent["amount_sat"]):
         return _refuse(peer_id, "INTENT", "amount_sat does not fit the intent type")
+    problem = rebalance.problem(intent)
+    if problem:
+        return _refuse(peer_id, "INTENT", problem)
     now = ctx.now()
     if intent["created_at"] > now + FUTURE_SKEW:
         return _refuse(peer_id, "INTENT", "created in the future")

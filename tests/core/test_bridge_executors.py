@@ -20,12 +20,18 @@ def side(tmp_path, clock):
     s.settle()
     s.lightning.add_channel(TARGET, "1x1x1")
     s.lightning.add_channel(OTHER, "2x2x2")
+    s.lightning.add_channel(OTHER, "4x4x4")
     yield s
     s.close()
 
 
+# What a rebalance intent carries; the fee cap and source are not what a rule would pick.
+CARRIED = {"from_channel": "4x4x4", "to_channel": "1x1x1", "max_fee_sats": 123}
+
+
 def run(side, clock, kind="rebalance", amount=50_000):
-    iid = intents.announce(side.ctx, kind, TARGET, amount)["lock_id"]
+    carried = CARRIED if kind == "rebalance" else {}
+    iid = intents.announce(side.ctx, kind, TARGET, amount, **carried)["lock_id"]
     clock.advance(side.config.intent_hold_seconds)
     side.dispatcher.fire_due()
     intents.on_tick(side.ctx)
@@ -47,8 +53,9 @@ def test_rebalance_runs_revenue_rebalance_once_off_the_worker(side, clock):
     side.settle()
     state, result, _ = intent(side, iid)
     assert state == "executed" and result["status"] == "initiated"
-    assert rebalances(side) == [{"from_channel": "2x2x2", "to_channel": "1x1x1",
-                                 "amount_sats": 50_000, "max_fee_sats": 50}]
+    assert rebalances(side) == [{"from_channel": "4x4x4", "to_channel": "1x1x1",
+                                 "amount_sats": 50_000, "max_fee_sats": 123}]
+    assert result["from"] == "4x4x4" and result["max_fee_sats"] == 123
 
 
 def test_an_error_body_fails_the_intent_with_its_reason(tmp_path, clock):
@@ -59,6 +66,7 @@ def test_an_error_body_fails_the_intent_with_its_reason(tmp_path, clock):
     form_hive(s)
     s.lightning.add_channel(TARGET, "1x1x1")
     s.lightning.add_channel(OTHER, "2x2x2")
+    s.lightning.add_channel(OTHER, "4x4x4")
     iid = run(s, clock)
     s.settle()
     state, _, failure = intent(s, iid)
