@@ -247,6 +247,8 @@ class Hive:
                 if outcome.status == TIMED_OUT:
                     why = (f"no answer within {self.config.bridge_timeout_seconds} s "
                            "(hive-bridge-timeout-seconds)")
+                log.info("join.unreachable", admin=plan["admin"], status=outcome.status,
+                         error=why)
                 return answer.set_exception(handshake.unreachable(plan, why))
             try:
                 opened(handshake.open_join(self.ctx, plan))
