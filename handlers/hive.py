@@ -252,7 +252,10 @@ class Hive:
                 return answer.set_exception(handshake.unreachable(plan, why))
             try:
                 opened(handshake.open_join(self.ctx, plan))
-            except Exception as e:      # answered, then logged by the worker as any item
+            except RpcException as e:   # e.g. joined meanwhile: the operator's answer
+                log.info("join.refused", error=e.message, code=e.code)
+                answer.set_exception(e)
+            except Exception as e:      # a fault: answered, and logged where it ran
                 answer.set_exception(e)
                 raise
 
