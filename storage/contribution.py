@@ -2,6 +2,7 @@
 msat received from it; and each member's throttle state (the signal the bridge reads)."""
 from __future__ import annotations
 
+import json
 import sqlite3
 
 # A bucket saturates here instead of overflowing SQLite's 64-bit integers.
@@ -43,22 +44,15 @@ def prune(conn: sqlite3.Connection, before_day: int) -> int:
 
 
 def throttles(conn: sqlite3.Connection) -> dict[str, dict]:
-    return {r["peer_id"]: {"throttled": bool(r["throttled"]), "ratio": r["ratio"],
-                           "changed_at": r["changed_at"]}
-            for r in conn.execute("SELECT * FROM contribution_throttles")}
+    """Each member's `contribution_throttle` row: throttled?, since when, the ratio then."""
+    out = {}
+    for r in conn.execute("SELECT peer_id, state, state_since, data FROM contribution_throttles"):
+        out[r["peer_id"]] = {"throttled": r["state"] == "throttled", "since": r["state_since"],
+                             "ratio": json.loads(r["data"]).get("ratio")}
+    return out
 
 
 def throttled_peers(conn: sqlite3.Connection) -> set[str]:
     """The members the bridge keeps out of the zero-fee fleet policy."""
     return {r[0] for r in conn.execute(
-        "SELECT peer_id FROM contribution_throttles WHERE throttled = 1")}
-
-
-def set_throttle(conn: sqlite3.Connection, peer_id: str, throttled: bool,
-                 ratio: float | None, now: float) -> None:
-    conn.execute(
-        """INSERT INTO contribution_throttles (peer_id, throttled, ratio, changed_at)
-           VALUES (?, ?, ?, ?)
-           ON CONFLICT (peer_id) DO UPDATE SET throttled = excluded.throttled,
-               ratio = excluded.ratio, changed_at = excluded.changed_at""",
-        (peer_id, int(throttled), ratio, now))
+        "SELECT peer_id FROM contribution_throttles WHERE state = 'throttled'")}

@@ -210,12 +210,10 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             received_msat INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (peer_id, day)) WITHOUT ROWID""",
         "CREATE INDEX contribution_days_day ON contribution_days (day)",
-        # The throttle signal the bridge reads: a row per member whose state was ever set.
-        """CREATE TABLE contribution_throttles (
+        # Each member's `contribution_throttle` machine: the signal the bridge reads.
+        f"""CREATE TABLE contribution_throttles (
             peer_id TEXT PRIMARY KEY,
-            throttled INTEGER NOT NULL,
-            ratio REAL,
-            changed_at REAL NOT NULL)""",
+            {MACHINE_COLUMNS})""",
     ]),
 ]
 

@@ -7,7 +7,8 @@ adds its outgoing amount to M's `forwarded` (M brought traffic the fleet carried
 that went out on a channel with M adds it to M's `received` (the fleet carried traffic to
 M). A forward between two members counts for both; one between non-members for neither.
 The ratio is forwarded / received over the window, undefined while received is below
-hive-contribution-min-sat (a quiet member is never judged on no data)."""
+hive-contribution-min-sat (a quiet member is never judged on no data). The throttle is
+the `contribution_throttle` machine (machines/contribution_throttle.py)."""
 from __future__ import annotations
 
 import structlog
@@ -24,6 +25,7 @@ log = structlog.get_logger("hive.contribution")
 # A forward naming a channel the map lacks reads it again, at most this often.
 REREAD_SECONDS = 60
 PRUNE_EVERY_SECONDS = 3600
+KIND, TRIGGER = "contribution_throttle", "ratio_evaluated"
 
 
 def on_tick(ctx, ledger: Ledger) -> None:
@@ -97,32 +99,27 @@ def ratio(forwarded_msat: int, received_msat: int, cfg) -> float | None:
     return forwarded_msat / received_msat
 
 
-def throttled_next(throttled: bool, r: float | None, cfg) -> bool:
-    """Hysteresis: throttled below the throttle mark, released only at the release mark
-    (higher), so a ratio hovering at one mark does not flap. Undefined releases."""
-    if r is None:
-        return False
-    return r < (cfg.contribution_release_ratio if throttled else cfg.contribution_throttle_ratio)
-
-
 def evaluate(ctx, members: set[str]) -> None:
+    """Fire each member's throttle machine with its ratio; its table decides (with
+    hysteresis) whether that moves it. Asked first with `allows`, so a tick where nothing
+    changes writes nothing."""
     cfg, now = ctx.config(), ctx.clock.now()
-    conn = ctx.db.conn()
-    totals = store.totals(conn, first_day(ctx))
-    states = store.throttles(conn)
-    changes = []
+    totals = store.totals(ctx.db.conn(), first_day(ctx))
     for peer in sorted(members):
+        if ctx.dispatcher.load(KIND, peer) is None:
+            ctx.dispatcher.create(KIND, peer, data={"ratio": None})
         fwd, rcv = totals.get(peer, (0, 0))
         r = ratio(fwd, rcv, cfg)
-        was = peer in states and states[peer]["throttled"]
-        if throttled_next(was, r, cfg) != was:
-            changes.append((peer, not was, r, fwd, rcv))
-    if not changes:
-        return
-    with ctx.db.transaction() as c:
-        for peer, throttled, r, _, _ in changes:
-            store.set_throttle(c, peer, throttled, r, now)
-    for peer, throttled, r, fwd, rcv in changes:
+        marks = {"ratio": r, "throttle_ratio": cfg.contribution_throttle_ratio,
+                 "release_ratio": cfg.contribution_release_ratio}
+        if not ctx.dispatcher.allows(KIND, peer, TRIGGER, now=now, **marks):
+            continue
+        outcome = ctx.dispatcher.fire(
+            KIND, peer, TRIGGER, now=now, data_update={"ratio": r}, **marks,
+            context={"ratio": r, "forwarded_msat": fwd, "received_msat": rcv})
+        if not outcome.ok:
+            continue
+        throttled = outcome.dest == "throttled"
         log.info("contribution.throttled" if throttled else "contribution.released",
                  peer_id=peer, ratio=r, forwarded_msat=fwd, received_msat=rcv,
                  window_days=cfg.contribution_window_days)

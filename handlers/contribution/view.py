@@ -24,10 +24,10 @@ def annotate(ctx, view: dict) -> dict:
             m["contribution"] = None
             continue
         fwd, rcv = totals.get(peer, (0, 0))
-        state = states.get(peer) or {"throttled": False, "changed_at": None}
+        state = states.get(peer) or {"throttled": False, "since": None}
         m["contribution"] = {"forwarded_msat": fwd, "received_msat": rcv,
                              "ratio": ratio(fwd, rcv, cfg), "throttled": state["throttled"],
-                             "throttle_changed_at": state["changed_at"]}
+                             "throttled_since": state["since"] if state["throttled"] else None}
     return view
 
 

@@ -167,7 +167,7 @@ def test_a_restart_keeps_the_ledger_and_the_throttles(hive, tmp_path):
     tick(a, ledger)
     before = (totals(a), store.throttles(a.db.conn()))
     a.db.close()
-    a.db = a.ctx.db = Database(a.config.db_path)
+    a.db = a.ctx.db = a.dispatcher.db = Database(a.config.db_path)   # a new process
     a.db.migrate()
     tick(a, Ledger(a.ctx.clock))                       # a new process: an empty intake
     assert (totals(a), store.throttles(a.db.conn())) == before
