@@ -73,3 +73,10 @@ def test_forwards_reach_the_ledger_and_the_throttle_reaches_the_fee_policy_and_l
     with pytest.raises(Exception, match="peer_id"):
         a.rpc.call("hive-contribution", {"peer_id": "nope"})
     assert b.rpc.call("hive-contribution", {})["days"] == []      # b forwarded nothing itself
+    # Garbage in the notification: ignored with a line, the plugin carries on (and the
+    # teardown finds no BROKEN line).
+    a.standin.notify("forward_event", {"status": "settled", "in_channel": 5, "out_msat": -1})
+    fleet.wait_for(lambda: a.rpc.call("hive-status")["contribution"]["ignored"] == 1, timeout=5,
+                   what="the malformed event counted as ignored")
+    counts = a.rpc.call("hive-status")["contribution"]
+    assert (counts["absorbed"], counts["dropped"]) == (2, 0)
