@@ -109,8 +109,13 @@ def build(hive=None) -> Plugin:
 
     @plugin.async_method("hive-members")
     def hive_members(request, plugin):
-        """The hive id, this node's tier, and every member with its tier."""
+        """The hive id, this node's tier, and every member with its tier and contribution."""
         _answer(request, hive.members())
+
+    @plugin.async_method("hive-contribution")
+    def hive_contribution(request, plugin, peer_id=None):
+        """Daily forwarded/received msat inside the contribution window (one member or all)."""
+        _answer(request, hive.contribution(peer_id))
 
     @plugin.async_method("hive-intent")
     def hive_intent(request, plugin, type, target, amount_sat=None, from_channel=None,

@@ -15,6 +15,9 @@ from handlers import status as status_view
 from handlers.bridge import fees
 from handlers.bridge.companions import JOIN_LANE, Bridge
 from handlers.bridge.pool import TIMED_OUT, CallPool
+from handlers.contribution import flow as contribution
+from handlers.contribution import view as contribution_view
+from handlers.contribution.ledger import Ledger
 from handlers.frame import config as cfg
 from handlers.frame import errors, retention
 from handlers.frame.clock import SystemClock
@@ -55,6 +58,7 @@ class Hive:
         self.message_limiter = RateLimiter(self.clock, MESSAGE_RATE, MESSAGE_BURST)
         self._join_waiters: dict[str, tuple[Future, float]] = {}
         self._connecting = False        # a hive-join's connect is on the bridge's pool
+        self.ledger = Ledger(self.clock)
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self, snapshot: cfg.ConfigSnapshot, lightning) -> None:
@@ -88,6 +92,7 @@ class Hive:
         self.engine.on_tick.append(functools.partial(intents.on_tick, self.ctx))
         self.engine.on_tick.append(functools.partial(retention.on_tick, self.ctx))
         self.engine.on_tick.append(functools.partial(self.ctx.bridge.on_tick, self.ctx))
+        self.engine.on_tick.append(functools.partial(contribution.on_tick, self.ctx, self.ledger))
         self.engine.start()
         # Intents a crash left `executing` are reconciled before anything else runs.
         self.engine.submit(lambda: intents.reconcile(self.ctx))
@@ -154,6 +159,7 @@ class Hive:
         """`channel_opened` / `channel_state_changed`: our channels changed, so the next
         tick reads them again (otherwise it reads them once per sync interval)."""
         log.debug("channel.event", notification=event)
+        self.ledger.channels_changed()
         if self.running:
             self.engine.submit(functools.partial(gossip.channels_changed, self.ctx),
                                droppable=True)
@@ -162,8 +168,10 @@ class Hive:
         log.debug("peer.disconnected", peer_id=peer_id)
 
     def on_forward_event(self, event: dict) -> None:
-        log.debug("forward.event", status=event.get("status"),
-                  in_channel=event.get("in_channel"), out_channel=event.get("out_channel"))
+        """On pyln's main thread: absorbed into the ledger's bounded sums, written at the
+        next tick (never a worker item per event)."""
+        if self.running:
+            self.ledger.offer(event)
 
     # -- commands -----------------------------------------------------------------------
     def command(self, fn) -> Future:
@@ -189,6 +197,7 @@ class Hive:
             out["hive"]["members"] = len(view["members"])
             out["engine"] = self.engine.stats()
             out["bridge"] = self.ctx.bridge.view(self.ctx)
+            out["contribution"] = self.ledger.stats()
             return out
         return self.read(run)
 
@@ -209,7 +218,11 @@ class Hive:
         return self.command(lambda: intents.listing(self.ctx))
 
     def members(self) -> Future:
-        return self.read(lambda: membership.members_view(self.ctx))
+        return self.read(lambda: contribution_view.annotate(
+            self.ctx, membership.members_view(self.ctx)))
+
+    def contribution(self, peer_id) -> Future:
+        return self.read(lambda: contribution_view.series(self.ctx, peer_id))
 
     def diagram(self, machine) -> Future:
         return self.read(lambda: status_view.diagram(machine))
