@@ -26,6 +26,7 @@ from handlers.frame.engine import Engine
 from handlers.frame.ratelimit import RateLimiter
 from handlers.frame.refusals import refusal_log
 from handlers.hivemap import gossip
+from handlers.intents import execution
 from handlers.intents import locks as intents
 from handlers.membership import handshake
 from handlers.membership import members as membership
@@ -89,13 +90,13 @@ class Hive:
         self.engine.on_tick.append(self._expire_join_waiters)
         # partials, not lambdas: a failing step is logged under its function's name
         self.engine.on_tick.append(functools.partial(gossip.on_tick, self.ctx))
-        self.engine.on_tick.append(functools.partial(intents.on_tick, self.ctx))
+        self.engine.on_tick.append(functools.partial(execution.on_tick, self.ctx))
         self.engine.on_tick.append(functools.partial(retention.on_tick, self.ctx))
         self.engine.on_tick.append(functools.partial(self.ctx.bridge.on_tick, self.ctx))
         self.engine.on_tick.append(functools.partial(contribution.on_tick, self.ctx, self.ledger))
         self.engine.start()
         # Intents a crash left `executing` are reconciled before anything else runs.
-        self.engine.submit(lambda: intents.reconcile(self.ctx))
+        self.engine.submit(lambda: execution.reconcile(self.ctx))
         # Companions are detected off the worker; a missing one is a degraded state.
         self.engine.submit(lambda: self.ctx.bridge.start(self.ctx))
         log.info("hive.started", db_path=snapshot.db_path, schema_from=before,

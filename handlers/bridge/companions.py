@@ -23,7 +23,7 @@ from typing import Callable
 import structlog
 
 from handlers.bridge import breaker
-from handlers.bridge.pool import FAILED, REFUSED, SUCCEEDED, CallOutcome, CallPool
+from handlers.bridge.pool import FAILED, REFUSED, CallOutcome, CallPool
 
 log = structlog.get_logger("hive.bridge")
 

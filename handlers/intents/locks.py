@@ -25,8 +25,7 @@ from handlers.frame import errors
 from handlers.frame.dispatch import Send
 from handlers.frame.refusals import refusal_log
 from handlers.intents import rebalance
-from handlers.intents.executors import EXECUTORS, NEEDS_AMOUNT, ExecutionFailed
-from handlers.bridge.pending import Pending
+from handlers.intents.executors import NEEDS_AMOUNT
 from handlers.membership import members as ms
 from handlers.wire import messages, signing
 from handlers.wire.framing import MsgType, encode
@@ -34,7 +33,6 @@ from machines import guards
 from machines.intent_lock import SPEC
 from storage import hive as hive_store
 from storage import intents as store
-from storage import outbox
 
 log = structlog.get_logger("hive.intents")
 
@@ -75,7 +73,7 @@ def _intent_message(intent, sig, commit=None) -> str:
     return encode(MsgType.INTENT, body)
 
 
-def _commit_notice(row) -> str | None:
+def commit_notice(row) -> str | None:
     """Our committed intent's INTENT with its signed commit (None for a row from before
     commits were signed: it cannot prove its commit)."""
     commit = row["data"].get("commit")
@@ -250,9 +248,9 @@ def _resolve(ctx, hive_id, ours, theirs, theirs_committed, peer_id) -> None:
                     target=theirs["target"])
         return
     notice = []
-    if ours_committed and _commit_notice(ours) is not None:
+    if ours_committed and commit_notice(ours) is not None:
         # A late rival: answer with our commit, so its initiator yields too.
-        notice = [Send(peer_id, _commit_notice(ours))]
+        notice = [Send(peer_id, commit_notice(ours))]
     out = ctx.dispatcher.fire(KIND, _key(theirs), "conflict", peer_id=peer_id,
                               rival=ctx.node_id, rival_committed=ours_committed,
                               context={"lost_to": ours["lock_id"]}, sends=notice)
@@ -315,95 +313,6 @@ def on_intent_abort(ctx, peer_id: str, msg: dict, auth) -> None:
         return _refuse(peer_id, "INTENT_ABORT", "not signed by its initiator")
     ctx.dispatcher.fire(KIND, key, "abort_received", peer_id=peer_id,
                         context={"reason": abort["reason"]})
-
-
-# -- the tick: announce commits, execute, clean up ------------------------------------------
-def on_tick(ctx) -> None:
-    # A committed intent past its lock window stays put until its expiry fires.
-    committed = [r for r in store.in_state(ctx.db.conn(), "committed")
-                 if r["data"].get("role") == "local"
-                 and ctx.dispatcher.allows(KIND, r["lock_id"], "start_execution")]
-    if committed:
-        peers = ms.connected_members(ctx)
-        with ctx.db.transaction() as conn:
-            for row in committed:
-                notice = _commit_notice(row)
-                for peer in peers if notice is not None else ():
-                    outbox.add(conn, peer_id=peer, msg_hex=notice, now=ctx.clock.now())
-        if ctx.drain is not None:
-            ctx.drain()          # the commit notices leave before anything is executed
-        for row in committed:
-            execute(ctx, row["lock_id"])
-    now = ctx.clock.now()
-    with ctx.db.transaction() as conn:
-        # Rows the intake bound or our own self-limit (a wider window) still count stay.
-        removed = store.delete_finished(conn, finished_before=now - CLEANUP_AFTER, now=now,
-                                        finished=FINISHED,
-                                        announced_before=now - INTAKE_WINDOW - FUTURE_SKEW)
-    if removed:
-        log.info("intent.cleanup", removed=removed)
-
-
-def execute(ctx, lock_id: str) -> None:
-    """`executing` is committed before the executor runs: after a crash the intent is
-    reconciled, never run twice."""
-    inst = ctx.dispatcher.load(KIND, lock_id)
-    intent = inst.data["intent"]
-    executor = EXECUTORS[intent["intent_type"]]
-    try:
-        before = executor.before(ctx, intent)
-    except ExecutionFailed as e:
-        before = {"unknown": str(e)}
-    if not ctx.dispatcher.fire(KIND, lock_id, "start_execution",
-                               data_update={"before": before}).ok:
-        return
-    try:
-        result = executor.execute(ctx, intent)
-    except ExecutionFailed as e:
-        _failed(ctx, lock_id, str(e))
-        return
-    except Exception as e:       # a bug in an executor: the intent must still end
-        log.error("intent.executor_fault", lock_id=lock_id, error=repr(e), exc_info=True)
-        _failed(ctx, lock_id, f"executor fault: {e!r}")
-        return
-    if isinstance(result, Pending):     # its call runs on the bridge's pool: ends on its outcome
-        result.then(lambda res, why: _finished(ctx, lock_id, res, why))
-        return
-    _finished(ctx, lock_id, result, None)
-
-
-def _finished(ctx, lock_id, result, why) -> None:
-    if why is not None:
-        return _failed(ctx, lock_id, why)
-    ctx.dispatcher.fire(KIND, lock_id, "execution_succeeded", data_update={"result": result},
-                        context=result)
-
-
-def _failed(ctx, lock_id, why) -> None:
-    ctx.dispatcher.fire(KIND, lock_id, "execution_failed", data_update={"failure": why},
-                        context={"error": why})
-
-
-def reconcile(ctx) -> None:
-    """At start: an intent found `executing` was interrupted by a crash. Ask its executor
-    whether the effect exists; never run it again."""
-    for row in store.in_state(ctx.db.conn(), "executing"):
-        intent = row["data"]["intent"]
-        try:
-            found = EXECUTORS[intent["intent_type"]].effect_exists(
-                ctx, intent, row["data"].get("before", {}))
-        except ExecutionFailed as e:
-            found, note = None, f" ({e})"
-        else:
-            note = ""
-        if found:
-            ctx.dispatcher.fire(KIND, row["lock_id"], "execution_succeeded",
-                                data_update={"result": {"reconciled": True}},
-                                context={"reconciled": "effect found"})
-            continue
-        why = "interrupted by a restart; " + ("effect not found" if found is False else
-                                             "cannot tell whether it took effect") + note
-        _failed(ctx, row["lock_id"], why)
 
 
 def listing(ctx) -> dict:

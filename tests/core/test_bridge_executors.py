@@ -4,6 +4,7 @@ is reconciled, never made again."""
 import pytest
 
 from bridge_sides import BridgeSide
+from handlers.intents import execution
 from handlers.intents import locks as intents
 from hive_sides import form_hive
 
@@ -34,7 +35,7 @@ def run(side, clock, kind="rebalance", amount=50_000):
     iid = intents.announce(side.ctx, kind, TARGET, amount, **carried)["lock_id"]
     clock.advance(side.config.intent_hold_seconds)
     side.dispatcher.fire_due()
-    intents.on_tick(side.ctx)
+    execution.on_tick(side.ctx)
     return iid
 
 
@@ -73,7 +74,7 @@ def test_an_error_body_fails_the_intent_with_its_reason(tmp_path, clock):
     assert state == "failed" and "sling plugin not found" in failure
     clock.advance(60)
     s.tick()
-    intents.on_tick(s.ctx)
+    execution.on_tick(s.ctx)
     s.settle()
     assert len(rebalances(s)) == 1                   # no retry
     s.close()
@@ -93,7 +94,7 @@ def test_a_timed_out_rebalance_fails_and_is_not_repeated(side, clock):
     for _ in range(3):
         clock.advance(60)
         side.tick()
-        intents.on_tick(side.ctx)
+        execution.on_tick(side.ctx)
         side.settle()
     assert intent(side, iid)[0] == "failed" and len(rebalances(side)) == 1
 
@@ -135,6 +136,6 @@ def test_a_timed_out_fundchannel_is_reconciled_not_repeated(side, clock, channel
     side.settle()
     clock.advance(60)
     side.tick()
-    intents.on_tick(side.ctx)
+    execution.on_tick(side.ctx)
     side.settle()
     assert len(side.lightning.fundings) == 1 and intent(side, iid)[0] == state
