@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) -m bench.machines
 	$(PY) -m bench.hivemap_sync
 	$(PY) -m bench.bridge
+	$(PY) -m bench.contribution
 
 clean:
 	rm -rf $(VENV)

@@ -109,13 +109,21 @@ def build(hive=None) -> Plugin:
 
     @plugin.async_method("hive-members")
     def hive_members(request, plugin):
-        """The hive id, this node's tier, and every member with its tier."""
+        """The hive id, this node's tier, and every member with its tier and contribution."""
         _answer(request, hive.members())
 
+    @plugin.async_method("hive-contribution")
+    def hive_contribution(request, plugin, peer_id=None):
+        """Daily forwarded/received msat inside the contribution window (one member or all)."""
+        _answer(request, hive.contribution(peer_id))
+
     @plugin.async_method("hive-intent")
-    def hive_intent(request, plugin, type, target, amount_sat=None):
-        """Announce an intent (channel_open|rebalance|ban_peer) on a target node."""
-        _answer(request, hive.intent(type, target, amount_sat))
+    def hive_intent(request, plugin, type, target, amount_sat=None, from_channel=None,
+                    to_channel=None, max_fee_sats=None):
+        """Announce an intent (channel_open|rebalance|ban_peer) on a target node; a
+        rebalance names its from_channel, to_channel (ours to the target) and max_fee_sats."""
+        _answer(request, hive.intent(type, target, amount_sat, from_channel=from_channel,
+                                     to_channel=to_channel, max_fee_sats=max_fee_sats))
 
     @plugin.async_method("hive-intents")
     def hive_intents(request, plugin):

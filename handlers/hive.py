@@ -13,8 +13,11 @@ from pyln.client import RpcError, RpcException
 from handlers import router
 from handlers import status as status_view
 from handlers.bridge import fees
-from handlers.bridge.companions import Bridge
-from handlers.bridge.pool import CallPool
+from handlers.bridge.companions import JOIN_LANE, Bridge
+from handlers.bridge.pool import TIMED_OUT, CallPool
+from handlers.contribution import flow as contribution
+from handlers.contribution import view as contribution_view
+from handlers.contribution.ledger import Ledger
 from handlers.frame import config as cfg
 from handlers.frame import errors, retention
 from handlers.frame.clock import SystemClock
@@ -23,6 +26,7 @@ from handlers.frame.engine import Engine
 from handlers.frame.ratelimit import RateLimiter
 from handlers.frame.refusals import refusal_log
 from handlers.hivemap import gossip
+from handlers.intents import execution
 from handlers.intents import locks as intents
 from handlers.membership import handshake
 from handlers.membership import members as membership
@@ -54,6 +58,8 @@ class Hive:
         self.ctx: Context | None = None
         self.message_limiter = RateLimiter(self.clock, MESSAGE_RATE, MESSAGE_BURST)
         self._join_waiters: dict[str, tuple[Future, float]] = {}
+        self._connecting = False        # a hive-join's connect is on the bridge's pool
+        self.ledger = Ledger(self.clock)
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self, snapshot: cfg.ConfigSnapshot, lightning) -> None:
@@ -84,12 +90,13 @@ class Hive:
         self.engine.on_tick.append(self._expire_join_waiters)
         # partials, not lambdas: a failing step is logged under its function's name
         self.engine.on_tick.append(functools.partial(gossip.on_tick, self.ctx))
-        self.engine.on_tick.append(functools.partial(intents.on_tick, self.ctx))
+        self.engine.on_tick.append(functools.partial(execution.on_tick, self.ctx))
         self.engine.on_tick.append(functools.partial(retention.on_tick, self.ctx))
         self.engine.on_tick.append(functools.partial(self.ctx.bridge.on_tick, self.ctx))
+        self.engine.on_tick.append(functools.partial(contribution.on_tick, self.ctx, self.ledger))
         self.engine.start()
         # Intents a crash left `executing` are reconciled before anything else runs.
-        self.engine.submit(lambda: intents.reconcile(self.ctx))
+        self.engine.submit(lambda: execution.reconcile(self.ctx))
         # Companions are detected off the worker; a missing one is a degraded state.
         self.engine.submit(lambda: self.ctx.bridge.start(self.ctx))
         log.info("hive.started", db_path=snapshot.db_path, schema_from=before,
@@ -153,6 +160,7 @@ class Hive:
         """`channel_opened` / `channel_state_changed`: our channels changed, so the next
         tick reads them again (otherwise it reads them once per sync interval)."""
         log.debug("channel.event", notification=event)
+        self.ledger.channels_changed()
         if self.running:
             self.engine.submit(functools.partial(gossip.channels_changed, self.ctx),
                                droppable=True)
@@ -161,8 +169,10 @@ class Hive:
         log.debug("peer.disconnected", peer_id=peer_id)
 
     def on_forward_event(self, event: dict) -> None:
-        log.debug("forward.event", status=event.get("status"),
-                  in_channel=event.get("in_channel"), out_channel=event.get("out_channel"))
+        """On pyln's main thread: absorbed into the ledger's bounded sums, written at the
+        next tick (never a worker item per event)."""
+        if self.running:
+            self.ledger.offer(event)
 
     # -- commands -----------------------------------------------------------------------
     def command(self, fn) -> Future:
@@ -188,6 +198,7 @@ class Hive:
             out["hive"]["members"] = len(view["members"])
             out["engine"] = self.engine.stats()
             out["bridge"] = self.ctx.bridge.view(self.ctx)
+            out["contribution"] = self.ledger.stats()
             return out
         return self.read(run)
 
@@ -200,14 +211,19 @@ class Hive:
     def topology(self) -> Future:
         return self.command(lambda: gossip.topology_view(self.ctx))
 
-    def intent(self, intent_type, target, amount_sat) -> Future:
-        return self.command(lambda: intents.announce(self.ctx, intent_type, target, amount_sat))
+    def intent(self, intent_type, target, amount_sat, **rebalance) -> Future:
+        return self.command(lambda: intents.announce(self.ctx, intent_type, target, amount_sat,
+                                                     **rebalance))
 
     def intents(self) -> Future:
         return self.command(lambda: intents.listing(self.ctx))
 
     def members(self) -> Future:
-        return self.read(lambda: membership.members_view(self.ctx))
+        return self.read(lambda: contribution_view.annotate(
+            self.ctx, membership.members_view(self.ctx)))
+
+    def contribution(self, peer_id) -> Future:
+        return self.read(lambda: contribution_view.series(self.ctx, peer_id))
 
     def diagram(self, machine) -> Future:
         return self.read(lambda: status_view.diagram(machine))
@@ -221,9 +237,41 @@ class Hive:
             return _failed(errors.bad_param("timeout", "expected an integer from 1 to 3600"))
         answer: Future = Future()
 
-        def begin():
-            session = handshake.start_join(self.ctx, ticket, address)
+        def opened(session: str) -> None:
             self._join_waiters[session] = (answer, self.clock.now() + timeout)
+
+        def begin():
+            plan = handshake.check_join(self.ctx, ticket, address)
+            if self._connecting:
+                raise RpcException("a hive-join is already in progress; wait for it to end",
+                                   errors.HANDSHAKE_BUSY)
+            target = handshake.connect_target(self.ctx, plan)
+            if target is None:
+                return opened(handshake.open_join(self.ctx, plan))
+            # connect may take a minute: on the bridge's pool, so the worker carries on.
+            self._connecting = True
+            self.ctx.bridge.lightningd(self.ctx, "connect", {"id": target},
+                                       lambda outcome: connected(plan, outcome), lane=JOIN_LANE)
+
+        def connected(plan, outcome) -> None:
+            """On the worker, once: connect answered, failed or timed out."""
+            self._connecting = False
+            if not outcome.ok:
+                why = outcome.error
+                if outcome.status == TIMED_OUT:
+                    why = (f"no answer within {self.config.bridge_timeout_seconds} s "
+                           "(hive-bridge-timeout-seconds)")
+                log.info("join.unreachable", admin=plan["admin"], status=outcome.status,
+                         error=why)
+                return answer.set_exception(handshake.unreachable(plan, why))
+            try:
+                opened(handshake.open_join(self.ctx, plan))
+            except RpcException as e:   # e.g. joined meanwhile: the operator's answer
+                log.info("join.refused", error=e.message, code=e.code)
+                answer.set_exception(e)
+            except Exception as e:      # a fault: answered, and logged where it ran
+                answer.set_exception(e)
+                raise
 
         def started(f: Future):
             if f.exception() is not None:

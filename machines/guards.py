@@ -81,9 +81,22 @@ def failure_threshold_reached(ev) -> bool:
     return ev.kwargs.get("failures", 0) >= ev.kwargs.get("threshold", 1)
 
 
+def ratio_below_throttle_mark(ev) -> bool:
+    # An undefined ratio (too little volume) never throttles.
+    ratio = ev.kwargs.get("ratio")
+    return ratio is not None and ratio < ev.kwargs.get("throttle_ratio", 0.0)
+
+
+def ratio_at_release_mark(ev) -> bool:
+    # An undefined ratio releases: a member that took too little to judge costs nothing.
+    ratio = ev.kwargs.get("ratio")
+    return ratio is None or ratio >= ev.kwargs.get("release_ratio", float("inf"))
+
+
 GUARDS = {
     f.__name__: f
     for f in (deadline_passed, quorum_reached, from_session_peer, already_admitted, is_local,
               is_remote, within_lock_window, rival_prevails, mode_advisor, mode_autonomous,
-              mode_oracle, failure_threshold_reached)
+              mode_oracle, failure_threshold_reached, ratio_below_throttle_mark,
+              ratio_at_release_mark)
 }

@@ -13,6 +13,7 @@ MACHINE_TABLES: dict[str, tuple[str, str]] = {
     "intent_lock": ("intent_locks", "lock_id"),
     "pending_action": ("pending_actions", "action_id"),
     "circuit_breaker": ("circuit_breakers", "name"),
+    "contribution_throttle": ("contribution_throttles", "peer_id"),
 }
 
 _STATE_FIELDS = ("state", "deadline", "deadline_trigger", "created_at", "state_since",

@@ -199,6 +199,22 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             added_at REAL NOT NULL,
             PRIMARY KEY (peer_id, tag))""",
     ]),
+    (8, "the contribution ledger: members' forwarded and received msat per day, throttles", [
+        # One row per member and day (days since the epoch, UTC): msat that came in from
+        # the member and went on (forwarded), msat that went out to it (received). Rows
+        # older than the window are deleted, so the size follows members x days, not traffic.
+        """CREATE TABLE contribution_days (
+            peer_id TEXT NOT NULL,
+            day INTEGER NOT NULL,
+            forwarded_msat INTEGER NOT NULL DEFAULT 0,
+            received_msat INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (peer_id, day)) WITHOUT ROWID""",
+        "CREATE INDEX contribution_days_day ON contribution_days (day)",
+        # Each member's `contribution_throttle` machine: the signal the bridge reads.
+        f"""CREATE TABLE contribution_throttles (
+            peer_id TEXT PRIMARY KEY,
+            {MACHINE_COLUMNS})""",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -9,6 +9,7 @@ import pytest
 
 from tests.standin.bridge_faults import (FAST, FAULTS, companion, inject, open_and_close, recover,
                                          status_within, wait_breaker)
+from tests.test_fleet_intents import rebalance_args
 
 HIVE = "plugin-plugin.py"
 
@@ -71,7 +72,7 @@ def test_a_rebalance_caught_in_a_fault_ends_once_and_is_not_repeated(fleet, faul
     fleet.mine(1)                                       # the channels lock in
     fleet.wait_for(lambda: companion(a, "revenue_ops")["detected"], timeout=15, what="detection")
     inject(a, "revenue_ops", fault)
-    iid = a.rpc.call("hive-intent", {"type": "rebalance", "target": x.id, "amount_sat": 50_000})["intent_id"]
+    iid = a.rpc.call("hive-intent", rebalance_args(a, x, y))["intent_id"]
 
     def state():
         status_within(a)                               # the hive answers throughout

@@ -27,6 +27,15 @@ def hive_of(fleet, n, companions=()):
     return nodes
 
 
+def rebalance_args(node, target, source) -> dict:
+    """hive-intent's parameters for a rebalance into `node`'s channel to `target` from its
+    channel to `source`."""
+    def scid(peer):
+        return node.rpc.listpeerchannels(peer.id)["channels"][0]["short_channel_id"]
+    return {"type": "rebalance", "target": target.id, "amount_sat": 50_000,
+            "from_channel": scid(source), "to_channel": scid(target), "max_fee_sats": 50}
+
+
 def intent_states(node):
     return {i["intent_id"]: i["state"] for i in node.rpc.call("hive-intents")["intents"]}
 
@@ -94,8 +103,7 @@ def test_an_intent_interrupted_while_executing_is_not_run_twice(fleet):
         a.rpc.fundchannel(peer.id, 1_000_000)
     fleet.mine(1)                               # the channels lock in: rebalancing needs them open
     a.rpc.call("revenue-standin-mode", {"mode": "hang", "method": "revenue-rebalance"})
-    iid = a.rpc.call("hive-intent", {"type": "rebalance", "target": x.id,
-                                     "amount_sat": 50_000})["intent_id"]
+    iid = a.rpc.call("hive-intent", rebalance_args(a, x, y))["intent_id"]
     fleet.wait_for(lambda: len(a.rpc.call("revenue-standin-calls",
                                           {"method": "revenue-rebalance"})["calls"]) == 1,
                    timeout=20, what="the executor to call revenue-rebalance")

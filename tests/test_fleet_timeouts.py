@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from tests.test_fleet_intents import FAST, intent_states
+from tests.test_fleet_intents import FAST, intent_states, rebalance_args
 
 
 @pytest.mark.standin_only
@@ -20,8 +20,7 @@ def test_a_hanging_companion_call_times_out_and_the_hive_keeps_answering(fleet):
         a.rpc.fundchannel(peer.id, 1_000_000)
     fleet.mine(1)                               # the channels lock in
     a.rpc.call("revenue-standin-mode", {"mode": "hang", "method": "revenue-rebalance"})
-    iid = a.rpc.call("hive-intent", {"type": "rebalance", "target": x.id,
-                                     "amount_sat": 50_000})["intent_id"]
+    iid = a.rpc.call("hive-intent", rebalance_args(a, x, y))["intent_id"]
     fleet.wait_for(lambda: len(a.rpc.call("revenue-standin-calls",
                                           {"method": "revenue-rebalance"})["calls"]) == 1,
                    timeout=20, what="the executor to call revenue-rebalance")

@@ -23,11 +23,14 @@ from typing import Callable
 import structlog
 
 from handlers.bridge import breaker
-from handlers.bridge.pool import FAILED, REFUSED, SUCCEEDED, CallOutcome, CallPool
+from handlers.bridge.pool import FAILED, REFUSED, CallOutcome, CallPool
 
 log = structlog.get_logger("hive.bridge")
 
 REVENUE, CLBOSS, LIGHTNINGD = "cl-revenue-ops", "clboss", "lightningd"
+# hive-join's connect has a lane of its own: detection's `plugin list` calls (two at
+# start) would otherwise fill the lightningd lane and refuse a join made just then.
+JOIN_LANE = "lightningd-connect"
 STATUS_METHOD = {REVENUE: "revenue-status", CLBOSS: "clboss-status"}
 MIN_REVENUE_VERSION = (1, 4, 0)
 HIVE_STRATEGY_REMOVED = (3, 0, 0)
@@ -206,10 +209,10 @@ class Bridge:
                         done)
 
     def lightningd(self, ctx, method: str, params: dict,
-                   on_done: Callable[[CallOutcome], None]) -> None:
+                   on_done: Callable[[CallOutcome], None], lane: str = LIGHTNINGD) -> None:
         """A long lightningd call (fundchannel, connect, setchannel, plugin list): off the
         worker with the same timeout; no breaker (lightningd is not optional)."""
-        self.pool.start(LIGHTNINGD, method, params,
+        self.pool.start(lane, method, params,
                         ctx.clock.now() + ctx.config().bridge_timeout_seconds, on_done)
 
     # -- detection -----------------------------------------------------------------------

@@ -25,6 +25,7 @@ from handlers.bridge.companions import CLBOSS, REVENUE
 from handlers.bridge.pool import CallOutcome
 from handlers.membership.members import active_members
 from storage import bridge as store
+from storage import contribution as contribution_store
 
 log = structlog.get_logger("hive.bridge")
 
@@ -52,7 +53,11 @@ def on_member_outcome(ctx, outcome) -> None:
 
 
 def admit_member(ctx, peer_id: str) -> None:
+    """Into the zero-fee policy, unless the contribution ledger throttles the member
+    (then it is admitted when the throttle lifts)."""
     with ctx.db.transaction() as conn:
+        if peer_id in contribution_store.throttled_peers(conn):
+            return
         store.want(conn, peer_id, "fleet", ctx.clock.now())
     sweep(ctx, now=True)
 
@@ -79,8 +84,9 @@ def on_start(ctx) -> bool:
         return False
     now = ctx.clock.now()
     with ctx.db.transaction() as conn:
+        throttled = contribution_store.throttled_peers(conn)
         for m in active_members(conn):
-            if m["peer_id"] != me:
+            if m["peer_id"] != me and m["peer_id"] not in throttled:
                 store.want(conn, m["peer_id"], "fleet", now)
         store.unsettle(conn, now)
     return True

@@ -26,7 +26,7 @@ from pyln.client import RpcError
 log = structlog.get_logger("hive.bridge")
 
 SUCCEEDED, FAILED, TIMED_OUT, REFUSED = "succeeded", "failed", "timed_out", "refused"
-POOL_SIZE = 6          # two lanes per companion and two for lightningd's long calls
+POOL_SIZE = 8          # two per companion, two for lightningd's long calls, two for connect
 PER_LANE = 2
 
 

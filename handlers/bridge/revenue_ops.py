@@ -6,20 +6,15 @@ from handlers.bridge.pending import Pending
 from handlers.bridge.pool import TIMED_OUT, CallOutcome
 
 REBALANCE_STARTED = ("success", "initiated", "pending")
-# The intent names no fee cap: pay at most 1000 ppm of the amount (at least 1 sat).
-MAX_FEE_PPM = 1000
 
 
-def max_fee_sats(amount_sats: int) -> int:
-    return max(1, amount_sats * MAX_FEE_PPM // 1_000_000)
-
-
-def rebalance(ctx, from_channel: str, to_channel: str, amount_sats: int) -> Pending:
+def rebalance(ctx, from_channel: str, to_channel: str, amount_sats: int,
+              max_fee_sats: int) -> Pending:
     """`revenue-rebalance`; an error body fails with its reason. Never retried: after a
     timeout cl-revenue-ops cannot be asked whether it started, so the intent fails."""
     pending = Pending()
     params = {"from_channel": from_channel, "to_channel": to_channel,
-              "amount_sats": amount_sats, "max_fee_sats": max_fee_sats(amount_sats)}
+              "amount_sats": amount_sats, "max_fee_sats": max_fee_sats}
 
     def started(result) -> str | None:
         return None if result.get("status") in REBALANCE_STARTED else \

@@ -28,8 +28,12 @@ class OptionSpec:
     max: int | None = None
     choices: tuple[str, ...] = ()
     dynamic: bool = False
+    # A string option read as a number from min to max (lightningd has no decimal type).
+    decimal: bool = False
 
     def allowed(self) -> str:
+        if self.decimal:
+            return f"a number from {self.min} to {self.max}"
         if self.choices:
             return "one of " + "|".join(self.choices)
         if self.min is not None:
@@ -100,6 +104,21 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("hive-tick-seconds", "tick_seconds", "int", 5,
                "Seconds between scheduler ticks that fire due deadlines (1-60).",
                min=1, max=60),
+    OptionSpec("hive-contribution-window-days", "contribution_window_days", "int", 30,
+               "Days of forwards a member's contribution ratio is taken over; older daily "
+               "buckets are deleted (1-365).", min=1, max=365, dynamic=True),
+    OptionSpec("hive-contribution-min-sat", "contribution_min_sat", "int", 1_000_000,
+               "Sats a member must have received from the fleet within the window before "
+               "its ratio is defined (and it can be throttled) (1-2100000000000000).",
+               min=1, max=2_100_000_000_000_000, dynamic=True),
+    OptionSpec("hive-contribution-throttle-ratio", "contribution_throttle_ratio", "string", "0.5",
+               "A member whose forwarded/received ratio falls below this is throttled: its "
+               "channels leave the zero-fee fleet policy (0 to 10).",
+               min=0, max=10, dynamic=True, decimal=True),
+    OptionSpec("hive-contribution-release-ratio", "contribution_release_ratio", "string", "0.6",
+               "A throttled member is released when its ratio reaches this (or becomes "
+               "undefined); must exceed hive-contribution-throttle-ratio (0 to 10).",
+               min=0, max=10, dynamic=True, decimal=True),
     OptionSpec("hive-log-file", "log_file", "string", None,
                "Also write every log event to this file as JSON lines; unset means no file."),
 )
@@ -130,6 +149,10 @@ class ConfigSnapshot:
     bridge_check_seconds: int
     tick_seconds: int
     log_file: str | None
+    contribution_window_days: int
+    contribution_min_sat: int
+    contribution_throttle_ratio: float
+    contribution_release_ratio: float
 
     @property
     def pending_action_expire_seconds(self) -> int:
@@ -167,12 +190,29 @@ def coerce(opt: OptionSpec, value: Any) -> Any:
         return value
     if not isinstance(value, str):
         raise ConfigError(opt.name, f"expected {opt.allowed()}, got {value!r}")
+    if opt.decimal:
+        return _decimal(opt, value)
     if opt.choices and value not in opt.choices:
         raise ConfigError(opt.name, f"{value!r} is not allowed: expected {opt.allowed()}")
     return value
 
 
+def _decimal(opt: OptionSpec, value: str) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ConfigError(opt.name, f"expected {opt.allowed()}, got {value!r}") from None
+    if not opt.min <= number <= opt.max:     # also refuses nan and inf
+        raise ConfigError(opt.name, f"{value} is out of range: expected {opt.allowed()}")
+    return number
+
+
 def _check_joint(values: dict) -> None:
+    if values["contribution_release_ratio"] <= values["contribution_throttle_ratio"]:
+        raise ConfigError(
+            "hive-contribution-release-ratio",
+            f"{values['contribution_release_ratio']} must exceed "
+            f"hive-contribution-throttle-ratio ({values['contribution_throttle_ratio']})")
     if values["intent_expire_seconds"] <= values["intent_hold_seconds"]:
         raise ConfigError(
             "hive-intent-expire-seconds",
@@ -188,6 +228,8 @@ def from_init(options: dict, lightning_dir: str) -> ConfigSnapshot:
     values: dict[str, Any] = {"lightning_dir": lightning_dir}
     for opt in OPTIONS:
         raw = options.get(opt.name)
+        if raw is None and opt.decimal:
+            raw = opt.default
         values[opt.field] = opt.default if raw is None else coerce(opt, raw)
     db_path = values["db_path"] or "cl-hive.db"
     if db_path == "" or db_path.endswith(os.sep):

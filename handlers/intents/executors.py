@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pyln.client import RpcError
 
-from handlers.wire.messages import intent_lock_id
+from handlers.wire.messages import REBALANCE_FIELDS, intent_lock_id
 from handlers.bridge import revenue_ops
 from handlers.bridge.pending import long_lightningd_call
 
@@ -54,24 +54,19 @@ class ChannelOpen:
 
 
 class Rebalance:
-    """Refill our channel to the target from our channel with the most spendable balance,
-    through cl-revenue-ops (its Strategic Exemption applies to hive rebalances)."""
+    """Move `amount_sat` from the intent's `from_channel` into its `to_channel` (ours to
+    the target), paying at most its `max_fee_sats`, through cl-revenue-ops (its Strategic
+    Exemption applies to hive rebalances). The values are the signed intent's, as they are."""
 
     def before(self, ctx, intent):
         return {}
 
     def execute(self, ctx, intent):
-        to = _channels_to(ctx, intent["target"])
-        if not to or not to[0].get("short_channel_id"):
-            raise ExecutionFailed("no open channel to the target")
-        others = [c for c in _rpc(ctx, "listpeerchannels", {}).get("channels", [])
-                  if c.get("peer_id") != intent["target"] and c.get("short_channel_id")
-                  and c.get("state") not in CLOSED_STATES]
-        if not others:
-            raise ExecutionFailed("no other channel to take liquidity from")
-        source = max(others, key=lambda c: int(c.get("spendable_msat", 0)))
-        return revenue_ops.rebalance(ctx, source["short_channel_id"],
-                                     to[0]["short_channel_id"], intent["amount_sat"])
+        if any(intent.get(k) is None for k in REBALANCE_FIELDS):
+            # Announced before intents carried their channels: nothing to run.
+            raise ExecutionFailed("the intent carries no channels and fee cap")
+        return revenue_ops.rebalance(ctx, intent["from_channel"], intent["to_channel"],
+                                     intent["amount_sat"], intent["max_fee_sats"])
 
     def effect_exists(self, ctx, intent, before):
         return None    # cl-revenue-ops has no lookup by our intent: we cannot tell

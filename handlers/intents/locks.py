@@ -24,8 +24,8 @@ from pyln.client import RpcException
 from handlers.frame import errors
 from handlers.frame.dispatch import Send
 from handlers.frame.refusals import refusal_log
-from handlers.intents.executors import EXECUTORS, NEEDS_AMOUNT, ExecutionFailed
-from handlers.bridge.pending import Pending
+from handlers.intents import rebalance
+from handlers.intents.executors import NEEDS_AMOUNT
 from handlers.membership import members as ms
 from handlers.wire import messages, signing
 from handlers.wire.framing import MsgType, encode
@@ -33,7 +33,6 @@ from machines import guards
 from machines.intent_lock import SPEC
 from storage import hive as hive_store
 from storage import intents as store
-from storage import outbox
 
 log = structlog.get_logger("hive.intents")
 
@@ -74,7 +73,7 @@ def _intent_message(intent, sig, commit=None) -> str:
     return encode(MsgType.INTENT, body)
 
 
-def _commit_notice(row) -> str | None:
+def commit_notice(row) -> str | None:
     """Our committed intent's INTENT with its signed commit (None for a row from before
     commits were signed: it cannot prove its commit)."""
     commit = row["data"].get("commit")
@@ -116,7 +115,8 @@ def _amount_fits(intent_type, amount) -> bool:
 
 
 # -- hive-intent: announce ----------------------------------------------------------------
-def announce(ctx, intent_type, target, amount_sat) -> dict:
+def announce(ctx, intent_type, target, amount_sat, from_channel=None, to_channel=None,
+             max_fee_sats=None) -> dict:
     if intent_type not in messages.INTENT_TYPES:
         raise errors.bad_param("type", "expected one of " + "|".join(messages.INTENT_TYPES))
     try:
@@ -128,6 +128,9 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
             raise errors.bad_param("amount_sat", f"a positive integer is required for {intent_type}")
     elif amount_sat is not None:
         raise errors.bad_param("amount_sat", f"not used by {intent_type}")
+    carried = rebalance.params(intent_type, {"from_channel": from_channel,
+                                              "to_channel": to_channel,
+                                              "max_fee_sats": max_fee_sats})
     meta = ms.require_hive(ctx)
     me = hive_store.member(ctx.db.conn(), ctx.node_id)
     if me is None or me["tier"] not in ms.ACTIVE_TIERS:
@@ -147,11 +150,12 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
         who = "our" if row["initiator"] == ctx.node_id else f"{row['initiator']}'s"
         raise errors.bad_param("target", f"held by {who} intent {row['lock_id']} "
                                f"({row['state']})")
+    rebalance.check_channels(ctx, target, carried)
     config = ctx.config()
     intent = {"intent_id": secrets.token_hex(16), "intent_type": intent_type, "target": target,
               "initiator": ctx.node_id, "created_at": ctx.now(), "amount_sat": amount_sat,
               "hold_seconds": config.intent_hold_seconds,
-              "expire_seconds": config.intent_expire_seconds}
+              "expire_seconds": config.intent_expire_seconds, **carried}
     sig = signing.sign(ctx.lightning, meta["hive_id"], "INTENT", intent)
     # Signed now, sent only once the intent commits (when its hold ends), so a rival that
     # arrives after the commit is answered without signing anything.
@@ -172,7 +176,7 @@ def announce(ctx, intent_type, target, amount_sat) -> dict:
 # -- INTENT from a peer -------------------------------------------------------------------
 def on_intent(ctx, peer_id: str, msg: dict, auth) -> None:
     meta = auth.meta
-    intent, commit = msg["intent"], msg["commit"]
+    intent, commit = messages.intent_record(msg["intent"]), msg["commit"]
     committed = commit is not None
     if intent["initiator"] != peer_id:
         return _refuse(peer_id, "INTENT", "initiator is not the sender")
@@ -181,6 +185,9 @@ def on_intent(ctx, peer_id: str, msg: dict, auth) -> None:
         return _refuse(peer_id, "INTENT", "commit of another intent")
     if not _amount_fits(intent["intent_type"], intent["amount_sat"]):
         return _refuse(peer_id, "INTENT", "amount_sat does not fit the intent type")
+    problem = rebalance.problem(intent)
+    if problem:
+        return _refuse(peer_id, "INTENT", problem)
     now = ctx.now()
     if intent["created_at"] > now + FUTURE_SKEW:
         return _refuse(peer_id, "INTENT", "created in the future")
@@ -241,9 +248,9 @@ def _resolve(ctx, hive_id, ours, theirs, theirs_committed, peer_id) -> None:
                     target=theirs["target"])
         return
     notice = []
-    if ours_committed and _commit_notice(ours) is not None:
+    if ours_committed and commit_notice(ours) is not None:
         # A late rival: answer with our commit, so its initiator yields too.
-        notice = [Send(peer_id, _commit_notice(ours))]
+        notice = [Send(peer_id, commit_notice(ours))]
     out = ctx.dispatcher.fire(KIND, _key(theirs), "conflict", peer_id=peer_id,
                               rival=ctx.node_id, rival_committed=ours_committed,
                               context={"lost_to": ours["lock_id"]}, sends=notice)
@@ -306,95 +313,6 @@ def on_intent_abort(ctx, peer_id: str, msg: dict, auth) -> None:
         return _refuse(peer_id, "INTENT_ABORT", "not signed by its initiator")
     ctx.dispatcher.fire(KIND, key, "abort_received", peer_id=peer_id,
                         context={"reason": abort["reason"]})
-
-
-# -- the tick: announce commits, execute, clean up ------------------------------------------
-def on_tick(ctx) -> None:
-    # A committed intent past its lock window stays put until its expiry fires.
-    committed = [r for r in store.in_state(ctx.db.conn(), "committed")
-                 if r["data"].get("role") == "local"
-                 and ctx.dispatcher.allows(KIND, r["lock_id"], "start_execution")]
-    if committed:
-        peers = ms.connected_members(ctx)
-        with ctx.db.transaction() as conn:
-            for row in committed:
-                notice = _commit_notice(row)
-                for peer in peers if notice is not None else ():
-                    outbox.add(conn, peer_id=peer, msg_hex=notice, now=ctx.clock.now())
-        if ctx.drain is not None:
-            ctx.drain()          # the commit notices leave before anything is executed
-        for row in committed:
-            execute(ctx, row["lock_id"])
-    now = ctx.clock.now()
-    with ctx.db.transaction() as conn:
-        # Rows the intake bound or our own self-limit (a wider window) still count stay.
-        removed = store.delete_finished(conn, finished_before=now - CLEANUP_AFTER, now=now,
-                                        finished=FINISHED,
-                                        announced_before=now - INTAKE_WINDOW - FUTURE_SKEW)
-    if removed:
-        log.info("intent.cleanup", removed=removed)
-
-
-def execute(ctx, lock_id: str) -> None:
-    """`executing` is committed before the executor runs: after a crash the intent is
-    reconciled, never run twice."""
-    inst = ctx.dispatcher.load(KIND, lock_id)
-    intent = inst.data["intent"]
-    executor = EXECUTORS[intent["intent_type"]]
-    try:
-        before = executor.before(ctx, intent)
-    except ExecutionFailed as e:
-        before = {"unknown": str(e)}
-    if not ctx.dispatcher.fire(KIND, lock_id, "start_execution",
-                               data_update={"before": before}).ok:
-        return
-    try:
-        result = executor.execute(ctx, intent)
-    except ExecutionFailed as e:
-        _failed(ctx, lock_id, str(e))
-        return
-    except Exception as e:       # a bug in an executor: the intent must still end
-        log.error("intent.executor_fault", lock_id=lock_id, error=repr(e), exc_info=True)
-        _failed(ctx, lock_id, f"executor fault: {e!r}")
-        return
-    if isinstance(result, Pending):     # its call runs on the bridge's pool: ends on its outcome
-        result.then(lambda res, why: _finished(ctx, lock_id, res, why))
-        return
-    _finished(ctx, lock_id, result, None)
-
-
-def _finished(ctx, lock_id, result, why) -> None:
-    if why is not None:
-        return _failed(ctx, lock_id, why)
-    ctx.dispatcher.fire(KIND, lock_id, "execution_succeeded", data_update={"result": result},
-                        context=result)
-
-
-def _failed(ctx, lock_id, why) -> None:
-    ctx.dispatcher.fire(KIND, lock_id, "execution_failed", data_update={"failure": why},
-                        context={"error": why})
-
-
-def reconcile(ctx) -> None:
-    """At start: an intent found `executing` was interrupted by a crash. Ask its executor
-    whether the effect exists; never run it again."""
-    for row in store.in_state(ctx.db.conn(), "executing"):
-        intent = row["data"]["intent"]
-        try:
-            found = EXECUTORS[intent["intent_type"]].effect_exists(
-                ctx, intent, row["data"].get("before", {}))
-        except ExecutionFailed as e:
-            found, note = None, f" ({e})"
-        else:
-            note = ""
-        if found:
-            ctx.dispatcher.fire(KIND, row["lock_id"], "execution_succeeded",
-                                data_update={"result": {"reconciled": True}},
-                                context={"reconciled": "effect found"})
-            continue
-        why = "interrupted by a restart; " + ("effect not found" if found is False else
-                                             "cannot tell whether it took effect") + note
-        _failed(ctx, row["lock_id"], why)
 
 
 def listing(ctx) -> dict:

@@ -36,6 +36,17 @@ def node_id(v):
     return v
 
 
+_SCID = re.compile(r"(0|[1-9][0-9]{0,7})x(0|[1-9][0-9]{0,7})x(0|[1-9][0-9]{0,4})")
+
+
+def short_channel_id(v):
+    """`<block>x<tx>x<out>`, as lightningd writes it (block and tx < 2^24, out < 2^16)."""
+    m = _SCID.fullmatch(v) if isinstance(v, str) else None
+    if m is None or int(m[1]) >= 2**24 or int(m[2]) >= 2**24 or int(m[3]) >= 2**16:
+        raise ValueError("expected a short channel id <block>x<tx>x<out>")
+    return v
+
+
 def zbase(v):
     if not isinstance(v, str) or not _ZBASE.fullmatch(v):
         raise ValueError("expected a 104-character zbase32 signature")
@@ -159,7 +170,18 @@ INTENT = {"intent_id": hex_str(32), "intent_type": one_of(*INTENT_TYPES), "targe
           "initiator": node_id, "created_at": TIMESTAMP,
           "amount_sat": optional(integer(1, 21_000_000 * 100_000_000)),
           "hold_seconds": integer(_HOLD.min, _HOLD.max),
-          "expire_seconds": integer(_EXPIRE.min, _EXPIRE.max)}
+          "expire_seconds": integer(_EXPIRE.min, _EXPIRE.max),
+          "from_channel": optional(short_channel_id), "to_channel": optional(short_channel_id),
+          "max_fee_sats": optional(integer(0, 21_000_000 * 100_000_000))}
+# What a rebalance carries (`revenue-rebalance`'s arguments): present exactly for
+# `rebalance`, and absent (not null) from other intents, whose signed record is then what
+# it was before these fields existed, so members of either version verify them.
+REBALANCE_FIELDS = ("from_channel", "to_channel", "max_fee_sats")
+
+
+def intent_record(parsed: dict) -> dict:
+    """A parsed intent as its initiator signed it: rebalance fields only when present."""
+    return {k: v for k, v in parsed.items() if k not in REBALANCE_FIELDS or v is not None}
 # The commit notice: the initiator's signed word that its intent committed when its hold
 # ended (KIND INTENT_COMMIT). An INTENT without one is a pending intent.
 INTENT_COMMIT = {"intent_id": hex_str(32), "initiator": node_id, "committed_at": TIMESTAMP}

@@ -26,7 +26,11 @@ class CompanionLightning(KeyOnlyLightning):
         self.models = {REVENUE: RevenueOps(revenue_version, clock=clock.now) if revenue_version else None,
                        CLBOSS: Clboss() if clboss else None}
         self.files = dict(PLUGIN_FILES)
-        self.modes = {REVENUE: "ok", CLBOSS: "ok", "fundchannel": "ok"}
+        self.modes = {REVENUE: "ok", CLBOSS: "ok", "fundchannel": "ok", "connect": "ok"}
+        # Peers `listpeers id=` reports not connected, until a `connect` reaches them.
+        self.unreachable: set[str] = set()
+        self.sent: list[tuple[str, str]] = []          # sendcustommsg (node_id, msg)
+        self.connects: list[str] = []
         self.fundings: list[dict] = []
         self.companion_calls: list[tuple[str, dict]] = []
         self.fees: dict[str, tuple[int, int]] = {}     # scid -> (base_msat, ppm)
@@ -53,6 +57,15 @@ class CompanionLightning(KeyOnlyLightning):
             return self._setchannel(params)
         if method == "fundchannel":
             return self._fundchannel(params)
+        if method == "connect":
+            return self._connect(params)
+        if method == "listpeers" and params.get("id") in self.unreachable:
+            return {"peers": []}
+        if method == "sendcustommsg":
+            with self.cond:
+                self.sent.append((params["node_id"], params["msg"]))
+                self.cond.notify_all()
+            return {"status": "Message sent to the peer"}
         return super().call(method, params)
 
     def _companion(self, owner, method, params):
@@ -105,6 +118,17 @@ class CompanionLightning(KeyOnlyLightning):
         self.add_channel(params["id"], scid)
         self.channels[-1]["channel_id"] = "cc" * 32
         return {"txid": "ab" * 32, "channel_id": "cc" * 32, "outnum": 0}
+
+    def _connect(self, params):
+        """lightningd's connect: `id` or `id@host:port`; hangs or fails when told to."""
+        node = params["id"].split("@")[0]
+        self.connects.append(params["id"])
+        if self.modes["connect"] == "hang":
+            self._hang("connect", params)
+        if self.modes["connect"] == "fail":
+            raise RpcError("connect", params, {"code": 401, "message": "All addresses failed"})
+        self.unreachable.discard(node)
+        return {"id": node, "features": "", "direction": "out", "address": {}}
 
     def _setchannel(self, params):
         chans = [c for c in self.channels if params["id"] in (c["peer_id"], c.get("short_channel_id"))]

@@ -14,6 +14,8 @@ PASS = {
     "mode_autonomous": ({}, {"mode": "autonomous"}),
     "mode_oracle": ({}, {"mode": "oracle"}),
     "failure_threshold_reached": ({}, {"failures": 3, "threshold": 3}),
+    "ratio_below_throttle_mark": ({}, {"ratio": 0.49, "throttle_ratio": 0.5}),
+    "ratio_at_release_mark": ({}, {"ratio": 0.6, "release_ratio": 0.6}),
 }
 
 FAIL = {
@@ -31,6 +33,8 @@ FAIL = {
     "mode_autonomous": ({}, {"mode": "none"}),
     "mode_oracle": ({}, {"mode": "none"}),
     "failure_threshold_reached": ({}, {"failures": 1, "threshold": 3}),
+    "ratio_below_throttle_mark": ({}, {"ratio": 0.5, "throttle_ratio": 0.5}),
+    "ratio_at_release_mark": ({}, {"ratio": 0.59, "release_ratio": 0.6}),
 }
 
 

@@ -4,6 +4,7 @@ import random
 
 import pytest
 
+from handlers.intents import execution
 from handlers.intents import locks as intents
 from handlers.wire import signing
 from handlers.wire.framing import MsgType, encode
@@ -35,13 +36,13 @@ def settle(sides, clock, seconds):
     clock.advance(seconds)
     for s in sides:
         s.dispatcher.fire_due()
-        intents.on_tick(s.ctx)
+        execution.on_tick(s.ctx)
     pump(*sides)
 
 
 def tick(side):
     side.dispatcher.fire_due()
-    intents.on_tick(side.ctx)
+    execution.on_tick(side.ctx)
 
 
 def refusals(logs):

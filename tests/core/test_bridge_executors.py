@@ -4,6 +4,7 @@ is reconciled, never made again."""
 import pytest
 
 from bridge_sides import BridgeSide
+from handlers.intents import execution
 from handlers.intents import locks as intents
 from hive_sides import form_hive
 
@@ -20,15 +21,21 @@ def side(tmp_path, clock):
     s.settle()
     s.lightning.add_channel(TARGET, "1x1x1")
     s.lightning.add_channel(OTHER, "2x2x2")
+    s.lightning.add_channel(OTHER, "4x4x4")
     yield s
     s.close()
 
 
+# What a rebalance intent carries; the fee cap and source are not what a rule would pick.
+CARRIED = {"from_channel": "4x4x4", "to_channel": "1x1x1", "max_fee_sats": 123}
+
+
 def run(side, clock, kind="rebalance", amount=50_000):
-    iid = intents.announce(side.ctx, kind, TARGET, amount)["lock_id"]
+    carried = CARRIED if kind == "rebalance" else {}
+    iid = intents.announce(side.ctx, kind, TARGET, amount, **carried)["lock_id"]
     clock.advance(side.config.intent_hold_seconds)
     side.dispatcher.fire_due()
-    intents.on_tick(side.ctx)
+    execution.on_tick(side.ctx)
     return iid
 
 
@@ -47,8 +54,9 @@ def test_rebalance_runs_revenue_rebalance_once_off_the_worker(side, clock):
     side.settle()
     state, result, _ = intent(side, iid)
     assert state == "executed" and result["status"] == "initiated"
-    assert rebalances(side) == [{"from_channel": "2x2x2", "to_channel": "1x1x1",
-                                 "amount_sats": 50_000, "max_fee_sats": 50}]
+    assert rebalances(side) == [{"from_channel": "4x4x4", "to_channel": "1x1x1",
+                                 "amount_sats": 50_000, "max_fee_sats": 123}]
+    assert result["from"] == "4x4x4" and result["max_fee_sats"] == 123
 
 
 def test_an_error_body_fails_the_intent_with_its_reason(tmp_path, clock):
@@ -59,13 +67,14 @@ def test_an_error_body_fails_the_intent_with_its_reason(tmp_path, clock):
     form_hive(s)
     s.lightning.add_channel(TARGET, "1x1x1")
     s.lightning.add_channel(OTHER, "2x2x2")
+    s.lightning.add_channel(OTHER, "4x4x4")
     iid = run(s, clock)
     s.settle()
     state, _, failure = intent(s, iid)
     assert state == "failed" and "sling plugin not found" in failure
     clock.advance(60)
     s.tick()
-    intents.on_tick(s.ctx)
+    execution.on_tick(s.ctx)
     s.settle()
     assert len(rebalances(s)) == 1                   # no retry
     s.close()
@@ -85,7 +94,7 @@ def test_a_timed_out_rebalance_fails_and_is_not_repeated(side, clock):
     for _ in range(3):
         clock.advance(60)
         side.tick()
-        intents.on_tick(side.ctx)
+        execution.on_tick(side.ctx)
         side.settle()
     assert intent(side, iid)[0] == "failed" and len(rebalances(side)) == 1
 
@@ -127,6 +136,6 @@ def test_a_timed_out_fundchannel_is_reconciled_not_repeated(side, clock, channel
     side.settle()
     clock.advance(60)
     side.tick()
-    intents.on_tick(side.ctx)
+    execution.on_tick(side.ctx)
     side.settle()
     assert len(side.lightning.fundings) == 1 and intent(side, iid)[0] == state

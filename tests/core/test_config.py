@@ -52,9 +52,10 @@ def test_every_option_is_named_hive_and_typed_as_lightningd_knows():
     for opt in cfg.OPTIONS:
         assert opt.name.startswith("hive-")
         assert opt.type in ("int", "bool", "string")
-        assert (opt.min is None) == (opt.type != "int")
+        assert (opt.min is None) == (opt.type != "int" and not opt.decimal)
         if opt.default is not None:
-            assert cfg.coerce(opt, opt.default) == opt.default
+            want = float(opt.default) if opt.decimal else opt.default
+            assert cfg.coerce(opt, opt.default) == want
         snapshot_fields = set(cfg.ConfigSnapshot.__dataclass_fields__)
         assert opt.field in snapshot_fields
 
@@ -63,3 +64,16 @@ def test_snapshot_is_immutable():
     c = cfg.from_init({}, "/ld")
     with pytest.raises(AttributeError):
         c.max_members = 3
+
+
+def test_contribution_ratios_are_numbers_and_release_must_exceed_throttle():
+    c = cfg.from_init({}, "/ln")
+    assert (c.contribution_throttle_ratio, c.contribution_release_ratio) == (0.5, 0.6)
+    assert cfg.with_change(c, "hive-contribution-release-ratio", "0.75").contribution_release_ratio == 0.75
+    for bad in ("half", "nan", "-0.1", "11"):
+        with pytest.raises(cfg.ConfigError, match="hive-contribution-throttle-ratio"):
+            cfg.with_change(c, "hive-contribution-throttle-ratio", bad)
+    with pytest.raises(cfg.ConfigError, match="hive-contribution-release-ratio: 0.5 must exceed"):
+        cfg.with_change(c, "hive-contribution-release-ratio", "0.5")
+    with pytest.raises(cfg.ConfigError, match="hive-contribution-release-ratio"):
+        cfg.from_init({"hive-contribution-throttle-ratio": "0.7"}, "/ln")

@@ -5,6 +5,7 @@ import pytest
 from pyln.client import RpcException
 from structlog.testing import capture_logs
 
+from handlers.intents import execution
 from handlers.intents import locks as intents
 from handlers.wire import signing
 from handlers.intents.locks import INTAKE_WINDOW
@@ -164,6 +165,6 @@ def test_every_state_the_table_says_holds_the_lock_holds_the_target(make_fleet, 
         else:
             announce(a, target=target)
     clock.advance(max(intents.CLEANUP_AFTER, INTAKE_WINDOW + intents.FUTURE_SKEW) + 1)
-    intents.on_tick(a.ctx)                   # cleanup removes exactly the finished ones
+    execution.on_tick(a.ctx)                   # cleanup removes exactly the finished ones
     left = {r["state"] for r in store.listing(a.db.conn()) if r["initiator"] == peer}
     assert left == set(holds)

@@ -7,7 +7,7 @@ import pytest
 from pyln.client import RpcException
 from structlog.testing import capture_logs
 
-from handlers.intents import locks as intents
+from handlers.intents import execution
 from handlers.membership import handshake
 from handlers.membership import members as membership
 from handlers.wire.framing import MsgType, encode
@@ -51,7 +51,7 @@ def test_a_committed_intent_past_its_lock_window_does_not_start(make_fleet, cloc
     a.dispatcher.fire_due()
     assert state(a, ours) == "committed"         # ... and A stops before executing it
     clock.advance(a.config.intent_expire_seconds)
-    intents.on_tick(a.ctx)                       # a tick whose deadlines were not fired yet
+    execution.on_tick(a.ctx)                       # a tick whose deadlines were not fired yet
     assert state(a, ours) != "executing" and state(a, ours) != "executed"
     assert a.dispatcher.load("pending_action", ours) is None
     assert a.outgoing(b) == []
@@ -125,7 +125,7 @@ def test_a_later_setconfig_does_not_shorten_an_executed_intents_lock(make_fleet,
     clock.advance(60)
     with pytest.raises(RpcException, match="target: held by our intent .* \\(executed\\)"):
         announce(a)
-    intents.on_tick(a.ctx)                       # cleanup keeps it while it holds
+    execution.on_tick(a.ctx)                       # cleanup keeps it while it holds
     assert state(a, ours) == "executed"
 
 

@@ -6,6 +6,7 @@ import pytest
 from pyln.client import RpcException
 from structlog.testing import capture_logs
 
+from handlers.intents import execution
 from handlers.intents import locks as intents
 from handlers.intents.locks import INTAKE_WINDOW, MAX_INTENTS_PER_WINDOW
 from handlers.wire import signing
@@ -118,7 +119,7 @@ def test_the_commit_notice_reaches_a_rival_that_had_missed_the_intent(make_fleet
         announce(low)                            # no late preemption by the lower key
     clock.advance(1)
     high.dispatcher.fire_due()
-    intents.on_tick(high.ctx)                    # commit notice, then execution
+    execution.on_tick(high.ctx)                    # commit notice, then execution
     pump(low, high)
     assert state(high, ours) == "executed"
 
@@ -134,7 +135,7 @@ def test_a_commit_notice_of_a_known_intent_aborts_our_pending_rival(make_fleet, 
     assert state(low, ours) == "pending"
     clock.advance(high.config.intent_hold_seconds)
     high.dispatcher.fire_due()
-    intents.on_tick(high.ctx)                    # high never heard of ours: it commits
+    execution.on_tick(high.ctx)                    # high never heard of ours: it commits
     for msg in high.outgoing(low):
         low.receive(high, msg)                   # its commit notice: we yield
     assert state(low, ours) == "aborted" and state(high, theirs) == "executed"
@@ -173,11 +174,11 @@ def test_an_interrupted_execution_is_reconciled_not_repeated(make_fleet, clock):
     a.dispatcher.fire_due()
     # The crash: `executing` was committed, the executor never finished.
     assert a.dispatcher.fire("intent_lock", iid, "start_execution").ok
-    intents.reconcile(a.ctx)                   # what start-up does
+    execution.reconcile(a.ctx)                   # what start-up does
     inst = a.dispatcher.load("intent_lock", iid)
     assert inst.state == "failed" and "effect not found" in inst.data["failure"]
     assert a.dispatcher.load("pending_action", iid) is None
-    intents.on_tick(a.ctx)
+    execution.on_tick(a.ctx)
     assert a.dispatcher.load("pending_action", iid) is None     # never run again
 
 
@@ -189,7 +190,7 @@ def test_reconcile_finds_an_effect_that_happened(make_fleet, clock):
     a.dispatcher.fire("intent_lock", iid, "start_execution")
     a.dispatcher.create("pending_action", iid, domain={"action_type": "ban_peer",
                                                        "target": TARGET})
-    intents.reconcile(a.ctx)
+    execution.reconcile(a.ctx)
     assert state(a, iid) == "executed"
 
 
@@ -203,14 +204,14 @@ def test_finished_intents_are_removed_an_hour_after_and_out_of_the_intake_window
     recent = announce(a, target="02" + "11" * 32)
     settle([a, b], clock, a.config.intent_hold_seconds)
     clock.advance(intents.CLEANUP_AFTER + 1)
-    intents.on_tick(a.ctx)                       # finished an hour ago, but still counted
+    execution.on_tick(a.ctx)                       # finished an hour ago, but still counted
     assert {old, recent} <= {r["lock_id"] for r in store.listing(a.db.conn())}
     announced = a.dispatcher.load("intent_lock", old).data["intent"]["created_at"]
     clock.advance(announced + INTAKE_WINDOW + intents.FUTURE_SKEW // 2 - a.ctx.now())
-    intents.on_tick(a.ctx)                       # still inside our own self-limit's window
+    execution.on_tick(a.ctx)                       # still inside our own self-limit's window
     assert old in {r["lock_id"] for r in store.listing(a.db.conn())}
     clock.advance(intents.FUTURE_SKEW // 2 + 1)
-    intents.on_tick(a.ctx)
+    execution.on_tick(a.ctx)
     ids = {r["lock_id"] for r in store.listing(a.db.conn())}
     assert old not in ids and recent in ids
     # the evidence stays in the append-only transition log
@@ -339,7 +340,7 @@ def test_an_executor_fault_still_ends_the_intent(make_fleet, clock):
     a.dispatcher.fire_due()
     # this test's lightningd serves no fundchannel: the executor fails unexpectedly
     with capture_logs() as logs:
-        intents.on_tick(a.ctx)
+        execution.on_tick(a.ctx)
     inst = a.dispatcher.load("intent_lock", iid)
     assert inst.state == "failed" and inst.data["failure"].startswith("executor fault")
     assert [e["event"] for e in logs if e["log_level"] == "error"] == ["intent.executor_fault"]
@@ -373,14 +374,14 @@ def test_a_round_trip_longer_than_the_hold_lets_both_execute_and_is_logged(make_
         low.receive(high, msg)                # low wins on key and waits
     clock.advance(hold - 40)
     high.dispatcher.fire_due()
-    intents.on_tick(high.ctx)                 # high heard nothing: it commits and executes
+    execution.on_tick(high.ctx)                 # high heard nothing: it commits and executes
     notices = high.outgoing(low)
     for msg in to_high:
         high.receive(low, msg)                # low's intent reaches high after its commit
     notices += high.outgoing(low)
     clock.advance(25)
     low.dispatcher.fire_due()
-    intents.on_tick(low.ctx)                  # low commits and executes too
+    execution.on_tick(low.ctx)                  # low commits and executes too
     with capture_logs() as logs:
         for msg in notices:
             low.receive(high, msg)

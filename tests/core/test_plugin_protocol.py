@@ -108,7 +108,8 @@ def test_status_after_init_creates_the_database(plugin, tmp_path):
     assert status["governance_mode"] == "advisor"
     assert status["version"] and status["schema_version"] >= 2
     assert set(status["machines"]) == {"handshake_joiner", "handshake_admin", "member_tier",
-                                       "intent_lock", "pending_action", "circuit_breaker"}
+                                       "intent_lock", "pending_action", "circuit_breaker",
+                                       "contribution_throttle"}
     assert (tmp_path / "cl-hive.db").exists()
     started = [json.loads(e["message"]) for e in plugin.logs
                if e["message"].startswith("{") and '"hive.started"' in e["message"]]
