@@ -7,9 +7,9 @@ companion stand-ins loaded into it as real plugins; the fault ones need the stan
 knobs). The fleet's teardown fails on any BROKEN log line."""
 import pytest
 
+from tests.fleet_helpers import form_hive, rebalance_args
 from tests.standin.bridge_faults import (FAST, FAULTS, companion, inject, open_and_close, recover,
                                          status_within, wait_breaker)
-from tests.test_fleet_intents import rebalance_args
 
 HIVE = "plugin-plugin.py"
 
@@ -18,15 +18,6 @@ def events(node, event):
     return [line for line in node.standin.logs if line.prefix == HIVE and '"%s"' % event in line.message]
 
 
-def form_hive(fleet, nodes):
-    admin = nodes[0]
-    for i, x in enumerate(nodes):
-        for y in nodes[i + 1:]:
-            fleet.connect(x, y)
-    admin.rpc.call("hive-genesis", {})
-    for joiner in nodes[1:]:
-        ticket = admin.rpc.call("hive-invite", {})["ticket"]
-        assert joiner.rpc.call("hive-join", {"ticket": ticket})["state"] == "joined"
 
 
 @pytest.mark.standin_only

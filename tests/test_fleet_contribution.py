@@ -5,20 +5,12 @@ restores their fees) and the release puts them back. The fleet's teardown fails 
 BROKEN log line."""
 import pytest
 
+from tests.fleet_helpers import form_hive
 from tests.standin.bridge_faults import FAST
 
 OPTS = {**FAST, "hive-contribution-min-sat": 1}
 
 
-def form_hive(fleet, nodes):
-    admin = nodes[0]
-    for i, x in enumerate(nodes):
-        for y in nodes[i + 1:]:
-            fleet.connect(x, y)
-    admin.rpc.call("hive-genesis", {})
-    for joiner in nodes[1:]:
-        ticket = admin.rpc.call("hive-invite", {})["ticket"]
-        assert joiner.rpc.call("hive-join", {"ticket": ticket})["state"] == "joined"
 
 
 def local_fees(node, peer):

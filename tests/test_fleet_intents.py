@@ -8,6 +8,7 @@ import threading
 import pytest
 from pyln.client import RpcError
 
+from tests.fleet_helpers import form_hive, intent_states, rebalance_args
 from tests.standin.backend import HIVE_PLUGIN
 
 FAST = {"hive-tick-seconds": 1, "hive-intent-hold-seconds": 5,
@@ -15,29 +16,7 @@ FAST = {"hive-tick-seconds": 1, "hive-intent-hold-seconds": 5,
 
 
 def hive_of(fleet, n, companions=()):
-    nodes = fleet.nodes(n, options=FAST, companions=companions)
-    admin = nodes[0]
-    for i, x in enumerate(nodes):
-        for y in nodes[i + 1:]:
-            fleet.connect(x, y)
-    admin.rpc.call("hive-genesis", {})
-    for joiner in nodes[1:]:
-        ticket = admin.rpc.call("hive-invite", {})["ticket"]
-        assert joiner.rpc.call("hive-join", {"ticket": ticket})["state"] == "joined"
-    return nodes
-
-
-def rebalance_args(node, target, source) -> dict:
-    """hive-intent's parameters for a rebalance into `node`'s channel to `target` from its
-    channel to `source`."""
-    def scid(peer):
-        return node.rpc.listpeerchannels(peer.id)["channels"][0]["short_channel_id"]
-    return {"type": "rebalance", "target": target.id, "amount_sat": 50_000,
-            "from_channel": scid(source), "to_channel": scid(target), "max_fee_sats": 50}
-
-
-def intent_states(node):
-    return {i["intent_id"]: i["state"] for i in node.rpc.call("hive-intents")["intents"]}
+    return form_hive(fleet, fleet.nodes(n, options=FAST, companions=companions))
 
 
 def race_for(fleet, a, b, target):

@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from tests.test_fleet_intents import FAST, intent_states, rebalance_args
+from tests.fleet_helpers import intent_states, rebalance_args
+from tests.test_fleet_intents import FAST
 
 
 @pytest.mark.standin_only
