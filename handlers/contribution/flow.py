@@ -133,11 +133,8 @@ def evaluate(ctx, members: set[str]) -> None:
 
 
 def prune(ctx) -> None:
-    now = ctx.clock.now()
-    last = ctx.timers.get("contribution_pruned")
-    if last is not None and now - last < PRUNE_EVERY_SECONDS:
+    if not ctx.every("contribution_pruned", PRUNE_EVERY_SECONDS):
         return
-    ctx.timers["contribution_pruned"] = now
     with ctx.db.transaction() as conn:
         gone = store.prune(conn, first_day(ctx))
     if gone:

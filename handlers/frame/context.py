@@ -37,5 +37,15 @@ class Context:
             self._node_id = self.lightning.call("getinfo", {})["id"]
         return self._node_id
 
+    def every(self, name: str, seconds: float) -> bool:
+        """True at most once per `seconds` for the tick work `name` (the first time at once;
+        in memory, so a restart only runs it once early)."""
+        now = self.clock.now()
+        last = self.timers.get(name)
+        if last is not None and now - last < seconds:
+            return False
+        self.timers[name] = now
+        return True
+
     def now(self) -> int:
         return int(self.clock.now())

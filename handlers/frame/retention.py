@@ -22,10 +22,8 @@ def terminal_states() -> dict[str, tuple[str, ...]]:
 
 def on_tick(ctx) -> None:
     now = ctx.clock.now()
-    last = ctx.timers.get("last_prune")
-    if last is not None and now - last < PRUNE_EVERY_SECONDS:
+    if not ctx.every("last_prune", PRUNE_EVERY_SECONDS):
         return
-    ctx.timers["last_prune"] = now
     config = ctx.config()
     with ctx.db.transaction() as conn:
         pruned = store.prune(conn, before=now - config.log_retention_seconds,
