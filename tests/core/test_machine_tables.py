@@ -17,6 +17,7 @@ class Cfg:
     intent_expire_seconds = 600
     handshake_timeout_seconds = 30
     pending_action_expire_seconds = 3600
+    oracle_deadline_seconds = 20
     breaker_reset_seconds = 45
 
 
