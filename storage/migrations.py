@@ -227,6 +227,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         """CREATE INDEX pending_actions_approved ON pending_actions (approved_by, approved_at)
            WHERE approved_by IS NOT NULL""",
         "CREATE INDEX pending_actions_state ON pending_actions (state, created_at)",
+        # Actions from before carry their kind only in action_type (a ban_peer intent's).
+        """UPDATE pending_actions SET data = json_set(data, '$.kind', action_type)
+           WHERE json_extract(data, '$.kind') IS NULL""",
     ]),
 ]
 

@@ -2,14 +2,23 @@
 bridge's pool: only a well-formed approve approves; every failure leaves the action
 waiting for the operator with the reason, and nothing executes by accident. Also: the
 operator deciding while the oracle is asked, the persisted deadline, a restart mid-call."""
+import json
+import re
 import threading
+from pathlib import Path
 
+import jsonschema
 import pytest
 
 from governance_sides import TARGETS, closed_port_url, gov, oracle, restart  # noqa: F401
 from handlers.governance import actions
 from handlers.governance import oracle as oracle_mod
 
+ORACLE_DOC = (Path(__file__).resolve().parents[2] / "docs" / "ORACLE.md").read_text()
+# The doc's JSON blocks, in order: request example, request schema, response example,
+# response schema.
+REQUEST_EXAMPLE, REQUEST_SCHEMA, RESPONSE_EXAMPLE, RESPONSE_SCHEMA = [
+    json.loads(b) for b in re.findall(r"```json\n(.*?)```", ORACLE_DOC, re.S)]
 HUGE = b'{"decision": "approve", "reason": "' + b"x" * (oracle_mod.MAX_RESPONSE_BYTES + 10) + b'"}'
 
 
@@ -30,11 +39,22 @@ def test_approve_executes_and_the_request_is_the_documented_one(asked, oracle):
     assert body["action"] == {"id": a["id"], "kind": "channel_open", "target": a["target"],
                               "amount_sat": 100_000, "params": {}, "reason": "the planner's pick",
                               "origin": "operator", "created_at": a["created_at"]}
+    jsonschema.validate(body, REQUEST_SCHEMA)            # docs/ORACLE.md describes it
     asked.run(asked.config.intent_hold_seconds)
     asked.run()
     assert asked.state(a["id"]) == "executed" and asked.opened() == 1
     assert asked.notes.topics(a["id"]) == ["hive_action_proposed", "hive_action_decided",
                                            "hive_action_finished"]
+
+
+def test_the_documented_examples_fit_the_documented_schemas_and_the_answer_decides():
+    jsonschema.validate(REQUEST_EXAMPLE, REQUEST_SCHEMA)
+    jsonschema.validate(RESPONSE_EXAMPLE, RESPONSE_SCHEMA)
+    assert oracle_mod.parse(json.dumps(RESPONSE_EXAMPLE).encode()) == RESPONSE_EXAMPLE
+    for wrong in ({"decision": "maybe"}, {"reason": "x"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(wrong, RESPONSE_SCHEMA)
+        assert "unusable" in oracle_mod.parse(json.dumps(wrong).encode())
 
 
 def test_reject_rejects_with_the_oracles_reason(asked, oracle):
