@@ -2,13 +2,14 @@
 autonomous (the oracle's are in test_governance_oracle), the autonomous limits' edges,
 the mode recorded on each action, the operator's commands and their errors, restarts,
 and the notifications each step sends."""
+import json
+
 import pytest
 from pyln.client import RpcException
 
 from governance_sides import AMOUNT, TARGETS, gov, restart  # noqa: F401
 from handlers.frame import errors
 from handlers.governance import actions
-from handlers.wire import signing
 from handlers.wire.framing import MsgType, encode
 from hive_sides import Side, form_hive, pump
 from intent_sides import signed_intent
@@ -271,6 +272,28 @@ def test_a_peer_still_sending_a_ban_peer_intent_is_refused_like_any_unknown_type
     assert reasons["ban_peer"] == reasons["open_bakery"]
     assert "intent_type" in reasons["ban_peer"]
     assert a.snapshot() == before
-    assert signing                  # the intents above were really signed by b
     a.close()
     b.close()
+
+
+def test_an_action_from_before_the_upgrade_keeps_its_kind_and_fails_without_an_executor(
+        gov, tmp_path):
+    from storage.db import Database
+    old = Database(str(tmp_path / "old.db"))
+    old.migrate(target=8)
+    with old.transaction() as conn:
+        conn.execute("""INSERT INTO pending_actions (action_id, action_type, target, kind, state,
+                            created_at, state_since, data)
+                        VALUES ('x:1', 'ban_peer', ?, 'pending_action', 'awaiting_approval',
+                                0, 0, '{"intent_id": "1"}')""", (TARGETS[0],))
+    old.migrate()
+    [row] = old.conn().execute("SELECT data, mode FROM pending_actions").fetchall()
+    assert json.loads(row["data"])["kind"] == "ban_peer" and row["mode"] is None
+    old.close()
+    with gov.db.transaction():
+        gov.dispatcher.create("pending_action", "x:1", data={"kind": "ban_peer",
+                                                             "target": TARGETS[0]},
+                              domain={"action_type": "ban_peer", "target": TARGETS[0]})
+        gov.dispatcher.fire("pending_action", "x:1", "submit", mode="advisor")
+    out = actions.approve(gov.ctx, "x:1")
+    assert out["state"] == "failed" and out["failure"] == "no executor for kind 'ban_peer'"
