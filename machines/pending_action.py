@@ -30,7 +30,9 @@ SPEC = MachineSpec(
     rules=(
         Rule("submit", ("proposed",), "approved",
              guards=("mode_autonomous", "within_autonomous_limits")),
-        Rule("submit", ("proposed",), "awaiting_approval", guards=("mode_autonomous",)),
+        # Over a limit: waits for the operator, the limit it broke in `waiting_reason`.
+        Rule("submit", ("proposed",), "awaiting_approval", guards=("mode_autonomous",),
+             unless=("within_autonomous_limits",)),
         Rule("submit", ("proposed",), "awaiting_approval", guards=("mode_advisor",)),
         Rule("submit", ("proposed",), "consulting_oracle", guards=("mode_oracle",)),
         Rule("oracle_approved", ("consulting_oracle",), "approved"),

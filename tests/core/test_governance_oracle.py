@@ -123,6 +123,19 @@ def test_the_operator_may_decide_while_the_oracle_is_asked_and_the_late_answer_i
     assert asked.opened() == 0
 
 
+def test_the_operator_may_approve_while_the_oracle_is_asked_and_a_late_reject_changes_nothing(
+        asked, oracle):
+    a = _held(asked, oracle)
+    oracle.answer = (200, b'{"decision": "reject", "reason": "no"}', 0)
+    assert actions.approve(asked.ctx, a["id"])["approved_by"] == "operator"
+    _late_answer(asked, oracle)
+    out = actions.view(asked.ctx, a["id"])
+    assert out["state"] == "executing" and out["oracle"] is None
+    asked.run(asked.config.intent_hold_seconds)
+    asked.run()
+    assert asked.state(a["id"]) == "executed" and asked.opened() == 1
+
+
 def test_the_persisted_deadline_ends_a_call_that_never_answers(asked, oracle):
     a = _held(asked, oracle)
     asked.pool.inflight.clear()      # as if the pool lost it: only the persisted deadline is left
