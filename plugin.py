@@ -14,7 +14,8 @@ from pyln.client import Plugin
 from handlers import status as status_view
 from handlers.frame import config as cfg
 from handlers.frame import effects, logs
-from handlers.frame.effects import ThreadLocalRpc
+from handlers.frame.effects import PluginNotifier, ThreadLocalRpc
+from handlers.governance import notify as governance_notify
 from handlers.wire import framing as wire
 from handlers.hive import Hive, StartupError
 
@@ -40,6 +41,9 @@ def build(hive=None) -> Plugin:
             on_change=(lambda _p, name, value: hive.change_config(name, value))
             if opt.dynamic else None)
 
+    for topic in governance_notify.TOPICS:
+        plugin.add_notification_topic(topic)
+
     @plugin.init()
     def init(options, configuration, plugin, **kwargs):
         try:
@@ -50,7 +54,8 @@ def build(hive=None) -> Plugin:
         rpc_path = str(Path(configuration["lightning-dir"]) / configuration["rpc-file"])
         try:
             hive.start(snapshot, ThreadLocalRpc(
-                rpc_path, timeout=lambda method: effects.timeout_for(hive.config, method)))
+                rpc_path, timeout=lambda method: effects.timeout_for(hive.config, method)),
+                notifier=PluginNotifier(plugin))
         except StartupError as e:
             return {"disable": str(e)}
         return None
@@ -120,10 +125,40 @@ def build(hive=None) -> Plugin:
     @plugin.async_method("hive-intent")
     def hive_intent(request, plugin, type, target, amount_sat=None, from_channel=None,
                     to_channel=None, max_fee_sats=None):
-        """Announce an intent (channel_open|rebalance|ban_peer) on a target node; a
-        rebalance names its from_channel, to_channel (ours to the target) and max_fee_sats."""
+        """Announce an intent lock (channel_open|rebalance) on a target node directly, for
+        tests and experts (hive-propose-action is the normal way); a rebalance names its
+        from_channel, to_channel (ours to the target) and max_fee_sats."""
         _answer(request, hive.intent(type, target, amount_sat, from_channel=from_channel,
                                      to_channel=to_channel, max_fee_sats=max_fee_sats))
+
+    @plugin.async_method("hive-propose-action")
+    def hive_propose_action(request, plugin, kind, target, amount_sat=None, reason=None,
+                            from_channel=None, to_channel=None, max_fee_sats=None):
+        """Propose an action (channel_open|rebalance|clboss_ignore) on a target node; the
+        governance mode decides it. A rebalance names from_channel, to_channel, max_fee_sats."""
+        _answer(request, hive.propose_action(kind, target, amount_sat, reason,
+                                             from_channel=from_channel, to_channel=to_channel,
+                                             max_fee_sats=max_fee_sats))
+
+    @plugin.async_method("hive-pending-actions")
+    def hive_pending_actions(request, plugin, state=None):
+        """Governance actions, newest first (only those in `state`, if given)."""
+        _answer(request, hive.pending_actions(state))
+
+    @plugin.async_method("hive-action")
+    def hive_action(request, plugin, id):
+        """One governance action with its transitions."""
+        _answer(request, hive.action(id))
+
+    @plugin.async_method("hive-approve-action")
+    def hive_approve_action(request, plugin, id):
+        """Approve an action awaiting approval: it executes (once)."""
+        _answer(request, hive.approve_action(id))
+
+    @plugin.async_method("hive-reject-action")
+    def hive_reject_action(request, plugin, id, reason=None):
+        """Reject an action awaiting approval."""
+        _answer(request, hive.reject_action(id, reason))
 
     @plugin.async_method("hive-intents")
     def hive_intents(request, plugin):

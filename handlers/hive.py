@@ -25,6 +25,9 @@ from handlers.frame.context import Context
 from handlers.frame.engine import Engine
 from handlers.frame.ratelimit import RateLimiter
 from handlers.frame.refusals import refusal_log
+from handlers.governance import actions as governance
+from handlers.governance import execution as governance_execution
+from handlers.governance import notify as governance_notify
 from handlers.hivemap import gossip
 from handlers.intents import execution
 from handlers.intents import locks as intents
@@ -62,7 +65,7 @@ class Hive:
         self.ledger = Ledger(self.clock)
 
     # -- lifecycle ------------------------------------------------------------------
-    def start(self, snapshot: cfg.ConfigSnapshot, lightning) -> None:
+    def start(self, snapshot: cfg.ConfigSnapshot, lightning, notifier=None) -> None:
         self.config = snapshot
         db_dir = os.path.dirname(snapshot.db_path)
         if not os.path.isdir(db_dir):
@@ -82,11 +85,13 @@ class Hive:
                            full_sync_limiter=RateLimiter(self.clock, FULL_SYNC_RATE,
                                                          FULL_SYNC_BURST),
                            drain=self.engine.drain_outbox,
-                           bridge=Bridge(CallPool(lightning, self.engine.submit)))
+                           bridge=Bridge(CallPool(lightning, self.engine.submit)),
+                           notifier=notifier)
         self._learn_node_id()
         self.engine.dispatcher.observers.append(self._on_outcome)
         fees.install(self.ctx.bridge)
         self.engine.dispatcher.observers.append(lambda o: fees.on_member_outcome(self.ctx, o))
+        governance_notify.install(self.ctx, governance.view)
         self.engine.on_tick.append(self._expire_join_waiters)
         # partials, not lambdas: a failing step is logged under its function's name
         self.engine.on_tick.append(functools.partial(gossip.on_tick, self.ctx))
@@ -94,9 +99,12 @@ class Hive:
         self.engine.on_tick.append(functools.partial(retention.on_tick, self.ctx))
         self.engine.on_tick.append(functools.partial(self.ctx.bridge.on_tick, self.ctx))
         self.engine.on_tick.append(functools.partial(contribution.on_tick, self.ctx, self.ledger))
+        self.engine.on_tick.append(functools.partial(governance_execution.on_tick, self.ctx))
         self.engine.start()
         # Intents a crash left `executing` are reconciled before anything else runs.
         self.engine.submit(lambda: execution.reconcile(self.ctx))
+        # Pending actions a restart interrupted: an oracle call waits for the operator.
+        self.engine.submit(lambda: governance_execution.reconcile(self.ctx))
         # Companions are detected off the worker; a missing one is a degraded state.
         self.engine.submit(lambda: self.ctx.bridge.start(self.ctx))
         log.info("hive.started", db_path=snapshot.db_path, schema_from=before,
@@ -217,6 +225,23 @@ class Hive:
 
     def intents(self) -> Future:
         return self.command(lambda: intents.listing(self.ctx))
+
+    # -- governance -------------------------------------------------------------------
+    def pending_actions(self, state) -> Future:
+        return self.read(lambda: governance.listing(self.ctx, state))
+
+    def action(self, action_id) -> Future:
+        return self.read(lambda: governance.one(self.ctx, action_id))
+
+    def approve_action(self, action_id) -> Future:
+        return self.command(lambda: governance.approve(self.ctx, action_id))
+
+    def reject_action(self, action_id, reason) -> Future:
+        return self.command(lambda: governance.reject(self.ctx, action_id, reason))
+
+    def propose_action(self, kind, target, amount_sat, reason, **params) -> Future:
+        return self.command(lambda: governance.propose(self.ctx, kind, target, amount_sat,
+                                                       reason, origin="operator", **params))
 
     def members(self) -> Future:
         return self.read(lambda: contribution_view.annotate(

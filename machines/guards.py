@@ -77,6 +77,33 @@ def mode_oracle(ev) -> bool:
     return ev.kwargs.get("mode") == "oracle"
 
 
+AUTONOMOUS_WINDOW = 86400      # the autonomous limits' rolling window: 24 hours
+
+
+def autonomous_limit_exceeded(amount_sat: int, spent_sat: int, count: int, budget_sat: int,
+                              max_action_sat: int, max_actions: int) -> str | None:
+    """Why autonomous mode may not approve an action of `amount_sat` when `spent_sat` and
+    `count` actions were approved autonomously within the window; None when it may.
+    Exactly at a limit is within it."""
+    if count + 1 > max_actions:
+        return f"{count} actions approved autonomously in 24 h; the limit is {max_actions}"
+    if amount_sat > max_action_sat:
+        return f"{amount_sat} sat exceeds the per-action maximum of {max_action_sat} sat"
+    if spent_sat + amount_sat > budget_sat:
+        return (f"{spent_sat} sat approved autonomously in 24 h plus {amount_sat} sat "
+                f"exceeds the budget of {budget_sat} sat")
+    return None
+
+
+def within_autonomous_limits(ev) -> bool:
+    k = ev.kwargs
+    if "spent_sat" not in k:
+        return False        # limits not computed: never approve blind
+    return autonomous_limit_exceeded(k.get("amount_sat") or 0, k["spent_sat"], k["count"],
+                                     k["budget_sat"], k["max_action_sat"],
+                                     k["max_actions"]) is None
+
+
 def failure_threshold_reached(ev) -> bool:
     return ev.kwargs.get("failures", 0) >= ev.kwargs.get("threshold", 1)
 
@@ -97,6 +124,6 @@ GUARDS = {
     f.__name__: f
     for f in (deadline_passed, quorum_reached, from_session_peer, already_admitted, is_local,
               is_remote, within_lock_window, rival_prevails, mode_advisor, mode_autonomous,
-              mode_oracle, failure_threshold_reached, ratio_below_throttle_mark,
-              ratio_at_release_mark)
+              mode_oracle, within_autonomous_limits, failure_threshold_reached,
+              ratio_below_throttle_mark, ratio_at_release_mark)
 }

@@ -215,6 +215,22 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             peer_id TEXT PRIMARY KEY,
             {MACHINE_COLUMNS})""",
     ]),
+    (9, "governance: pending actions carry their amount, origin, and who decided them", [
+        # `mode` is the governance mode that decided the action (recorded at submit, never
+        # rewritten); `approved_by` (autonomous|operator|oracle) and `approved_at` are set
+        # when it is approved: autonomous mode's 24-hour limits are a query over them.
+        "ALTER TABLE pending_actions ADD COLUMN amount_sat INTEGER",
+        "ALTER TABLE pending_actions ADD COLUMN origin TEXT NOT NULL DEFAULT 'rule'",
+        "ALTER TABLE pending_actions ADD COLUMN mode TEXT",
+        "ALTER TABLE pending_actions ADD COLUMN approved_by TEXT",
+        "ALTER TABLE pending_actions ADD COLUMN approved_at REAL",
+        """CREATE INDEX pending_actions_approved ON pending_actions (approved_by, approved_at)
+           WHERE approved_by IS NOT NULL""",
+        "CREATE INDEX pending_actions_state ON pending_actions (state, created_at)",
+        # Actions from before carry their kind only in action_type (a ban_peer intent's).
+        """UPDATE pending_actions SET data = json_set(data, '$.kind', action_type)
+           WHERE json_extract(data, '$.kind') IS NULL""",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -26,7 +26,9 @@ from pyln.client import RpcError
 log = structlog.get_logger("hive.bridge")
 
 SUCCEEDED, FAILED, TIMED_OUT, REFUSED = "succeeded", "failed", "timed_out", "refused"
-POOL_SIZE = 8          # two per companion, two for lightningd's long calls, two for connect
+# Two per companion, two for lightningd's long calls, two for connect, two for the
+# governance oracle's HTTP calls.
+POOL_SIZE = 10
 PER_LANE = 2
 
 
@@ -52,6 +54,7 @@ class _Call:
     params: dict
     deadline: float
     on_done: Callable[[CallOutcome], None]
+    run: Callable[[], object] | None = None
     timed_out: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -86,14 +89,16 @@ class CallPool:
         return sum(1 for c in list(self.inflight.values()) if c.lane == lane and not c.timed_out)
 
     def start(self, lane: str, method: str, params: dict, deadline: float,
-              on_done: Callable[[CallOutcome], None]) -> None:
+              on_done: Callable[[CallOutcome], None],
+              run: Callable[[], object] | None = None) -> None:
         """On the worker. `on_done` runs on the worker exactly once: with the answer, a
-        timeout, or at once with a refusal when the lane is full."""
+        timeout, or at once with a refusal when the lane is full. With `run`, the pool
+        thread calls `run()` (e.g. an HTTP request) instead of lightningd's `method`."""
         if self.taken(lane) >= self.per_lane:
             on_done(CallOutcome(REFUSED, method, error=f"{lane}: {self.per_lane} calls still "
                                                        "unanswered"))
             return
-        call = _Call(next(self._ids), lane, method, dict(params or {}), deadline, on_done)
+        call = _Call(next(self._ids), lane, method, dict(params or {}), deadline, on_done, run)
         self.inflight[call.id] = call
         self._queue.put(call)
 
@@ -107,7 +112,8 @@ class CallPool:
     def _run(self, call: _Call) -> None:
         """On a pool thread: make the call, hand the answer to the worker."""
         try:
-            result = self.lightning.call(call.method, call.params)
+            result = call.run() if call.run is not None else \
+                self.lightning.call(call.method, call.params)
         except RpcError as e:
             error = e.error if isinstance(e.error, dict) else {"message": str(e.error)}
             outcome = CallOutcome(FAILED, call.method, error=f"{error.get('code')}: "

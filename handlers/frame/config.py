@@ -80,6 +80,22 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("hive-pending-action-expire-hours", "pending_action_expire_hours", "int", 24,
                "Hours a governance action waits for approval before it expires (1-720).",
                min=1, max=720, dynamic=True),
+    OptionSpec("hive-autonomous-budget-sat", "autonomous_budget_sat", "int", 1_000_000,
+               "Sats autonomous mode may approve within any 24 hours (the sum of the actions "
+               "it approved); beyond it actions wait for the operator (0-2100000000000000).",
+               min=0, max=2_100_000_000_000_000, dynamic=True),
+    OptionSpec("hive-autonomous-max-action-sat", "autonomous_max_action_sat", "int", 500_000,
+               "Largest single action autonomous mode may approve, in sats "
+               "(0-2100000000000000).", min=0, max=2_100_000_000_000_000, dynamic=True),
+    OptionSpec("hive-autonomous-max-actions-per-day", "autonomous_max_actions_per_day", "int",
+               10, "Most actions autonomous mode may approve within any 24 hours (0-10000).",
+               min=0, max=10_000, dynamic=True),
+    OptionSpec("hive-oracle-url", "oracle_url", "string", None,
+               "http(s) URL oracle mode POSTs each action to (docs/ORACLE.md); required "
+               "for hive-governance-mode=oracle.", dynamic=True),
+    OptionSpec("hive-oracle-timeout-seconds", "oracle_timeout_seconds", "int", 10,
+               "Seconds the oracle may take to answer; later, the action waits for the "
+               "operator (1-300).", min=1, max=300, dynamic=True),
     OptionSpec("hive-breaker-failure-threshold", "breaker_failure_threshold", "int", 3,
                "Consecutive failed bridge calls that open the circuit breaker (1-100).",
                min=1, max=100, dynamic=True),
@@ -141,6 +157,11 @@ class ConfigSnapshot:
     handshake_timeout_seconds: int
     max_handshake_sessions: int
     pending_action_expire_hours: int
+    autonomous_budget_sat: int
+    autonomous_max_action_sat: int
+    autonomous_max_actions_per_day: int
+    oracle_url: str | None
+    oracle_timeout_seconds: int
     breaker_failure_threshold: int
     breaker_reset_seconds: int
     rpc_timeout_seconds: int
@@ -157,6 +178,11 @@ class ConfigSnapshot:
     @property
     def pending_action_expire_seconds(self) -> int:
         return self.pending_action_expire_hours * 3600
+
+    @property
+    def oracle_deadline_seconds(self) -> int:
+        # Past the pool's own timeout (judged at a tick), so that one reports first.
+        return self.oracle_timeout_seconds + 2 * self.tick_seconds
 
     @property
     def log_retention_seconds(self) -> int:
@@ -208,6 +234,12 @@ def _decimal(opt: OptionSpec, value: str) -> float:
 
 
 def _check_joint(values: dict) -> None:
+    url = values["oracle_url"]
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ConfigError("hive-oracle-url", f"expected an http:// or https:// URL, got {url!r}")
+    if values["governance_mode"] == "oracle" and not url:
+        raise ConfigError("hive-governance-mode",
+                          "oracle needs hive-oracle-url set first")
     if values["contribution_release_ratio"] <= values["contribution_throttle_ratio"]:
         raise ConfigError(
             "hive-contribution-release-ratio",

@@ -28,6 +28,9 @@ class Context:
     # The bridge to the companion plugins (handlers.bridge.companions.Bridge); None where
     # a test runs handlers without one.
     bridge: object | None = None
+    # Custom notifications to other plugins (handlers.frame.effects.Notifier); None where a
+    # test runs handlers without one.
+    notifier: object | None = None
     _node_id: str | None = field(default=None, repr=False)
 
     @property

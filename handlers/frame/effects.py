@@ -68,3 +68,23 @@ class ThreadLocalRpc:
             raise RpcError(method, params or {}, {
                 "code": RPC_TIMEOUT,
                 "message": f"no answer from lightningd within {seconds:g} seconds"}) from None
+
+
+class Notifier(Protocol):
+    """The door for custom notifications (`ctx.notifier`): `notify(topic, payload)`."""
+    def notify(self, topic: str, payload: dict) -> None: ...
+
+
+class PluginNotifier:
+    """Custom notifications through lightningd, which forwards them to every plugin that
+    subscribed as `{"method": topic, "origin": "<our file name>", "params": params}`. The
+    params are `{topic: payload}` (pyln's own shape, so pyln subscribers get the payload
+    as the keyword argument named after the topic). pyln writes under its write lock, so
+    any thread may call this. The topics must be declared in the manifest
+    (`plugin.add_notification_topic`), or lightningd drops them."""
+
+    def __init__(self, plugin):
+        self.plugin = plugin
+
+    def notify(self, topic: str, payload: dict) -> None:
+        self.plugin.notify(topic, {topic: payload})

@@ -8,6 +8,7 @@ NOT_ADMIN = 2003
 PEER_UNREACHABLE = 2004
 HANDSHAKE_BUSY = 2005
 TOO_MANY_INTENTS = 2006
+ACTION_NOT_PENDING = 2007
 
 
 def bad_param(name: str, problem: str) -> RpcException:

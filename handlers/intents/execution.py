@@ -49,7 +49,11 @@ def execute(ctx, lock_id: str) -> None:
     reconciled, never run twice."""
     inst = ctx.dispatcher.load(KIND, lock_id)
     intent = inst.data["intent"]
-    executor = EXECUTORS[intent["intent_type"]]
+    executor = EXECUTORS.get(intent["intent_type"])
+    if executor is None:     # a type an older release announced (ban_peer): never run
+        if ctx.dispatcher.fire(KIND, lock_id, "start_execution").ok:
+            _failed(ctx, lock_id, f"intent type {intent['intent_type']} is no longer executed")
+        return
     try:
         before = executor.before(ctx, intent)
     except ExecutionFailed as e:
@@ -89,8 +93,9 @@ def reconcile(ctx) -> None:
     whether the effect exists; never run it again."""
     for row in store.in_state(ctx.db.conn(), "executing"):
         intent = row["data"]["intent"]
+        executor = EXECUTORS.get(intent["intent_type"])
         try:
-            found = EXECUTORS[intent["intent_type"]].effect_exists(
+            found = None if executor is None else executor.effect_exists(
                 ctx, intent, row["data"].get("before", {}))
         except ExecutionFailed as e:
             found, note = None, f" ({e})"

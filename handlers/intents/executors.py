@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pyln.client import RpcError
 
-from handlers.wire.messages import REBALANCE_FIELDS, intent_lock_id
+from handlers.wire.messages import REBALANCE_FIELDS
 from handlers.bridge import revenue_ops
 from handlers.bridge.pending import long_lightningd_call
 
@@ -72,29 +72,5 @@ class Rebalance:
         return None    # cl-revenue-ops has no lookup by our intent: we cannot tell
 
 
-class BanPeer:
-    """A ban needs the hive's consent: executing the lock proposes it as a governance
-    action named after the intent, (initiator, id)."""
-
-    def before(self, ctx, intent):
-        return {}
-
-    def execute(self, ctx, intent):
-        action_id = intent_lock_id(intent["initiator"], intent["intent_id"])
-        with ctx.db.transaction():      # proposed and submitted together, or not at all
-            ctx.dispatcher.create("pending_action", action_id,
-                                  domain={"action_type": "ban_peer", "target": intent["target"]},
-                                  data={"intent_id": intent["intent_id"],
-                                        "initiator": intent["initiator"]})
-            if not ctx.dispatcher.fire("pending_action", action_id, "submit",
-                                       mode=ctx.config().governance_mode).ok:
-                raise ExecutionFailed("the governance mode refused the proposal")
-        return {"pending_action": action_id}
-
-    def effect_exists(self, ctx, intent, before):
-        action_id = intent_lock_id(intent["initiator"], intent["intent_id"])
-        return ctx.dispatcher.load("pending_action", action_id) is not None
-
-
-EXECUTORS = {"channel_open": ChannelOpen(), "rebalance": Rebalance(), "ban_peer": BanPeer()}
+EXECUTORS = {"channel_open": ChannelOpen(), "rebalance": Rebalance()}
 NEEDS_AMOUNT = ("channel_open", "rebalance")

@@ -164,7 +164,9 @@ DIGEST = {"digests": list_of(record({"peer_id": node_id, "version": integer(1, M
 
 # Intent locks (docs/PROTOCOL.md §6), each signed by its initiator. The lock's timing
 # travels in the record, within the bounds of the options that set it.
-INTENT_TYPES = ("channel_open", "rebalance", "ban_peer")
+# No `ban_peer`: bans are decided by the members' votes, not won in a lock race; a peer
+# still sending one is refused like any unknown type.
+INTENT_TYPES = ("channel_open", "rebalance")
 _HOLD, _EXPIRE = BY_NAME["hive-intent-hold-seconds"], BY_NAME["hive-intent-expire-seconds"]
 INTENT = {"intent_id": hex_str(32), "intent_type": one_of(*INTENT_TYPES), "target": node_id,
           "initiator": node_id, "created_at": TIMESTAMP,

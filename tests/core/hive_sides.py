@@ -30,10 +30,14 @@ class KeyOnlyLightning:
         self.channels: list[dict] = []
         self.outputs: list[dict] = []
         self.connected: set[str] = set()
+        self.funded: list[str] = []     # peers fundchannel opened a channel to, in order
+        self.broken: set[str] = set()   # methods that fail as no caller expects (a fault)
 
     def call(self, method, params=None):
         params = params or {}
         self.calls.append(method)
+        if method in self.broken:
+            raise AssertionError(f"{method} is broken in this test")
         if method == "getinfo":
             return {"id": self.node_id}
         if method == "signmessage":
@@ -49,7 +53,15 @@ class KeyOnlyLightning:
                 return {"peers": [{"id": params["id"], "connected": True}]}
             return {"peers": [{"id": p, "connected": True} for p in sorted(self.connected)]}
         if method == "listpeerchannels":
-            return {"channels": list(self.channels)}
+            return {"channels": [c for c in self.channels
+                                 if "id" not in params or c.get("peer_id") == params["id"]]}
+        if method == "fundchannel":
+            # A channel awaiting lockin, as lightningd answers before any confirmation.
+            channel_id = "%064x" % (len(self.funded) + 1)
+            self.funded.append(params["id"])
+            self.channels.append({"peer_id": params["id"], "channel_id": channel_id,
+                                  "state": "CHANNELD_AWAITING_LOCKIN"})
+            return {"txid": "%064x" % len(self.funded), "channel_id": channel_id}
         if method == "listfunds":
             return {"outputs": list(self.outputs), "channels": []}
         raise AssertionError(f"handler called an RPC method this test does not serve: {method}")

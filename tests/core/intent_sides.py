@@ -49,9 +49,17 @@ def refusals(logs):
     return [e["reason"] for e in logs if e["event"] == "intent.refused"]
 
 
-def announce(side, target=TARGET, kind="ban_peer"):
-    """The lock id ("<initiator>:<intent_id>") of a new intent."""
-    return intents.announce(side.ctx, kind, target, None)["lock_id"]
+AMOUNT = 100_000
+
+
+def announce(side, target=TARGET, kind="channel_open"):
+    """The lock id ("<initiator>:<intent_id>") of a new channel_open intent."""
+    return intents.announce(side.ctx, kind, target, AMOUNT)["lock_id"]
+
+
+def funded(side, target=TARGET) -> int:
+    """Channels `side` opened to `target` (what executing a channel_open intent does)."""
+    return side.lightning.funded.count(target)
 
 
 def bare(lock_id):
@@ -65,9 +73,9 @@ def ordered(sides):
 
 def signed_intent(side, hive_id, signer=None, **over):
     """An INTENT body from `side` (signed by `signer`, default itself)."""
-    intent = {"intent_id": "%032x" % random.getrandbits(128), "intent_type": "ban_peer",
+    intent = {"intent_id": "%032x" % random.getrandbits(128), "intent_type": "channel_open",
               "target": TARGET, "initiator": side.node_id, "created_at": side.ctx.now(),
-              "amount_sat": None, "hold_seconds": 60, "expire_seconds": 600, **over}
+              "amount_sat": AMOUNT, "hold_seconds": 60, "expire_seconds": 600, **over}
     return {"intent": intent,
             "sig": signing.sign((signer or side).lightning, hive_id, "INTENT", intent)}
 

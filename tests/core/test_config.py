@@ -77,3 +77,25 @@ def test_contribution_ratios_are_numbers_and_release_must_exceed_throttle():
         cfg.with_change(c, "hive-contribution-release-ratio", "0.5")
     with pytest.raises(cfg.ConfigError, match="hive-contribution-release-ratio"):
         cfg.from_init({"hive-contribution-throttle-ratio": "0.7"}, "/ln")
+
+
+def test_oracle_mode_needs_an_http_url_set_first(tmp_path):
+    with pytest.raises(cfg.ConfigError, match="hive-governance-mode: oracle needs hive-oracle-url"):
+        cfg.from_init({"hive-governance-mode": "oracle"}, str(tmp_path))
+    with pytest.raises(cfg.ConfigError, match="hive-oracle-url: expected an http"):
+        cfg.from_init({"hive-oracle-url": "file:///etc/passwd"}, str(tmp_path))
+    snap = cfg.from_init({}, str(tmp_path))
+    with pytest.raises(cfg.ConfigError, match="oracle needs hive-oracle-url"):
+        cfg.with_change(snap, "hive-governance-mode", "oracle")
+    snap = cfg.with_change(snap, "hive-oracle-url", "http://127.0.0.1:8088/")
+    snap = cfg.with_change(snap, "hive-governance-mode", "oracle")
+    assert (snap.governance_mode, snap.oracle_url) == ("oracle", "http://127.0.0.1:8088/")
+    assert snap.oracle_deadline_seconds > snap.oracle_timeout_seconds + snap.tick_seconds
+
+
+def test_autonomous_limits_are_dynamic_and_bounded(tmp_path):
+    snap = cfg.from_init({}, str(tmp_path))
+    snap = cfg.with_change(snap, "hive-autonomous-budget-sat", "0")
+    assert snap.autonomous_budget_sat == 0              # no sats approved alone
+    with pytest.raises(cfg.ConfigError, match="hive-autonomous-max-actions-per-day: -1 is out"):
+        cfg.with_change(snap, "hive-autonomous-max-actions-per-day", "-1")

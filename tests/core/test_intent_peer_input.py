@@ -68,7 +68,7 @@ def test_an_intent_id_copied_by_another_member_does_not_squat_the_original(make_
     reaches A: A must still take C's intent, its abort, and refuse C's target."""
     a, b, c = make_fleet(["a", "b", "c"])
     hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
-    intent_id = intents.announce(c.ctx, "ban_peer", TARGET, None)["intent_id"]
+    intent_id = intents.announce(c.ctx, "channel_open", TARGET, 100_000)["intent_id"]
     to_a = c.outgoing(a)                         # on its way, slowly
     for msg in c.outgoing(b):
         b.receive(c, msg)
@@ -157,7 +157,7 @@ def test_every_state_the_table_says_holds_the_lock_holds_the_target(make_fleet, 
             machine_rows.insert(conn, "intent_lock", f"{peer}:{i:032x}", {
                 "state": st, "deadline": None, "deadline_trigger": None, "created_at": now,
                 "state_since": now, "version": 0, "data": {"role": "remote"}},
-                {"intent_type": "ban_peer", "target": target, "initiator": peer,
+                {"intent_type": "channel_open", "target": target, "initiator": peer,
                  "intent_id": f"{i:032x}", "announced_at": now, "expires_at": 0})
         if st in holds:
             with pytest.raises(RpcException, match="target: held by"):

@@ -12,7 +12,7 @@ from handlers.membership import handshake
 from handlers.membership import members as membership
 from handlers.wire.framing import MsgType, encode
 from hive_sides import Side, pump
-from intent_sides import (announce, make_fleet, ordered, refusals, settle, signed_intent,  # noqa: F401
+from intent_sides import (announce, funded, make_fleet, ordered, refusals, settle, signed_intent,  # noqa: F401
                           state, tick)
 from storage import hive as hive_store
 from storage import intents as store
@@ -39,7 +39,7 @@ def test_an_intent_that_expired_during_downtime_never_executes(make_fleet, clock
     assert state(b, theirs) == "executed"
     tick(a)                                      # A is back
     assert state(a, ours) == "expired"
-    assert a.dispatcher.load("pending_action", ours) is None
+    assert funded(a) == 0
     assert a.outgoing(b) == []                   # no commit notice for a stale intent
 
 
@@ -53,7 +53,7 @@ def test_a_committed_intent_past_its_lock_window_does_not_start(make_fleet, cloc
     clock.advance(a.config.intent_expire_seconds)
     execution.on_tick(a.ctx)                       # a tick whose deadlines were not fired yet
     assert state(a, ours) != "executing" and state(a, ours) != "executed"
-    assert a.dispatcher.load("pending_action", ours) is None
+    assert funded(a) == 0
     assert a.outgoing(b) == []
     a.dispatcher.fire_due()
     assert state(a, ours) == "expired"

@@ -12,7 +12,7 @@ from handlers.intents.locks import INTAKE_WINDOW, MAX_INTENTS_PER_WINDOW
 from handlers.wire import signing
 from handlers.wire.framing import MsgType, decode, encode
 from hive_sides import Side, pump
-from intent_sides import (TARGET, announce, bare, make_fleet, ordered, refusals,  # noqa: F401
+from intent_sides import (TARGET, announce, bare, funded, make_fleet, ordered, refusals,  # noqa: F401
                           settle, signed_intent, state)
 from storage import hive as hive_store
 from storage import intents as store
@@ -43,8 +43,8 @@ def test_lowest_pubkey_wins_for_random_pairs_and_arrival_orders(make_fleet, cloc
         assert state(loser, lose) == "aborted", trial
         assert state(loser, win) in ("committed", "expired")      # recorded as theirs
         assert state(winner, lose) == "aborted"
-        assert winner.dispatcher.load("pending_action", win) is not None
-        assert loser.dispatcher.load("pending_action", lose) is None
+        assert funded(winner, target) == 1
+        assert funded(loser, target) == 0
 
 
 def test_winner_is_the_lexicographically_lowest_key():
@@ -69,7 +69,7 @@ def test_a_conflict_one_second_before_the_hold_ends_makes_the_loser_abort(make_f
         ["intent.conflict_lost"]
     settle([low, high], clock, hold)
     assert state(low, theirs) == "executed" and state(high, ours) == "aborted"
-    assert high.dispatcher.load("pending_action", ours) is None
+    assert funded(high) == 0
 
 
 def test_silence_commits_and_executes_once(make_fleet, clock):
@@ -84,7 +84,7 @@ def test_silence_commits_and_executes_once(make_fleet, clock):
     settle([a, b], clock, 5)
     log = transition_log.for_instance(a.db.conn(), "intent_lock", iid)
     assert [r["trigger"] for r in log].count("start_execution") == 1
-    assert a.dispatcher.load("pending_action", iid).state == "awaiting_approval"
+    assert funded(a) == 1
 
 
 def test_a_committed_intent_makes_a_late_lower_key_rival_yield(make_fleet, clock):
@@ -106,7 +106,7 @@ def test_a_committed_intent_makes_a_late_lower_key_rival_yield(make_fleet, clock
     settle([low, high], clock, high.config.intent_hold_seconds)
     assert state(high, ours) == "executed" and state(low, late) == "aborted"
     assert state(high, late) == "aborted"        # low's INTENT_ABORT reached high
-    assert low.dispatcher.load("pending_action", late) is None
+    assert funded(low) == 0
 
 
 def test_the_commit_notice_reaches_a_rival_that_had_missed_the_intent(make_fleet, clock):
@@ -156,9 +156,10 @@ def test_announce_refuses_a_target_anyone_holds(make_fleet, clock):
 
 @pytest.mark.parametrize("args,message", [
     (("open_bakery", TARGET, None), "type: expected one of"),
-    (("ban_peer", "nope", None), "target: expected a node id"),
+    (("channel_open", "nope", 5), "target: expected a node id"),
     (("channel_open", TARGET, None), "amount_sat: a positive integer is required"),
-    (("ban_peer", TARGET, 5), "amount_sat: not used by ban_peer"),
+    # Bans are decided by the members' votes, never by a lock race.
+    (("ban_peer", TARGET, None), "type: expected one of channel_open|rebalance$"),
 ])
 def test_hive_intent_names_the_bad_parameter(make_fleet, args, message):
     a, = make_fleet(["a"])
@@ -172,14 +173,15 @@ def test_an_interrupted_execution_is_reconciled_not_repeated(make_fleet, clock):
     iid = announce(a)
     clock.advance(a.config.intent_hold_seconds)
     a.dispatcher.fire_due()
-    # The crash: `executing` was committed, the executor never finished.
-    assert a.dispatcher.fire("intent_lock", iid, "start_execution").ok
+    # The crash: `executing` was committed (with what existed then), the executor never ran.
+    assert a.dispatcher.fire("intent_lock", iid, "start_execution",
+                             data_update={"before": {"channels": []}}).ok
     execution.reconcile(a.ctx)                   # what start-up does
     inst = a.dispatcher.load("intent_lock", iid)
     assert inst.state == "failed" and "effect not found" in inst.data["failure"]
-    assert a.dispatcher.load("pending_action", iid) is None
+    assert funded(a) == 0
     execution.on_tick(a.ctx)
-    assert a.dispatcher.load("pending_action", iid) is None     # never run again
+    assert funded(a) == 0                         # never run again
 
 
 def test_reconcile_finds_an_effect_that_happened(make_fleet, clock):
@@ -187,9 +189,11 @@ def test_reconcile_finds_an_effect_that_happened(make_fleet, clock):
     iid = announce(a)
     clock.advance(a.config.intent_hold_seconds)
     a.dispatcher.fire_due()
-    a.dispatcher.fire("intent_lock", iid, "start_execution")
-    a.dispatcher.create("pending_action", iid, domain={"action_type": "ban_peer",
-                                                       "target": TARGET})
+    a.dispatcher.fire("intent_lock", iid, "start_execution",
+                      data_update={"before": {"channels": []}})
+    # The crash came after fundchannel took effect: a channel that was not there before.
+    a.lightning.channels.append({"peer_id": TARGET, "channel_id": "ab" * 32,
+                                 "state": "CHANNELD_AWAITING_LOCKIN"})
     execution.reconcile(a.ctx)
     assert state(a, iid) == "executed"
 
@@ -238,7 +242,7 @@ def test_bad_intents_are_refused_and_change_nothing(make_fleet, tmp_path, clock)
         a.receive(b, encode(MsgType.INTENT, good))                          # replay
         a.receive(b, encode(MsgType.INTENT, signed_intent(b, hive_id, created_at=stale)))
         a.receive(b, encode(MsgType.INTENT, signed_intent(b, hive_id, created_at=a.ctx.now() + 3600)))
-        a.receive(b, encode(MsgType.INTENT, signed_intent(b, hive_id, intent_type="channel_open")))
+        a.receive(b, encode(MsgType.INTENT, signed_intent(b, hive_id, amount_sat=None)))
     assert refusals(logs) == [
         "sender is not a member", "sender is banned", "initiator is not the sender",
         "not signed by its initiator", "not signed by its initiator",
@@ -338,7 +342,8 @@ def test_an_executor_fault_still_ends_the_intent(make_fleet, clock):
     iid = intents.announce(a.ctx, "channel_open", TARGET, 100_000)["lock_id"]
     clock.advance(a.config.intent_hold_seconds)
     a.dispatcher.fire_due()
-    # this test's lightningd serves no fundchannel: the executor fails unexpectedly
+    # fundchannel raises what no executor expects: the executor fails unexpectedly
+    a.lightning.broken.add("fundchannel")
     with capture_logs() as logs:
         execution.on_tick(a.ctx)
     inst = a.dispatcher.load("intent_lock", iid)

@@ -111,15 +111,20 @@ def test_remote_intent_expires_counted_from_its_announce(dispatcher, clock, conf
     assert expired.dest == "expired"
 
 
-@pytest.mark.parametrize("mode,after_submit", [
-    ("autonomous", "approved"), ("advisor", "awaiting_approval"),
-    ("oracle", "awaiting_approval")])
-def test_governance_mode_decides_the_path(dispatcher, mode, after_submit):
+LIMITS = {"amount_sat": 10, "spent_sat": 0, "count": 0, "budget_sat": 10,
+          "max_action_sat": 10, "max_actions": 1}
+
+
+@pytest.mark.parametrize("mode,after_submit,decide", [
+    ("autonomous", "approved", None), ("advisor", "awaiting_approval", "approve"),
+    ("oracle", "consulting_oracle", "oracle_approved")])
+def test_governance_mode_decides_the_path(dispatcher, mode, after_submit, decide):
     dispatcher.create("pending_action", "a1",
                       domain={"action_type": "channel_open", "target": OTHER})
-    assert dispatcher.fire("pending_action", "a1", "submit", mode=mode).dest == after_submit
-    if after_submit == "awaiting_approval":
-        assert dispatcher.fire("pending_action", "a1", "approve").dest == "approved"
+    assert dispatcher.fire("pending_action", "a1", "submit", mode=mode,
+                           **LIMITS).dest == after_submit
+    if decide is not None:
+        assert dispatcher.fire("pending_action", "a1", decide).dest == "approved"
     assert dispatcher.fire("pending_action", "a1", "start_execution").dest == "executing"
     assert dispatcher.fire("pending_action", "a1", "execution_failed").dest == "failed"
 

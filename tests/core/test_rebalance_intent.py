@@ -47,8 +47,8 @@ GOOD = {"from_channel": "2x2x2", "to_channel": "1x1x1", "max_fee_sats": 25}
      "from_channel: not used by channel_open"),
     ("channel_open", 100_000, {"from_channel": None, "max_fee_sats": None},
      "to_channel: not used by channel_open"),
-    ("ban_peer", None, {"from_channel": None, "to_channel": None, "max_fee_sats": 5},
-     "max_fee_sats: not used by ban_peer"),
+    ("channel_open", 100_000, {"from_channel": None, "to_channel": None, "max_fee_sats": 5},
+     "max_fee_sats: not used by channel_open"),
 ])
 def test_hive_intent_names_the_bad_rebalance_parameter(make_fleet, kind, amount, over, message):
     a, = make_fleet(["a"])
@@ -82,7 +82,7 @@ def test_a_rebalance_carries_its_channels_and_fee_cap_to_every_member(make_fleet
       "to_channel": "1x1x1"}, "max_fee_sats is required for rebalance"),
     ({"intent_type": "channel_open", "amount_sat": 100_000, "from_channel": "2x2x2"},
      "from_channel is not used by channel_open"),
-    ({"max_fee_sats": 5}, "max_fee_sats is not used by ban_peer"),
+    ({"max_fee_sats": 5}, "max_fee_sats is not used by channel_open"),
     ({"intent_type": "rebalance", "amount_sat": 50_000, **GOOD, "to_channel": "2x2x2"},
      "to_channel is the same channel as from_channel"),
     ({"intent_type": "rebalance", "amount_sat": 50_000, **GOOD, "from_channel": "2x2"},

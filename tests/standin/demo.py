@@ -1,6 +1,7 @@
 """What an operator sees: three cl-hive nodes detect their companion plugins, form a hive,
 agree on its members and on the HiveMap, set zero fees between members, race for one
-channel through intent locks, and stop. On real lightningd (on our regtest chain,
+channel through intent locks, propose a channel open that waits for the operator (advisor
+mode), is approved and executes, and stop. On real lightningd (on our regtest chain,
 tests/chain) when `lightningd` is on PATH, on the stand-in otherwise; the first line says
 which (HIVE_TEST_BACKEND=standin forces the stand-in).
 
@@ -194,6 +195,39 @@ def intent_race(demo):
         raise RuntimeError("expected exactly one channel, got %d" % len(opened))
 
 
+def governance(demo):
+    a = demo.nodes[0]
+    target = demo.fleet.nodes(1, plugins=[])[0]
+    demo.fleet.fund(a, 3_000_000)
+    demo.fleet.connect(a, target)
+    act = a.rpc.call("hive-propose-action", {"kind": "channel_open", "target": target.id,
+                                             "amount_sat": 1_000_000,
+                                             "reason": "the fleet has no channel there"})
+    print("  %s: lightning-cli hive-propose-action channel_open %s... 1000000"
+          % (a.name, target.id[:12]))
+    print("    action %s: %s (%s mode: it waits for the operator)"
+          % (act["id"], act["state"], act["mode"]))
+    if act["state"] != "awaiting_approval":
+        raise RuntimeError("expected the action to wait for approval: %s" % act)
+    waiting = a.rpc.call("hive-pending-actions", {"state": "awaiting_approval"})["actions"]
+    print("  %s: lightning-cli hive-pending-actions awaiting_approval  -> %s"
+          % (a.name, ", ".join("%s %s %s sat" % (w["id"], w["kind"], w["amount_sat"])
+                               for w in waiting)))
+    approved = a.rpc.call("hive-approve-action", {"id": act["id"]})
+    print("  %s: lightning-cli hive-approve-action %s  -> %s, intent lock %s..."
+          % (a.name, act["id"], approved["state"], (approved["lock_id"] or "")[:20]))
+    done = demo.fleet.wait_for(
+        lambda: (lambda v: v if v["state"] in ("executed", "failed") else None)(
+            a.rpc.call("hive-action", {"id": act["id"]})), timeout=30,
+        what="the approved action to execute")
+    print("  %s: lightning-cli hive-action %s  -> %s" % (a.name, act["id"], " -> ".join(
+        t["to"] for t in done["transitions"])))
+    if done["state"] != "executed":
+        raise RuntimeError("the approved action failed: %s" % done["failure"])
+    print("  %s now has a channel from %s (funding txid %s...)"
+          % (target.name, a.name, (done["result"] or {}).get("txid", "?")[:16]))
+
+
 def show_status(demo):
     for node in demo.nodes:
         status = node.rpc.call("hive-status")
@@ -238,6 +272,8 @@ STEPS = [
     ("Channels change; gossip and anti-entropy make hive-topology agree", topology_agrees),
     ("Members' channels carry zero fees (cl-revenue-ops v2, v3, or setchannel)", fleet_fees),
     ("l2 and l3 race for the same channel; the intent lock lets one act", intent_race),
+    ("l1 proposes a channel open (advisor mode); the operator approves; it executes",
+     governance),
     ("hive-status of each node", show_status),
     ("The state transitions each plugin logged", show_logs),
     ("Stop the fleet gracefully", stop_nodes),
