@@ -14,6 +14,9 @@ from typing import Callable
 
 import structlog
 
+from handlers.council import leave as council_leave
+from handlers.council import proposals as council
+from handlers.council import sync as council_sync
 from handlers.frame.refusals import refusal_log
 from handlers.hivemap import gossip
 from handlers.intents import locks as intents
@@ -52,6 +55,14 @@ ROUTES = {
     MsgType.DIGEST: Route(gossip.on_digest, "gossip", messages.DIGEST),
     MsgType.INTENT: Route(intents.on_intent, "intent", messages.INTENT_MSG),
     MsgType.INTENT_ABORT: Route(intents.on_intent_abort, "intent", messages.INTENT_ABORT_MSG),
+    MsgType.PROPOSAL: Route(council.on_proposal, "council", messages.PROPOSAL_MSG),
+    MsgType.VOTE: Route(council.on_vote, "council", messages.VOTE_MSG),
+    MsgType.DECISION: Route(council.on_decision, "council", messages.DECISION_MSG),
+    MsgType.LEAVE: Route(council_leave.on_leave, "council", messages.LEAVE_MSG),
+    MsgType.MEMBERSHIP_HASH: Route(council_sync.on_membership_hash, "council",
+                                   messages.MEMBERSHIP_HASH),
+    MsgType.MEMBERSHIP_SYNC: Route(council_sync.on_membership_sync, "council",
+                                   messages.MEMBERSHIP_SYNC),
 }
 
 

@@ -8,6 +8,7 @@ NOT_ADMIN = 2003
 PEER_UNREACHABLE = 2004
 HANDSHAKE_BUSY = 2005
 TOO_MANY_INTENTS = 2006
+NOT_ALLOWED = 2007           # this node's tier lacks the right (handlers.membership.rights)
 
 
 def bad_param(name: str, problem: str) -> RpcException:

@@ -11,6 +11,7 @@ import secrets
 from pyln.client import RpcException
 
 from handlers.frame import errors
+from handlers.membership import rights
 from handlers.wire import messages, signing
 from handlers.wire.framing import MAX_JSON_DEPTH, WireError, json_depth
 from handlers.wire.messages import INVITE_TIERS
@@ -65,6 +66,18 @@ def add_member(ctx, admission: dict, peer_id: str | None = None) -> None:
                           peer_id=peer_id, context={"admitted_by_ticket": admission["ticket_id"]})
 
 
+def readmit_member(ctx, admission: dict, peer_id: str | None = None) -> None:
+    """A member that left comes back on a new (already verified) admission: the same row,
+    its history kept, the `readmit` rule back to neophyte."""
+    with ctx.db.transaction() as conn:
+        hive_store.set_admission(conn, admission["member"], admission)
+        outcome = ctx.dispatcher.fire("member_tier", admission["member"], "readmit",
+                                      peer_id=peer_id,
+                                      context={"admitted_by_ticket": admission["ticket_id"]})
+        if not outcome.ok:
+            raise RuntimeError(f"readmit of {admission['member']} refused: {outcome.refused}")
+
+
 # -- hive-genesis ---------------------------------------------------------------------
 def genesis(ctx, name) -> dict:
     if name is None:
@@ -106,7 +119,7 @@ def invite(ctx, valid_hours, tier, peer_id) -> dict:
             raise errors.bad_param("peer_id", str(e)) from None
     meta = require_hive(ctx)
     me = hive_store.member(ctx.db.conn(), ctx.node_id)
-    if me is None or me["tier"] != "admin":
+    if me is None or not rights.may(me["tier"], "invite"):
         raise RpcException("only an admin may invite; this node is "
                            f"{me['tier'] if me else 'not a member'}", errors.NOT_ADMIN)
     if peer_id == ctx.node_id:

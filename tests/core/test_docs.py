@@ -15,7 +15,8 @@ def test_readme_lists_every_option_with_its_type_default_and_dynamism():
         typ, default, dynamic = rows[o.name]
         assert typ == o.type
         assert dynamic == ("yes" if o.dynamic else "no")
-        if o.default is not None:
-            assert default.strip() == f"`{o.default}`"
+        if o.default is not None:     # a bool as lightningd writes it: `false`
+            shown = str(o.default).lower() if isinstance(o.default, bool) else o.default
+            assert default.strip() == f"`{shown}`"
         if o.min is not None:
             assert f"{o.min} to {o.max}" in README.split(f"`{o.name}`")[1].split("\n")[0]
