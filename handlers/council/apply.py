@@ -79,7 +79,7 @@ def settle(ctx, peer_id: str, *, via: str | None = None) -> str | None:
     want = desired_tier(conn, peer_id)
     current = row["tier"]
     for trigger in PATHS.get((current, want), ()):
-        proof = (proofs.get(trigger) or [None])[0]
+        proof = None if trigger == "leave" else (proofs[trigger] or [None])[0]
         counts = {} if proof is None else {"votes": proof["votes"],
                                            "eligible": proof["eligible"]}
         outcome = ctx.dispatcher.fire(

@@ -3,8 +3,10 @@
 VOTE and DECISION.
 
 A proposal is broadcast when opened; votes go to every connected member with the proposal
-they are for, so each node tallies them itself: a proposal is, applies and broadcasts the DECISION (the proposal with the yes votes), which each
-receiver verifies vote by vote before applying. What a node missed reaches it through the
+they are for, so each node tallies them itself and decides once the yes votes of current
+voters reach the quorum. The node whose own vote completed the quorum broadcasts the
+DECISION (the proposal with the yes votes), which each receiver verifies vote by vote
+before applying. What a node missed reaches it through the
 membership anti-entropy (handlers.council.sync)."""
 from __future__ import annotations
 
