@@ -2,7 +2,8 @@
 then hand it to its wing's handler. The router sits above the wings it routes to.
 
 Messages between members (`Route.schema` set) are authorized before their payload is even
-decoded: this node is in a hive, the sender is an active member and not banned. Their
+decoded: this node is in a hive and an active member of it, the sender is an active
+member and not banned. Their
 handlers get the parsed body and what authorization established (`Authorized`).
 Handshake messages come from nodes that are not members yet; their handlers parse them.
 A refusal is logged under the family's name (`<family>.refused`) and dropped.
@@ -77,6 +78,8 @@ def authorize(ctx, peer_id: str) -> Authorized | str:
     members = frozenset(m["peer_id"] for m in ms.active_members(conn))
     if peer_id not in members:
         return "sender is not a member"
+    if ctx.node_id not in members:
+        return "this node is not an active member (it left or was banned)"
     return Authorized(meta, members)
 
 

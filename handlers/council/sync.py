@@ -180,27 +180,17 @@ def take_admission(ctx, meta: dict, admission: dict) -> str | None:
     """An admission signed by the admin: a member we missed (MEMBER_ADDED lost), or a
     departed member's return. One we hold is no news."""
     conn = ctx.db.conn()
-    known = hive_store.member(conn, admission["member"])
-    if known is not None and records.admission_ref(known["admission"]) == \
-            records.admission_ref(admission):
-        return None
     if admission["hive_id"] != meta["hive_id"]:
         return "admission for another hive"
+    problem = ms.admission_problem(conn, admission)
+    if problem == "already known":
+        return None
+    if problem:
+        return problem
     if admission["tier"] == "admin":
         return "an admission cannot grant admin"
-    if known is not None:
-        if admission["tier"] != "neophyte":
-            return "a returning member comes back as a neophyte"
-        if known["tier"] != "left":
-            return f"a second admission of a member that has not left ({known['tier']})"
-        if admission["admitted_at"] <= known["admission"]["admitted_at"]:
-            return "an admission older than the one held"
     if not signing.verify(ctx.lightning, meta["admin_id"], meta["hive_id"], "ADMISSION",
                           messages.unsigned(admission), admission["sig"]):
         return "admission is not signed by the hive's admin"
-    if known is None:
-        ms.add_member(ctx, admission)
-    else:
-        ms.readmit_member(ctx, admission)
+    ms.record_admission(ctx, admission)
     return None
-

@@ -8,7 +8,7 @@ from structlog.testing import capture_logs
 from council_sides import hive, promote, tiers
 from handlers.council import apply, leave, proposals, score, view
 from handlers.hivemap import gossip
-from handlers.membership import members, rights
+from handlers.membership import handshake, members, rights
 from handlers.wire.framing import MsgType, encode
 from hive_sides import pump
 from machines.guards import majority_quorum
@@ -206,3 +206,23 @@ def test_hive_members_shows_each_members_score(council):
     table = view.scores(a.ctx)
     assert set(table) == set(a.members())
     assert all(0.0 <= s["score"] <= 1.0 for s in table.values())
+
+
+def test_a_node_that_left_rejoins_with_a_new_ticket(council, clock):
+    a, b, c, d = council
+    leave.leave(d.ctx)
+    pump(*council)
+    clock.advance(60)
+    ticket = members.invite(a.ctx, None, None, None)["ticket"]
+    result = handshake.join_result(d.ctx, handshake.start_join(d.ctx, ticket, None))
+    pump(*council)
+    assert handshake.join_result(d.ctx, result["session"])["state"] == "joined"
+    assert all(t[d.node_id] == "neophyte" for t in tiers(*council))
+    # The same row went left -> neophyte: its history is kept in the transition log.
+    rows = a.db.conn().execute(
+        "SELECT trigger FROM transition_log WHERE kind = 'member_tier' AND instance_id = ? "
+        "ORDER BY seq", (d.node_id,)).fetchall()
+    assert [r[0] for r in rows] == ["create", "leave", "readmit"]
+    # Back on probation, it can be promoted again.
+    promote(d, [a, b], council)
+    assert all(t[d.node_id] == "member" for t in tiers(*council))
