@@ -87,7 +87,8 @@ def admission_problem(conn, admission: dict) -> str | None:
         return f"a second admission of a member that has not left ({known['tier']})"
     if admission["tier"] != "neophyte":
         return "a returning member comes back as a neophyte"
-    if admission["admitted_at"] <= known["admission"]["admitted_at"]:
+    # Seconds: a leave and a return may share one (the records differ, by their ticket).
+    if admission["admitted_at"] < known["admission"]["admitted_at"]:
         return "an admission older than the one held"
     return None
 
