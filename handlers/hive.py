@@ -210,6 +210,7 @@ class Hive:
             out["engine"] = self.engine.stats()
             out["bridge"] = self.ctx.bridge.view(self.ctx)
             out["contribution"] = self.ledger.stats()
+            out["membership"] = council_sync.status(self.ctx)
             return out
         return self.read(run)
 

@@ -43,22 +43,22 @@ def membership_hash(ctx) -> tuple[str, int]:
 
 def _proofs(ctx) -> list[dict]:
     """Every proof we hold about the current members, in the order a receiver can check
-    them: admissions, then decisions (promotions, bans, unbans), leaves, open proposals."""
+    them: admissions, then decisions (in the order they were made), leaves, open proposals."""
     conn, now = ctx.db.conn(), ctx.now()
     items: list[dict] = []
-    decided = {"promote": [], "ban": [], "unban": []}
-    leaves = []
+    decided, leaves = [], []
     for m in hive_store.members(conn):
         items.append({"admissions": m["admission"]})
         found = apply.proofs_of(conn, m["peer_id"], m["admission"])
-        for kind in decided:
-            decided[kind] += found[kind]
+        decided += found["promote"] + found["ban"] + found["unban"]
         if found["leave"] is not None:
             leaves.append(found["leave"])
-    for kind in ("promote", "ban", "unban"):
-        for p in decided[kind]:
-            yes = [v for v in store.votes(conn, p["proposal_id"]) if v["choice"] == "yes"]
-            items.append({"decisions": {"proposal": p["record"], "votes": yes}})
+    # In the order we decided them: a receiver then counts each decision's voters as they
+    # were when it was made (a promotion decided later does not yet enlarge the electorate
+    # of an earlier ban, nor a later ban shrink it).
+    for p in sorted(decided, key=lambda p: (p["decided_at"], p["proposal_id"])):
+        yes = [v for v in store.votes(conn, p["proposal_id"]) if v["choice"] == "yes"]
+        items.append({"decisions": {"proposal": p["record"], "votes": yes}})
     items += [{"leaves": signed} for signed in leaves]
     for p in store.proposals(conn):
         if view.status_of(conn, p, now) == "open":
@@ -117,6 +117,17 @@ def on_tick(ctx) -> None:
     with ctx.db.transaction() as c:
         for peer in ms.connected_members(ctx):
             outbox.add(c, peer_id=peer, msg_hex=msg, now=ctx.clock.now())
+
+
+def status(ctx) -> dict:
+    """For hive-status: our membership hash and the proposals still open."""
+    conn = ctx.db.conn()
+    if hive_store.get_meta(conn) is None:
+        return {"hash": None, "open_proposals": 0}
+    now = ctx.now()
+    digest, _ = membership_hash(ctx)
+    return {"hash": digest, "open_proposals": sum(
+        1 for p in store.proposals(conn) if view.status_of(conn, p, now) == "open")}
 
 
 def on_member_connected(ctx, peer_id: str) -> None:

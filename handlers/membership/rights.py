@@ -1,5 +1,5 @@
-"""What each tier may do, in one table (README.md shows the same table; a test keeps
-them equal). Every handler that grants a right asks `may`."""
+"""What each tier may do, in one table (docs/PROTOCOL.md §7 shows the same table; a test
+keeps them equal). Handlers that grant a right ask `may`."""
 from __future__ import annotations
 
 RIGHTS: dict[str, tuple[str, ...]] = {

@@ -112,3 +112,25 @@ def test_votes_during_a_partition_decide_only_with_a_majority_of_all_voters(five
     assert proposals.vote(c.ctx, ban["proposal_id"], "yes")["decided"] is True
     pump(*five)
     assert all(s.members()[e.node_id] == "banned" for s in (a, b, c, d))
+
+
+def test_a_catching_up_node_counts_each_decision_against_the_voters_of_its_time(
+        tmp_path, clock):
+    sides = hive(tmp_path, clock, "a", "b", "c", "d", "e", "f")
+    a, b, c, d, e, f = sides
+    promote(b, [a], sides)
+    promote(c, [a, b], sides)
+    disconnect(e, sides)
+    online = [a, b, c, d, f]
+    ban = proposals.open_ban_proposal(a.ctx, d.node_id, "")    # voters a, b, c: quorum 2
+    pump(*online)
+    proposals.vote(b.ctx, ban["proposal_id"], "yes")
+    pump(*online)
+    clock.advance(60)
+    promote(f, [a, b], online)          # afterwards: four voters, a ban would need 3
+    reconnect(e, sides)
+    sync_round(clock, sides)
+    assert e.members()[d.node_id] == "banned" and e.members()[f.node_id] == "member"
+    assert e.members() == a.members()
+    for s in sides:
+        s.close()
