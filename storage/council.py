@@ -84,3 +84,18 @@ def leave_of(conn: sqlite3.Connection, peer_id: str, subject: str) -> dict | Non
     row = conn.execute("SELECT record FROM member_leaves WHERE peer_id = ? AND subject = ?",
                        (peer_id, subject)).fetchone()
     return None if row is None else json.loads(row[0])
+
+
+def open_by(conn: sqlite3.Connection, proposer: str, now: float) -> int:
+    """Undecided, unexpired proposals of one proposer."""
+    return conn.execute("SELECT COUNT(*) FROM proposals WHERE proposer = ? AND "
+                        "decided_at IS NULL AND expires_at >= ?", (proposer, now)).fetchone()[0]
+
+
+def prune_lapsed(conn: sqlite3.Connection, before: float) -> int:
+    """Forget proposals that expired undecided before `before`, with their votes (decided
+    ones are proofs and stay)."""
+    lapsed = "SELECT proposal_id FROM proposals WHERE decided_at IS NULL AND expires_at < ?"
+    conn.execute(f"DELETE FROM proposal_votes WHERE proposal_id IN ({lapsed})", (before,))
+    return conn.execute("DELETE FROM proposals WHERE decided_at IS NULL AND expires_at < ?",
+                        (before,)).rowcount

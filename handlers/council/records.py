@@ -19,6 +19,9 @@ from storage import council as store
 from storage import hive as hive_store
 
 FUTURE_SKEW = 600                # seconds a signer's clock may run ahead of ours
+# Open proposals one proposer may have us hold at once: a member cannot fill our database
+# with proposals (lapsed ones are pruned with the transition log).
+MAX_OPEN_PER_PROPOSER = 10
 MAX_PROPOSAL_SECONDS = 720 * 3600   # the longest hive-proposal-expire-hours allows
 
 
@@ -66,6 +69,8 @@ def proposal_problem(ctx, hive_id: str, signed: dict, *, opening: bool) -> str |
     proposer = hive_store.member(conn, fields["proposer"])
     if proposer is None:
         return "proposer is not a member"
+    if opening and store.open_by(conn, fields["proposer"], now) >= MAX_OPEN_PER_PROPOSER:
+        return f"the proposer has {MAX_OPEN_PER_PROPOSER} open proposals already"
     kind = fields["kind"]
     if kind == "promote":
         if fields["proposer"] != fields["target"]:

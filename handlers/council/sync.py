@@ -27,6 +27,7 @@ log = structlog.get_logger("hive.council")
 
 SECTIONS = ("admissions", "decisions", "leaves", "open")
 MAX_REMEMBERED = 1024
+PRUNE_EVERY_SECONDS = 3600
 
 
 def membership_hash(ctx) -> tuple[str, int]:
@@ -109,6 +110,11 @@ def on_tick(ctx) -> None:
     conn = ctx.db.conn()
     if hive_store.get_meta(conn) is None:
         return
+    if ctx.every("council_prune", PRUNE_EVERY_SECONDS):
+        with ctx.db.transaction() as c:
+            lapsed = store.prune_lapsed(c, ctx.clock.now() - ctx.config().log_retention_seconds)
+        if lapsed:
+            log.info("council.pruned", lapsed_proposals=lapsed)
     if ctx.node_id not in {m["peer_id"] for m in ms.active_members(conn)}:
         return
     if not ctx.every("membership_hash", ctx.config().sync_interval):

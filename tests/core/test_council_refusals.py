@@ -223,3 +223,32 @@ def test_a_ban_proposal_on_the_admin_is_refused(five):
     assert refused(c, b, MsgType.PROPOSAL,
                    {"proposal": signed_by(key(b), hid, "PROPOSAL", fields)}) == \
         ["the admin cannot be banned"]
+
+
+def test_a_member_cannot_make_us_hold_more_than_ten_open_proposals(five):
+    a, b, c, d, e = five
+    hid = hive_id(a)
+    row = hive_store.member(a.db.conn(), e.node_id)
+    sent = []
+    for i in range(records.MAX_OPEN_PER_PROPOSER + 1):
+        fields = {"hive_id": hid, "kind": "ban", "target": e.node_id, "proposer": b.node_id,
+                  "subject": records.admission_ref(row["admission"]), "reason": str(i),
+                  "created_at": 1_700_000_000, "expires_at": 1_700_003_600}
+        sent.append({"proposal": signed_by(key(b), hid, "PROPOSAL", fields)})
+    for body in sent[:-1]:
+        a.receive(b, encode(MsgType.PROPOSAL, body))
+    assert refused(a, b, MsgType.PROPOSAL, sent[-1]) == \
+        ["the proposer has 10 open proposals already"]
+
+
+def test_lapsed_proposals_are_pruned_after_the_retention(five, clock):
+    from handlers.council import sync as council_sync
+    a, b, c, d, e = five
+    ban = proposals.open_ban_proposal(b.ctx, e.node_id, "")
+    pump(*five)
+    assert store.proposal(a.db.conn(), ban["proposal_id"]) is not None
+    clock.advance(a.config.proposal_expire_hours * 3600 + a.config.log_retention_seconds + 1)
+    council_sync.on_tick(a.ctx)
+    assert store.proposal(a.db.conn(), ban["proposal_id"]) is None
+    assert store.votes(a.db.conn(), ban["proposal_id"]) == []
+    assert all(p["decided_at"] is not None for p in store.proposals(a.db.conn()))
