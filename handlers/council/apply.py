@@ -69,7 +69,7 @@ def desired_tier(conn, peer_id: str) -> str | None:
                             unbanned=bool(p["unban"]))
 
 
-def settle(ctx, peer_id: str, *, via: str | None = None) -> str | None:
+def settle(ctx, peer_id: str) -> str | None:
     """Move `peer_id`'s tier to what its proofs say; the tier it ends in."""
     conn = ctx.db.conn()
     row = hive_store.member(conn, peer_id)
@@ -83,7 +83,7 @@ def settle(ctx, peer_id: str, *, via: str | None = None) -> str | None:
         counts = {} if proof is None else {"votes": proof["votes"],
                                            "eligible": proof["eligible"]}
         outcome = ctx.dispatcher.fire(
-            KIND, peer_id, trigger, peer_id=via, **counts,
+            KIND, peer_id, trigger, **counts,
             context={"proof": None if proof is None else proof["proposal_id"]})
         if not outcome.ok:
             return current

@@ -134,3 +134,27 @@ def test_a_catching_up_node_counts_each_decision_against_the_voters_of_its_time(
     assert e.members() == a.members()
     for s in sides:
         s.close()
+
+
+def test_a_node_that_missed_a_ban_and_its_unban_logs_both(five, clock):
+    a, b, c, d, e = five
+    promote(b, [a], five)
+    promote(c, [a, b], five)
+    disconnect(e, five)
+    online = [a, b, c, d]
+    ban = proposals.open_ban_proposal(a.ctx, d.node_id, "")
+    pump(*online)
+    proposals.vote(b.ctx, ban["proposal_id"], "yes")
+    pump(*online)
+    clock.advance(60)
+    unban = proposals.unban(a.ctx, d.node_id, "")
+    pump(*online)
+    proposals.vote(c.ctx, unban["proposal_id"], "yes")
+    pump(*online)
+    reconnect(e, five)
+    sync_round(clock, five)
+    assert e.members()[d.node_id] == "left"
+    rows = e.db.conn().execute(
+        "SELECT trigger FROM transition_log WHERE kind = 'member_tier' AND instance_id = ? "
+        "ORDER BY seq", (d.node_id,)).fetchall()
+    assert [r[0] for r in rows] == ["create", "ban", "unban"]
