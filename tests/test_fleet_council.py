@@ -130,3 +130,6 @@ def test_a_node_offline_during_a_promotion_and_a_ban_catches_up(fleet):
     wait_tier(fleet, [d], c, "member", timeout=45)
     wait_tier(fleet, [d], e, "banned", timeout=45)
     assert tiers(d) == tiers(a)
+    fleet.wait_for(lambda: len({n.rpc.call("hive-status")["membership"]["hash"]
+                                for n in (a, b, c, d)}) == 1, timeout=30,
+                   what="the membership hashes to agree")
