@@ -117,6 +117,41 @@ def build(hive=None) -> Plugin:
         """The hive id, this node's tier, and every member with its tier and contribution."""
         _answer(request, hive.members())
 
+    @plugin.async_method("hive-request-promotion")
+    def hive_request_promotion(request, plugin):
+        """A neophyte past its probation asks the members for promotion (a signed request)."""
+        _answer(request, hive.request_promotion())
+
+    @plugin.async_method("hive-vouch")
+    def hive_vouch(request, plugin, peer_id):
+        """Vouch (a signed yes vote) for a neophyte's open promotion request."""
+        _answer(request, hive.vouch(peer_id))
+
+    @plugin.async_method("hive-ban")
+    def hive_ban(request, plugin, peer_id, reason=None):
+        """Propose to ban a member (and vote yes on it); banned once a quorum votes yes."""
+        _answer(request, hive.ban(peer_id, reason))
+
+    @plugin.async_method("hive-unban")
+    def hive_unban(request, plugin, peer_id, reason=None):
+        """Propose to lift a member's ban (and vote yes on it); it then counts as left."""
+        _answer(request, hive.unban(peer_id, reason))
+
+    @plugin.async_method("hive-vote")
+    def hive_vote(request, plugin, proposal_id, choice):
+        """Vote yes or no on an open promotion, ban or unban proposal."""
+        _answer(request, hive.vote(proposal_id, choice))
+
+    @plugin.async_method("hive-proposals")
+    def hive_proposals(request, plugin):
+        """Every promotion, ban and unban proposal with its votes, quorum and status."""
+        _answer(request, hive.proposals())
+
+    @plugin.async_method("hive-leave")
+    def hive_leave(request, plugin):
+        """Leave the hive (a signed LEAVE); a new ticket brings this node back later."""
+        _answer(request, hive.leave())
+
     @plugin.async_method("hive-contribution")
     def hive_contribution(request, plugin, peer_id=None):
         """Daily forwarded/received msat inside the contribution window (one member or all)."""

@@ -18,6 +18,10 @@ from handlers.bridge.pool import TIMED_OUT, CallPool
 from handlers.contribution import flow as contribution
 from handlers.contribution import view as contribution_view
 from handlers.contribution.ledger import Ledger
+from handlers.council import leave as council_leave
+from handlers.council import proposals as council
+from handlers.council import sync as council_sync
+from handlers.council import view as council_view
 from handlers.frame import config as cfg
 from handlers.frame import errors, retention
 from handlers.frame.clock import SystemClock
@@ -46,6 +50,8 @@ HELLO_RATE, HELLO_BURST = 0.1, 3
 SYNC_RATE, SYNC_BURST = 0.2, 3
 # A FULL_SYNC may cost a signature check per member: a sync's chunks, then one a second.
 FULL_SYNC_RATE, FULL_SYNC_BURST = 1.0, 8
+# A PROPOSAL, VOTE, DECISION or LEAVE costs one or more signature checks.
+COUNCIL_RATE, COUNCIL_BURST = 2.0, 20
 
 
 class StartupError(RuntimeError):
@@ -84,6 +90,7 @@ class Hive:
                            sync_limiter=RateLimiter(self.clock, SYNC_RATE, SYNC_BURST),
                            full_sync_limiter=RateLimiter(self.clock, FULL_SYNC_RATE,
                                                          FULL_SYNC_BURST),
+                           council_limiter=RateLimiter(self.clock, COUNCIL_RATE, COUNCIL_BURST),
                            drain=self.engine.drain_outbox,
                            bridge=Bridge(CallPool(lightning, self.engine.submit)),
                            notifier=notifier)
@@ -95,6 +102,7 @@ class Hive:
         self.engine.on_tick.append(self._expire_join_waiters)
         # partials, not lambdas: a failing step is logged under its function's name
         self.engine.on_tick.append(functools.partial(gossip.on_tick, self.ctx))
+        self.engine.on_tick.append(functools.partial(council_sync.on_tick, self.ctx))
         self.engine.on_tick.append(functools.partial(execution.on_tick, self.ctx))
         self.engine.on_tick.append(functools.partial(retention.on_tick, self.ctx))
         self.engine.on_tick.append(functools.partial(self.ctx.bridge.on_tick, self.ctx))
@@ -158,10 +166,13 @@ class Hive:
                            droppable=True)
 
     def on_peer_connected(self, peer_id: str) -> None:
-        """The `connect` notification: the peer is up; a member gets our fleet hash."""
+        """The `connect` notification: the peer is up; a member gets our fleet hash and
+        our membership hash."""
         log.debug("peer.connected", peer_id=peer_id)
         if self.running:
             self.engine.submit(lambda: gossip.on_member_connected(self.ctx, peer_id),
+                               droppable=True)
+            self.engine.submit(lambda: council_sync.on_member_connected(self.ctx, peer_id),
                                droppable=True)
 
     def on_channel_event(self, event: str) -> None:
@@ -207,6 +218,7 @@ class Hive:
             out["engine"] = self.engine.stats()
             out["bridge"] = self.ctx.bridge.view(self.ctx)
             out["contribution"] = self.ledger.stats()
+            out["membership"] = council_sync.status(self.ctx)
             return out
         return self.read(run)
 
@@ -244,8 +256,29 @@ class Hive:
                                                        reason, origin="operator", **params))
 
     def members(self) -> Future:
-        return self.read(lambda: contribution_view.annotate(
-            self.ctx, membership.members_view(self.ctx)))
+        return self.read(lambda: council_view.annotate(self.ctx, contribution_view.annotate(
+            self.ctx, membership.members_view(self.ctx))))
+
+    def request_promotion(self) -> Future:
+        return self.command(lambda: council.request_promotion(self.ctx))
+
+    def vouch(self, peer_id) -> Future:
+        return self.command(lambda: council.vouch(self.ctx, peer_id))
+
+    def ban(self, peer_id, reason) -> Future:
+        return self.command(lambda: council.open_ban_proposal(self.ctx, peer_id, reason))
+
+    def unban(self, peer_id, reason) -> Future:
+        return self.command(lambda: council.unban(self.ctx, peer_id, reason))
+
+    def vote(self, proposal_id, choice) -> Future:
+        return self.command(lambda: council.vote(self.ctx, proposal_id, choice))
+
+    def proposals(self) -> Future:
+        return self.read(lambda: council_view.listing(self.ctx))
+
+    def leave(self) -> Future:
+        return self.command(lambda: council_leave.leave(self.ctx))
 
     def contribution(self, peer_id) -> Future:
         return self.read(lambda: contribution_view.series(self.ctx, peer_id))

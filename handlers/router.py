@@ -2,7 +2,8 @@
 then hand it to its wing's handler. The router sits above the wings it routes to.
 
 Messages between members (`Route.schema` set) are authorized before their payload is even
-decoded: this node is in a hive, the sender is an active member and not banned. Their
+decoded: this node is in a hive and an active member of it, the sender is an active
+member and not banned. Their
 handlers get the parsed body and what authorization established (`Authorized`).
 Handshake messages come from nodes that are not members yet; their handlers parse them.
 A refusal is logged under the family's name (`<family>.refused`) and dropped.
@@ -14,6 +15,9 @@ from typing import Callable
 
 import structlog
 
+from handlers.council import leave as council_leave
+from handlers.council import proposals as council
+from handlers.council import sync as council_sync
 from handlers.frame.refusals import refusal_log
 from handlers.hivemap import gossip
 from handlers.intents import locks as intents
@@ -52,6 +56,14 @@ ROUTES = {
     MsgType.DIGEST: Route(gossip.on_digest, "gossip", messages.DIGEST),
     MsgType.INTENT: Route(intents.on_intent, "intent", messages.INTENT_MSG),
     MsgType.INTENT_ABORT: Route(intents.on_intent_abort, "intent", messages.INTENT_ABORT_MSG),
+    MsgType.PROPOSAL: Route(council.on_proposal, "council", messages.PROPOSAL_MSG),
+    MsgType.VOTE: Route(council.on_vote, "council", messages.VOTE_MSG),
+    MsgType.DECISION: Route(council.on_decision, "council", messages.DECISION_MSG),
+    MsgType.LEAVE: Route(council_leave.on_leave, "council", messages.LEAVE_MSG),
+    MsgType.MEMBERSHIP_HASH: Route(council_sync.on_membership_hash, "council",
+                                   messages.MEMBERSHIP_HASH),
+    MsgType.MEMBERSHIP_SYNC: Route(council_sync.on_membership_sync, "council",
+                                   messages.MEMBERSHIP_SYNC),
 }
 
 
@@ -66,6 +78,8 @@ def authorize(ctx, peer_id: str) -> Authorized | str:
     members = frozenset(m["peer_id"] for m in ms.active_members(conn))
     if peer_id not in members:
         return "sender is not a member"
+    if ctx.node_id not in members:
+        return "this node is not an active member (it left or was banned)"
     return Authorized(meta, members)
 
 

@@ -74,6 +74,16 @@ def add_ban(conn: sqlite3.Connection, *, peer_id: str, reason: str, now: float) 
                  (peer_id, reason, now))
 
 
+def remove_ban(conn: sqlite3.Connection, peer_id: str) -> None:
+    conn.execute("DELETE FROM hive_bans WHERE peer_id = ?", (peer_id,))
+
+
+def set_admission(conn: sqlite3.Connection, peer_id: str, admission: dict) -> None:
+    """A returning member's new admission record replaces the one its last stay had."""
+    conn.execute("UPDATE hive_members SET admission = ? WHERE peer_id = ?",
+                 (json.dumps(admission, sort_keys=True), peer_id))
+
+
 def open_sessions(conn: sqlite3.Connection, kind: str, states: tuple[str, ...]) -> int:
     marks = ", ".join("?" for _ in states)
     return conn.execute(f"SELECT COUNT(*) FROM handshake_sessions WHERE kind = ? "

@@ -231,6 +231,39 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         """UPDATE pending_actions SET data = json_set(data, '$.kind', action_type)
            WHERE json_extract(data, '$.kind') IS NULL""",
     ]),
+    (10, "membership governance: proposals, their votes, members' leave records", [
+        # A promotion, ban or unban proposal as its proposer signed it (`record`); it is
+        # decided once its votes reached the quorum, which `decided_at` records with the
+        # counts the decision was made on.
+        """CREATE TABLE proposals (
+            proposal_id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('promote', 'ban', 'unban')),
+            target TEXT NOT NULL,
+            proposer TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            record TEXT NOT NULL,
+            decided_at REAL,
+            votes INTEGER,
+            eligible INTEGER)""",
+        "CREATE INDEX proposals_target ON proposals (target, kind)",
+        # One vote per voter and proposal: the newest the voter signed.
+        """CREATE TABLE proposal_votes (
+            proposal_id TEXT NOT NULL REFERENCES proposals (proposal_id),
+            voter TEXT NOT NULL,
+            choice TEXT NOT NULL CHECK (choice IN ('yes', 'no')),
+            voted_at REAL NOT NULL,
+            record TEXT NOT NULL,
+            PRIMARY KEY (proposal_id, voter))""",
+        # A member's signed LEAVE, bound to the admission it ends.
+        """CREATE TABLE member_leaves (
+            peer_id TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            left_at REAL NOT NULL,
+            record TEXT NOT NULL,
+            PRIMARY KEY (peer_id, subject))""",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

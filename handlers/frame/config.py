@@ -135,6 +135,19 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "A throttled member is released when its ratio reaches this (or becomes "
                "undefined); must exceed hive-contribution-throttle-ratio (0 to 10).",
                min=0, max=10, dynamic=True, decimal=True),
+    OptionSpec("hive-probation-days", "probation_days", "int", 30,
+               "Days a neophyte waits after its admission before it may ask for promotion "
+               "and be vouched for (0-365).", min=0, max=365, dynamic=True),
+    OptionSpec("hive-auto-vouch", "auto_vouch", "bool", False,
+               "Vouch automatically for a neophyte's promotion request once its probation "
+               "is over and its value-add score reaches hive-auto-vouch-min-score.",
+               dynamic=True),
+    OptionSpec("hive-auto-vouch-min-score", "auto_vouch_min_score", "string", "0.5",
+               "The value-add score (0 to 1) a neophyte needs for an automatic vouch.",
+               min=0, max=1, dynamic=True, decimal=True),
+    OptionSpec("hive-proposal-expire-hours", "proposal_expire_hours", "int", 168,
+               "Hours a promotion, ban or unban proposal collects votes before it lapses "
+               "(1-720).", min=1, max=720, dynamic=True),
     OptionSpec("hive-log-file", "log_file", "string", None,
                "Also write every log event to this file as JSON lines; unset means no file."),
 )
@@ -174,6 +187,10 @@ class ConfigSnapshot:
     contribution_min_sat: int
     contribution_throttle_ratio: float
     contribution_release_ratio: float
+    probation_days: int
+    auto_vouch: bool
+    auto_vouch_min_score: float
+    proposal_expire_hours: int
 
     @property
     def pending_action_expire_seconds(self) -> int:

@@ -19,6 +19,8 @@ class Context:
     hello_limiter: RateLimiter
     sync_limiter: RateLimiter
     full_sync_limiter: RateLimiter
+    # Proposals, votes and decisions each cost signature checks: a few, then a few a second.
+    council_limiter: RateLimiter
     # In-memory timers and flags of the tick's own work (lost on restart, which only
     # means one early sync or broadcast).
     timers: dict = field(default_factory=dict)

@@ -9,6 +9,7 @@ PEER_UNREACHABLE = 2004
 HANDSHAKE_BUSY = 2005
 TOO_MANY_INTENTS = 2006
 ACTION_NOT_PENDING = 2007
+NOT_ALLOWED = 2008           # this node's tier lacks the right (handlers.membership.rights)
 
 
 def bad_param(name: str, problem: str) -> RpcException:

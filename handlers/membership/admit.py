@@ -36,8 +36,13 @@ def on_hello(ctx, peer_id: str, body: dict) -> None:
     if hive_store.is_banned(conn, peer_id):
         return refuse(peer_id, "HELLO", "banned")
     if known is not None and not again:
-        # A node that left keeps its row; coming back (`readmit`) is not built yet.
-        return refuse(peer_id, "HELLO", f"rejoining after {known['tier']} is not supported")
+        # A node that left keeps its row and comes back on a new ticket (`readmit`), on
+        # probation again.
+        if known["tier"] != "left":
+            return refuse(peer_id, "HELLO", f"rejoining after {known['tier']} is not supported")
+        if fields["tier"] != "neophyte":
+            return refuse(peer_id, "HELLO", "a returning member comes back as a neophyte "
+                          "(this ticket grants member)")
     problem = ms.ticket_problem(ctx, conn, peer_id, meta, fields, again)
     if problem:
         return refuse(peer_id, "HELLO", problem)
@@ -107,7 +112,7 @@ def _admit(ctx, peer_id, session_id, inst, meta, now) -> None:
     with ctx.db.transaction() as conn:
         if not hive_store.use_ticket(conn, inst.data["ticket_id"], peer_id, ctx.clock.now()):
             raise Invariant("ticket consumed while its session was open")
-        ms.add_member(ctx, admission, peer_id=peer_id)
+        ms.record_admission(ctx, admission, peer_id=peer_id)
         must(ctx.dispatcher.fire(
             ADMIN, session_id, "attest_valid", peer_id=peer_id, now=now,
             sends=[Send(peer_id, _welcome(inst, meta, admission, active))]
@@ -165,11 +170,12 @@ def on_member_added(ctx, peer_id: str, msg: dict, auth) -> None:
     admission = msg["admission"]
     if msg["hive_id"] != meta["hive_id"] or admission["hive_id"] != meta["hive_id"]:
         return refuse(peer_id, "MEMBER_ADDED", "for another hive")
-    if hive_store.member(conn, admission["member"]) is not None:
-        return refuse(peer_id, "MEMBER_ADDED", "already known", member=admission["member"])
+    problem = ms.admission_problem(conn, admission)
+    if problem:
+        return refuse(peer_id, "MEMBER_ADDED", problem, member=admission["member"])
     if admission["tier"] == "admin":
         return refuse(peer_id, "MEMBER_ADDED", "an admission cannot grant admin")
     if not signing.verify(ctx.lightning, meta["admin_id"], meta["hive_id"], "ADMISSION",
                           messages.unsigned(admission), admission["sig"]):
         return refuse(peer_id, "MEMBER_ADDED", "admission is not signed by the hive's admin")
-    ms.add_member(ctx, admission, peer_id=peer_id)
+    ms.record_admission(ctx, admission, peer_id=peer_id)

@@ -35,14 +35,11 @@ def start_join(ctx, ticket, address) -> str:
 
 def check_join(ctx, ticket, address) -> dict:
     """Everything about a hive-join that needs no peer: the plan `open_join` carries out."""
-    meta = hive_store.get_meta(ctx.db.conn())
-    if meta is not None:
-        raise RpcException(f"already in hive {meta['hive_id']} ({meta['name']})",
-                           errors.ALREADY_IN_HIVE)
     try:
         fields, sig = ms.decode_ticket(ticket)
     except WireError as e:
         raise errors.bad_param("ticket", str(e)) from None
+    _not_in_hive(ctx, fields["hive_id"])
     # An expired ticket may still finish a join it began: the admin may have admitted us
     # on it (our ATTEST went out) and only its WELCOME was lost.
     if fields["expires_at"] <= ctx.now() and not hive_store.attested_with_ticket(
@@ -59,6 +56,14 @@ def check_join(ctx, ticket, address) -> dict:
         raise errors.bad_param("address", "expected host:port")
     _not_busy(ctx)
     return {"ticket": ticket, "fields": fields, "admin": admin, "address": address}
+
+
+def _not_in_hive(ctx, hive_id: str) -> None:
+    """A node belongs to one hive; one that left it may join it again."""
+    meta = hive_store.get_meta(ctx.db.conn())
+    if meta is not None and not ms.returning(ctx.db.conn(), hive_id, ctx.node_id):
+        raise RpcException(f"already in hive {meta['hive_id']} ({meta['name']})",
+                           errors.ALREADY_IN_HIVE)
 
 
 def _not_busy(ctx) -> None:
@@ -86,10 +91,7 @@ def unreachable(plan: dict, why: str) -> RpcException:
 def open_join(ctx, plan: dict) -> str:
     """The admin is reached: open the session and queue HELLO. What may have changed
     while `connect` ran is checked again."""
-    meta = hive_store.get_meta(ctx.db.conn())
-    if meta is not None:
-        raise RpcException(f"already in hive {meta['hive_id']} ({meta['name']})",
-                           errors.ALREADY_IN_HIVE)
+    _not_in_hive(ctx, plan["fields"]["hive_id"])
     _not_busy(ctx)
     admin, fields = plan["admin"], plan["fields"]
     session = secrets.token_hex(16)
@@ -124,6 +126,11 @@ EXPIRED_AFTER_ATTEST = ("no WELCOME came before the handshake timeout; the admin
                         "ticket to complete the join")
 
 
+def _joined_meanwhile(ctx, hive_id: str) -> bool:
+    return hive_store.get_meta(ctx.db.conn()) is not None and \
+        not ms.returning(ctx.db.conn(), hive_id, ctx.node_id)
+
+
 # -- joiner: CHALLENGE ----------------------------------------------------------------
 def on_challenge(ctx, peer_id: str, body: dict) -> None:
     # Only a challenge to our own HELLO, from that admin, may make us sign.
@@ -136,7 +143,7 @@ def on_challenge(ctx, peer_id: str, body: dict) -> None:
         challenge = messages.parse(messages.CHALLENGE, body)
         if challenge["hive_id"] != inst.data["hive_id"]:
             raise WireError("hive_id differs from the ticket's")
-        if hive_store.get_meta(ctx.db.conn()) is not None:
+        if _joined_meanwhile(ctx, inst.data["hive_id"]):
             raise WireError("this node joined a hive meanwhile")
     except WireError as e:
         ctx.dispatcher.fire(JOINER, session, "challenge_invalid", peer_id=peer_id, now=now,
@@ -162,7 +169,7 @@ def on_welcome(ctx, peer_id: str, body: dict) -> None:
     session, inst, now, _ = found
     try:
         welcome = messages.parse(messages.WELCOME, body)
-        if hive_store.get_meta(ctx.db.conn()) is not None:
+        if _joined_meanwhile(ctx, inst.data["hive_id"]):
             raise WireError("this node joined a hive meanwhile")
         _check_welcome(ctx, peer_id, welcome, inst.data)
     except WireError as e:
@@ -171,11 +178,15 @@ def on_welcome(ctx, peer_id: str, body: dict) -> None:
         return
     genesis = welcome["genesis"]
     with ctx.db.transaction() as conn:
-        hive_store.set_meta(conn, hive_id=welcome["hive_id"], name=genesis["name"],
-                            admin_id=genesis["admin"], genesis=genesis,
-                            joined_at=ctx.clock.now())
+        if hive_store.get_meta(conn) is None:
+            hive_store.set_meta(conn, hive_id=welcome["hive_id"], name=genesis["name"],
+                                admin_id=genesis["admin"], genesis=genesis,
+                                joined_at=ctx.clock.now())
+        # Coming back, we know most of them: new ones are added, returns readmitted, and
+        # what we hold already (or cannot take) is left for the membership sync.
         for admission in [welcome["admission"], *welcome["members"]]:
-            ms.add_member(ctx, admission, peer_id=peer_id)
+            if ms.admission_problem(conn, admission) is None:
+                ms.record_admission(ctx, admission, peer_id=peer_id)
         must(ctx.dispatcher.fire(JOINER, session, "welcome_valid", peer_id=peer_id,
                                   now=now))
 

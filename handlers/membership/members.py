@@ -11,6 +11,7 @@ import secrets
 from pyln.client import RpcException
 
 from handlers.frame import errors
+from handlers.membership import rights
 from handlers.wire import messages, signing
 from handlers.wire.framing import MAX_JSON_DEPTH, WireError, json_depth
 from handlers.wire.messages import INVITE_TIERS
@@ -65,6 +66,53 @@ def add_member(ctx, admission: dict, peer_id: str | None = None) -> None:
                           peer_id=peer_id, context={"admitted_by_ticket": admission["ticket_id"]})
 
 
+def returning(conn, hive_id: str | None, node_id: str) -> bool:
+    """Is `node_id` a member of hive `hive_id` that left (and may come back with a new
+    ticket), as this node's records say?"""
+    meta = hive_store.get_meta(conn)
+    row = hive_store.member(conn, node_id)
+    return meta is not None and meta["hive_id"] == hive_id and row is not None \
+        and row["tier"] == "left"
+
+
+def admission_problem(conn, admission: dict) -> str | None:
+    """Why this (signature-checked) admission is not recorded: None for a node we do not
+    know, or for a departed member's return (a newer admission, as a neophyte)."""
+    known = hive_store.member(conn, admission["member"])
+    if known is None:
+        return None
+    if known["admission"] == admission:
+        return "already known"
+    if known["tier"] != "left":
+        return f"a second admission of a member that has not left ({known['tier']})"
+    if admission["tier"] != "neophyte":
+        return "a returning member comes back as a neophyte"
+    # Seconds: a leave and a return may share one (the records differ, by their ticket).
+    if admission["admitted_at"] < known["admission"]["admitted_at"]:
+        return "an admission older than the one held"
+    return None
+
+
+def record_admission(ctx, admission: dict, peer_id: str | None = None) -> None:
+    """A new member, or a departed member's return (admission_problem said None)."""
+    if hive_store.member(ctx.db.conn(), admission["member"]) is None:
+        add_member(ctx, admission, peer_id=peer_id)
+    else:
+        readmit_member(ctx, admission, peer_id=peer_id)
+
+
+def readmit_member(ctx, admission: dict, peer_id: str | None = None) -> None:
+    """A member that left comes back on a new (already verified) admission: the same row,
+    its history kept, the `readmit` rule back to neophyte."""
+    with ctx.db.transaction() as conn:
+        hive_store.set_admission(conn, admission["member"], admission)
+        outcome = ctx.dispatcher.fire("member_tier", admission["member"], "readmit",
+                                      peer_id=peer_id,
+                                      context={"admitted_by_ticket": admission["ticket_id"]})
+        if not outcome.ok:
+            raise RuntimeError(f"readmit of {admission['member']} refused: {outcome.refused}")
+
+
 # -- hive-genesis ---------------------------------------------------------------------
 def genesis(ctx, name) -> dict:
     if name is None:
@@ -106,7 +154,7 @@ def invite(ctx, valid_hours, tier, peer_id) -> dict:
             raise errors.bad_param("peer_id", str(e)) from None
     meta = require_hive(ctx)
     me = hive_store.member(ctx.db.conn(), ctx.node_id)
-    if me is None or me["tier"] != "admin":
+    if me is None or not rights.may(me["tier"], "invite"):
         raise RpcException("only an admin may invite; this node is "
                            f"{me['tier'] if me else 'not a member'}", errors.NOT_ADMIN)
     if peer_id == ctx.node_id:

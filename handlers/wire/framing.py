@@ -31,6 +31,12 @@ class MsgType(IntEnum):
     MEMBER_ADDED = 32785
     INTENT_ABORT = 32787
     DIGEST = 32789
+    PROPOSAL = 32791
+    VOTE = 32793
+    DECISION = 32795
+    LEAVE = 32797
+    MEMBERSHIP_HASH = 32799
+    MEMBERSHIP_SYNC = 32801
 
 
 KNOWN_TYPES = frozenset(int(t) for t in MsgType)

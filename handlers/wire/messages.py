@@ -200,3 +200,41 @@ def intent_lock_id(initiator: str, intent_id: str) -> str:
 ABORT = {"intent_id": hex_str(32), "initiator": node_id, "aborted_at": TIMESTAMP,
          "reason": text(64)}
 INTENT_ABORT_MSG = {"abort": record(ABORT), "sig": zbase}
+
+# Membership governance (docs/PROTOCOL.md §7). A proposal asks the voting members to
+# promote a neophyte (kind promote: the PROMOTION_REQUEST, made by the neophyte itself),
+# to ban a member, or to unban one. `subject` binds it to what it acts on: the target's
+# admission (its ref) for promote and ban, the ban's proposal id for unban. Its id is the
+# hash of its signed string, so a vote bound to one id can count for no other proposal.
+PROPOSAL_KINDS = ("promote", "ban", "unban")
+CHOICES = ("yes", "no")
+REF = hex_str(64)
+PROPOSAL = {"hive_id": HIVE_ID, "kind": one_of(*PROPOSAL_KINDS), "target": node_id,
+            "proposer": node_id, "subject": REF, "reason": text(256),
+            "created_at": TIMESTAMP, "expires_at": TIMESTAMP}
+SIGNED_PROPOSAL = {**PROPOSAL, "sig": zbase}
+# A vote (a VOUCH when the proposal is a promotion), signed by its voter.
+VOTE = {"proposal_id": REF, "voter": node_id, "choice": one_of(*CHOICES),
+        "voted_at": TIMESTAMP}
+SIGNED_VOTE = {**VOTE, "sig": zbase}
+# A hive has at most 100 members, so at most 99 voters on a proposal.
+MAX_VOTES = 100
+# A proposal with the votes that decide it: the promotion record, the ban record.
+DECISION = {"proposal": record(SIGNED_PROPOSAL), "votes": list_of(record(SIGNED_VOTE), MAX_VOTES)}
+# A member's own word that it leaves, bound to its admission.
+LEAVE = {"hive_id": HIVE_ID, "member": node_id, "subject": REF, "left_at": TIMESTAMP}
+SIGNED_LEAVE = {**LEAVE, "sig": zbase}
+
+PROPOSAL_MSG = {"proposal": record(SIGNED_PROPOSAL)}
+VOTE_MSG = {"proposal": record(SIGNED_PROPOSAL), "vote": record(SIGNED_VOTE)}
+DECISION_MSG = {"decision": record(DECISION)}
+LEAVE_MSG = {"leave": record(SIGNED_LEAVE)}
+MEMBERSHIP_HASH = {"hash": hex_str(64), "count": integer(0, 100_000)}
+# Every proof the sender holds, in as many messages as it takes (each under the size
+# limit): admissions, final decisions, leaves, and open proposals with their votes.
+MAX_SYNC_ITEMS = 300
+MEMBERSHIP_SYNC = {"hash": hex_str(64), "chunk": integer(0, 9999), "chunks": integer(1, 9999),
+                   "admissions": list_of(record(SIGNED_ADMISSION), MAX_SYNC_ITEMS),
+                   "decisions": list_of(record(DECISION), MAX_SYNC_ITEMS),
+                   "leaves": list_of(record(SIGNED_LEAVE), MAX_SYNC_ITEMS),
+                   "open": list_of(record(DECISION), MAX_SYNC_ITEMS)}

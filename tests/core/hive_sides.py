@@ -10,8 +10,8 @@ from handlers.frame import config as cfg
 from handlers import router
 from handlers.frame.context import Context
 from handlers.frame.dispatch import Dispatcher
-from handlers.hive import (FULL_SYNC_BURST, FULL_SYNC_RATE, HELLO_BURST, HELLO_RATE,
-                          SYNC_BURST, SYNC_RATE)
+from handlers.hive import (COUNCIL_BURST, COUNCIL_RATE, FULL_SYNC_BURST, FULL_SYNC_RATE,
+                           HELLO_BURST, HELLO_RATE, SYNC_BURST, SYNC_RATE)
 from handlers.frame.ratelimit import RateLimiter
 from storage import hive as hive_store
 from storage import machine_rows, outbox
@@ -82,7 +82,8 @@ class Side:
                            hello_limiter=RateLimiter(clock, HELLO_RATE, HELLO_BURST),
                            sync_limiter=RateLimiter(clock, SYNC_RATE, SYNC_BURST),
                            full_sync_limiter=RateLimiter(clock, FULL_SYNC_RATE,
-                                                         FULL_SYNC_BURST))
+                                                         FULL_SYNC_BURST),
+                           council_limiter=RateLimiter(clock, COUNCIL_RATE, COUNCIL_BURST))
 
     def receive(self, sender: "Side | str", msg_hex: str) -> None:
         peer = sender if isinstance(sender, str) else sender.node_id

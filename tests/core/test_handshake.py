@@ -561,14 +561,26 @@ def test_welcome_lists_only_active_members(hive, sides):
     assert third.members() == {admin.node_id: "admin", third.node_id: "neophyte"}
 
 
-def test_a_node_that_left_cannot_rejoin_yet(hive):
+def test_a_node_that_left_comes_back_only_as_a_neophyte(hive):
     admin, joiner = hive
     join(admin, joiner, invite(admin))
     admin.dispatcher.fire("member_tier", joiner.node_id, "leave")
     before = admin.snapshot()
     with capture_logs() as logs:
+        admin.receive(joiner, hello(ticket=invite(admin, tier="member")))
+    assert refusals(logs) == ["a returning member comes back as a neophyte "
+                              "(this ticket grants member)"]
+    assert admin.snapshot()[2] == before[2]
+
+
+def test_a_banned_node_cannot_rejoin(hive):
+    admin, joiner = hive
+    join(admin, joiner, invite(admin))
+    admin.dispatcher.fire("member_tier", joiner.node_id, "ban", votes=1, eligible=1)
+    before = admin.snapshot()
+    with capture_logs() as logs:
         admin.receive(joiner, hello(ticket=invite(admin)))
-    assert refusals(logs) == ["rejoining after left is not supported"]
+    assert refusals(logs) == ["banned"]
     assert admin.snapshot()[2] == before[2]
 
 

@@ -2,7 +2,8 @@
 each wing imports only itself and the wings below it (frame < wire < membership <
 bridge < hivemap, intents, contribution: the intents' executors call companions through
 the bridge, and the contribution ledger applies its throttle through the bridge's fee
-policy, which reads the signal from storage; governance executes its actions through
+policy, which reads the signal from storage; the council's bans reach the bridge and
+the HiveMap; governance executes its actions through
 intent locks and the bridge), and only the top (router, hive, status) sees every wing."""
 import ast
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 RANK = {"frame": 0, "wire": 1, "membership": 2, "bridge": 3, "hivemap": 4, "intents": 4,
-        "contribution": 4, "governance": 6}
+        "contribution": 4, "council": 5, "governance": 6}
 
 
 def _imports(path: Path) -> set[str]:

@@ -1,7 +1,8 @@
 """What an operator sees: three cl-hive nodes detect their companion plugins, form a hive,
-agree on its members and on the HiveMap, set zero fees between members, race for one
-channel through intent locks, propose a channel open that waits for the operator (advisor
-mode), is approved and executes, and stop. On real lightningd (on our regtest chain,
+agree on its members, promote a neophyte by a signed vouch, agree on the HiveMap, set zero
+fees between members, race for one channel through intent locks, propose a channel open
+that waits for the operator (advisor mode), is approved and executes, and stop. On real
+lightningd (on our regtest chain,
 tests/chain) when `lightningd` is on PATH, on the stand-in otherwise; the first line says
 which (HIVE_TEST_BACKEND=standin forces the stand-in).
 
@@ -21,7 +22,8 @@ from .backend import StandinFleet
 
 # Short intervals so the demo runs in seconds; the defaults suit a real fleet.
 OPTIONS = {"hive-tick-seconds": 1, "hive-sync-interval": 2, "hive-intent-hold-seconds": 5,
-           "hive-intent-expire-seconds": 60, "hive-bridge-check-seconds": 2}
+           "hive-intent-expire-seconds": 60, "hive-bridge-check-seconds": 2,
+           "hive-probation-days": 0}
 
 
 def start_nodes(demo):
@@ -122,6 +124,33 @@ def members_agree(demo):
                         timeout=15, what="hive-members to agree on three members")
     for name, view in views().items():
         print("  %s hive-members: %s" % (name, ", ".join("%s=%s" % m for m in view)))
+
+
+def promotion(demo):
+    a, b, c = demo.nodes
+    req = b.rpc.call("hive-request-promotion")
+    print("  %s: lightning-cli hive-request-promotion  -> proposal %s... (signed, sent to "
+          "every member)" % (b.name, req["proposal_id"][:16]))
+
+    def open_at_admin():
+        return any(p["proposal_id"] == req["proposal_id"] and p["status"] == "open"
+                   for p in a.rpc.call("hive-proposals")["proposals"])
+    demo.fleet.wait_for(open_at_admin, timeout=15, what="the request to reach the admin")
+    res = a.rpc.call("hive-vouch", {"peer_id": b.id})
+    print("  %s: lightning-cli hive-vouch %s...  -> decided %s (quorum: a strict majority "
+          "of the 1 voting member besides %s)" % (a.name, b.id[:12], res["decided"], b.name))
+
+    def tiers():
+        return {n.name: {m["peer_id"]: m["tier"] for m in n.rpc.call("hive-members")["members"]}
+                for n in demo.nodes}
+    demo.fleet.wait_for(lambda: all(t[b.id] == "member" for t in tiers().values()),
+                        timeout=15, what="every node to verify the vouch and promote l2")
+    for n in demo.nodes:
+        listed = n.rpc.call("hive-members")["members"]
+        view = ", ".join("%s=%s (score %.2f)" % ({x.id: x.name for x in demo.nodes}[m["peer_id"]],
+                                                 m["tier"], m["value_add"]["score"])
+                         for m in listed)
+        print("  %s hive-members: %s" % (n.name, view))
 
 
 def topology_agrees(demo):
@@ -269,6 +298,8 @@ STEPS = [
     ("Create a hive on l1", genesis),
     ("Invite l2 and l3; they join through the signed handshake", invite_and_join),
     ("hive-members agrees on all three nodes", members_agree),
+    ("l2 asks for promotion; the admin vouches; every node checks the vouch and promotes it",
+     promotion),
     ("Channels change; gossip and anti-entropy make hive-topology agree", topology_agrees),
     ("Members' channels carry zero fees (cl-revenue-ops v2, v3, or setchannel)", fleet_fees),
     ("l2 and l3 race for the same channel; the intent lock lets one act", intent_race),
