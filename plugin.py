@@ -169,7 +169,7 @@ def build(hive=None) -> Plugin:
     @plugin.async_method("hive-propose-action")
     def hive_propose_action(request, plugin, kind, target, amount_sat=None, reason=None,
                             from_channel=None, to_channel=None, max_fee_sats=None):
-        """Propose an action (channel_open|rebalance|clboss_ignore) on a target node; the
+        """Propose an action (channel_open|rebalance|clboss_ignore|ban) on a target node; the
         governance mode decides it. A rebalance names from_channel, to_channel, max_fee_sats."""
         _answer(request, hive.propose_action(kind, target, amount_sat, reason,
                                              from_channel=from_channel, to_channel=to_channel,

@@ -151,6 +151,14 @@ def open_ban_proposal(ctx, target, reason) -> dict:
     return {**opened, **cast_vote(ctx, opened["proposal_id"], "yes")}
 
 
+def ban_proposed(ctx, target: str) -> bool:
+    """Is a ban of `target` open or decided (so opening one again would add nothing)?"""
+    conn = ctx.db.conn()
+    now = ctx.now()
+    return any(view.status_of(conn, row, now) in ("open", "decided")
+               for row in store.proposals_for(conn, target, "ban"))
+
+
 def unban(ctx, target, reason) -> dict:
     target = _node_param("peer_id", target)
     reason = _reason_param(reason)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import structlog
 from pyln.client import RpcException
 
-from handlers.governance.kinds import COORDINATED, KINDS
+from handlers.governance.kinds import COORDINATED, KINDS, LOCAL
 from handlers.intents import locks as intents
 from machines.intent_lock import SPEC as INTENT_SPEC
 from machines.pending_action import SPEC
@@ -39,9 +39,9 @@ def execute(ctx, action_id: str) -> None:
     if kind.route == COORDINATED:
         return _announce(ctx, action_id, action)
     if not ctx.dispatcher.fire(KIND, action_id, "start_execution",
-                               context={"via": "bridge"}).ok:
+                               context={"via": kind.route}).ok:
         return
-    if ctx.bridge is None:
+    if kind.route == LOCAL and ctx.bridge is None:
         return _failed(ctx, action_id, "no bridge to run it through")
 
     def done(why) -> None:

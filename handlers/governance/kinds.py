@@ -2,7 +2,9 @@
 
 - coordinated kinds go through an intent lock (handlers/intents): executing the action
   announces the intent, and the action ends when its intent does;
-- local kinds run through the bridge on this node only (CLBoss).
+- local kinds run through the bridge on this node only (CLBoss);
+- vote kinds open a proposal the members vote on (handlers/council): executing a `ban`
+  action opens the ban proposal with our yes vote; the members' votes decide the ban.
 
 A kind's `check(target, amount_sat, params)` returns its normalized params or raises a
 JSON-RPC error naming the bad parameter."""
@@ -11,13 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from pyln.client import RpcException
+
 from handlers.bridge import clboss
+from handlers.council import proposals
 from handlers.frame import errors
 from handlers.intents import rebalance
 from handlers.wire import messages
 from storage import bridge as bridge_store
 
-COORDINATED, LOCAL = "intent_lock", "bridge"
+COORDINATED, LOCAL, VOTES = "intent_lock", "bridge", "council"
 MAX_SAT = 21_000_000 * 100_000_000
 REBALANCE_PARAMS = messages.REBALANCE_FIELDS
 
@@ -25,10 +30,10 @@ REBALANCE_PARAMS = messages.REBALANCE_FIELDS
 @dataclass(frozen=True)
 class Kind:
     name: str
-    route: str                           # COORDINATED | LOCAL
+    route: str                           # COORDINATED | LOCAL | VOTES
     needs_amount: bool
     params: tuple[str, ...] = ()         # the extra parameters it takes
-    # LOCAL only: run(ctx, action, done(why | None)) and, after a restart mid-run,
+    # LOCAL and VOTES: run(ctx, action, done(why | None)) and, after a restart mid-run,
     # effect_exists(ctx, action) -> True | None (cannot tell).
     run: Callable | None = None
     effect_exists: Callable | None = None
@@ -63,11 +68,26 @@ def _clboss_ignored(ctx, action) -> bool | None:
         else None
 
 
+def _open_ban(ctx, action, done) -> None:
+    # On the worker: signing and broadcasting the proposal are quick local calls.
+    try:
+        proposals.open_ban_proposal(ctx, action["target"], action.get("reason"))
+    except RpcException as e:     # not a member, the admin, banned already, our tier...
+        return done(f"ban proposal not opened: {e.message}")
+    done(None)
+
+
+def _ban_opened(ctx, action) -> bool | None:
+    # Our yes vote is stored with the proposal: an open or decided ban on the target.
+    return True if proposals.ban_proposed(ctx, action["target"]) else None
+
+
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("channel_open", COORDINATED, needs_amount=True),
     Kind("rebalance", COORDINATED, needs_amount=True, params=REBALANCE_PARAMS),
     Kind("clboss_ignore", LOCAL, needs_amount=False, run=_clboss_ignore,
          effect_exists=_clboss_ignored),
+    Kind("ban", VOTES, needs_amount=False, run=_open_ban, effect_exists=_ban_opened),
 )}
 # Every parameter some kind takes beside kind, target and amount_sat.
 ALL_PARAMS = tuple(dict.fromkeys(p for k in KINDS.values() for p in k.params))

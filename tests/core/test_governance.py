@@ -225,7 +225,7 @@ def test_a_local_action_interrupted_mid_call_is_reconciled_not_repeated(gov):
 
 # -- the operator's bad input ------------------------------------------------------------
 @pytest.mark.parametrize("args,kw,message", [
-    (("open_bakery", TARGETS[0], 1), {}, "RpcException: kind: expected one of channel_open\\|rebalance\\|clboss_ignore$"),
+    (("open_bakery", TARGETS[0], 1), {}, "RpcException: kind: expected one of channel_open\\|rebalance\\|clboss_ignore\\|ban$"),
     (("channel_open", "nope", 1), {}, "RpcException: target: expected a node id"),
     (("channel_open", TARGETS[0], None), {}, "RpcException: amount_sat: a positive integer is required"),
     (("channel_open", TARGETS[0], 0), {}, "RpcException: amount_sat: a positive integer is required"),
@@ -234,7 +234,7 @@ def test_a_local_action_interrupted_mid_call_is_reconciled_not_repeated(gov):
      "RpcException: from_channel: required for rebalance"),
     (("channel_open", TARGETS[0], 5), {"max_fee_sats": 3}, "RpcException: max_fee_sats: not used by channel_open"),
     (("channel_open", TARGETS[0], 5, "x" * 501), {}, "RpcException: reason: a string of at most 500"),
-    (("ban_peer", TARGETS[0], None), {}, "RpcException: kind: expected one of"),    # issue 14 adds it
+    (("ban_peer", TARGETS[0], None), {}, "RpcException: kind: expected one of"),   # now `ban`
 ])
 def test_bad_proposals_name_the_parameter_and_record_nothing(gov, args, kw, message):
     with pytest.raises(RpcException, match=message) as e:
