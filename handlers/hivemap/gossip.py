@@ -45,14 +45,30 @@ def _queue(ctx, peers, *msgs) -> None:
                 outbox.add(conn, peer_id=peer, msg_hex=msg_hex, now=ctx.clock.now())
 
 
+def _our_hash(ctx) -> tuple[str, int]:
+    """Our fleet hash and how many states it covers, from the digests alone (no state is
+    parsed), and computed again only when the database changed: every member asks for
+    it at every sync interval. Not kept inside a transaction, whose changes may yet be
+    rolled back without the change counters going back."""
+    conn = ctx.db.conn()
+    key = (id(conn), conn.total_changes, conn.execute("PRAGMA data_version").fetchone()[0])
+    cached = ctx.timers.get("fleet_hash")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    digests = hivemap.digests(conn)
+    value = (fleet_hash(digests), len(digests))
+    if not conn.in_transaction:
+        ctx.timers["fleet_hash"] = (key, value)
+    return value
+
+
 def _our_hash_message(ctx) -> str:
-    entries = [e["state"] for e in hivemap.all_entries(ctx.db.conn())]
-    return encode(MsgType.STATE_HASH, {"hash": fleet_hash(entries), "count": len(entries)})
+    ours, count = _our_hash(ctx)
+    return encode(MsgType.STATE_HASH, {"hash": ours, "count": count})
 
 
-def _digest_message(entries) -> str:
-    return encode(MsgType.DIGEST, {"digests": digest(e["state"] for e in entries)
-                                   [:messages.MAX_DIGESTS]})
+def _digest_message(states) -> str:
+    return encode(MsgType.DIGEST, {"digests": digest(states)[:messages.MAX_DIGESTS]})
 
 
 def _first_time(ctx, kind: str, peer_id: str, pair: tuple) -> bool:
@@ -212,16 +228,15 @@ def on_gossip(ctx, peer_id: str, entry: dict, auth) -> None:
 def on_state_hash(ctx, peer_id: str, theirs: dict, auth) -> None:
     if not ctx.sync_limiter.allow(peer_id):
         return _refuse(peer_id, "STATE_HASH", "rate limited")
-    entries = hivemap.all_entries(ctx.db.conn())
-    ours = fleet_hash(e["state"] for e in entries)
+    ours, count = _our_hash(ctx)
     if theirs["hash"] == ours:
         log.debug("sync.in_sync", peer_id=peer_id)
         return
     if not _first_time(ctx, "digest_sent", peer_id, (ours, theirs["hash"])):
         return _refuse(peer_id, "STATE_HASH", "already answered these hashes")
-    _queue(ctx, [peer_id], _digest_message(entries))
+    _queue(ctx, [peer_id], _digest_message(hivemap.digests(ctx.db.conn())))
     log.info("sync.diverged", peer_id=peer_id, ours=ours, theirs=theirs["hash"],
-             entries=len(entries))
+             entries=count)
 
 
 def on_digest(ctx, peer_id: str, msg: dict, auth) -> None:
@@ -231,11 +246,11 @@ def on_digest(ctx, peer_id: str, msg: dict, auth) -> None:
     members, theirs = auth.members, msg["digests"]
     if len({d["peer_id"] for d in theirs}) != len(theirs):
         return _refuse(peer_id, "DIGEST", "a member listed twice")
-    entries = hivemap.all_entries(ctx.db.conn())
-    ours, their_hash = fleet_hash(e["state"] for e in entries), fleet_hash(theirs)
+    (ours, _), their_hash = _our_hash(ctx), fleet_hash(theirs)
     if their_hash == ours:
         log.debug("sync.in_sync", peer_id=peer_id)
         return
+    entries = hivemap.all_entries(ctx.db.conn())
     if not _first_time(ctx, "digest_answered", peer_id, (ours, their_hash)):
         return _refuse(peer_id, "DIGEST", "already answered these hashes")
     they_lack, we_lack = differences(entries, theirs, members)
@@ -245,7 +260,7 @@ def on_digest(ctx, peer_id: str, msg: dict, auth) -> None:
         pushed = chunk(they_lack, _full_sync_chunk,
                        max_chunks=_full_sync_budget(ctx, peer_id, needed))
     # They hold states we lack: our digest makes them send those (once per pair of views).
-    reply = [_digest_message(entries)] if we_lack and _first_time(
+    reply = [_digest_message(e["state"] for e in entries)] if we_lack and _first_time(
         ctx, "digest_sent", peer_id, (ours, their_hash)) else []
     _queue(ctx, [peer_id], *pushed, *reply)
     log.info("sync.digest", peer_id=peer_id, they_lack=len(they_lack), we_lack=len(we_lack),
