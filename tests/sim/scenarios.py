@@ -48,16 +48,19 @@ def change(fleet, node) -> None:
     gossip.channels_changed(node.ctx)
 
 
-def _until_level(fleet, changed, limit: int, started: float) -> dict:
-    """Run until every node holds the changed members' newest states (their own, which
-    they publish at their next tick); what it took from `started`."""
+def _until_level(fleet, changed, limit: int, started: float, before=None) -> dict:
+    """Run until every node holds the changed members' newest states; what it took from
+    `started`. `before`: the versions they held before changing, when they have yet to
+    publish (each does at its own next tick)."""
     sync = fleet.config.sync_interval
     deadline = started + limit * sync
+
+    def unpublished():
+        now = fleet.latest(changed)
+        return before is not None and any(now[p][0] <= before[p][0] for p in changed)
+    while unpublished() and fleet.clock.now() < deadline:
+        fleet.run(CHECK_EVERY)
     targets = fleet.latest(changed)
-    if fleet.lacking(targets) == 0:      # not published yet: their own tick comes first
-        while targets == fleet.latest(changed) and fleet.clock.now() < deadline:
-            fleet.run(CHECK_EVERY)
-        targets = fleet.latest(changed)
     while fleet.lacking(targets) and fleet.clock.now() < deadline:
         fleet.run(CHECK_EVERY)
     took = fleet.clock.now() - started
@@ -97,8 +100,9 @@ def _periodic_bytes(fleet, sent) -> int:
 def one_change(fleet, limit: int = 10) -> dict:
     node = fleet.nodes[len(fleet.nodes) // 2]
     before, t0, started = _counted(fleet), time.perf_counter(), fleet.clock.now()
+    held = fleet.latest([node.node_id])
     change(fleet, node)
-    result = _until_level(fleet, [node.node_id], limit, started)
+    result = _until_level(fleet, [node.node_id], limit, started, before=held)
     entry = hivemap.get(node.db.conn(), node.node_id)
     return _report(fleet, before, result, entry_bytes(entry) * (len(fleet.nodes) - 1), t0)
 
@@ -126,9 +130,11 @@ def loss(fleet, rate: float = 0.05, limit: int = 10) -> dict:
         k = max(1, len(fleet.nodes) // 100)
         changed = fleet.nodes[-k:]
         before, t0, started = _counted(fleet), time.perf_counter(), fleet.clock.now()
+        ids = [x.node_id for x in changed]
+        held = fleet.latest(ids)
         for node in changed:
             change(fleet, node)
-        result = _until_level(fleet, [x.node_id for x in changed], limit, started)
+        result = _until_level(fleet, ids, limit, started, before=held)
         differing = sum(entry_bytes(hivemap.get(x.db.conn(), x.node_id)) for x in changed) \
             * (len(fleet.nodes) - 1)
         return _report(fleet, before, result, differing, t0)
