@@ -164,7 +164,11 @@ class Engine:
                       failures=self.tick_failures[name], exc_info=True)
 
     def drain_outbox(self) -> int:
-        """Send what is due; a failed send is retried with backoff, then abandoned."""
+        """Send what is due; a failed send is retried with backoff, then abandoned. Never
+        inside a transaction (a batch of peer messages): what it would send is not
+        committed yet, and the worker sends it after the commit."""
+        if self.db.conn().in_transaction:
+            return 0
         sent = 0
         now = self.clock.now()
         for row in outbox.due(self.db.conn(), now):

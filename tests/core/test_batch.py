@@ -181,3 +181,40 @@ def test_json_depth_skips_strings_with_escaped_quotes_and_counts_the_rest():
     assert framing.json_depth('{"unterminated [[[[') == 1
     assert framing.json_depth("]]]") == 0
     assert framing.json_depth("[" * 40) == 40
+
+
+class _Sends:
+    def __init__(self):
+        self.sent = []
+
+    def call(self, method, params=None):
+        assert method == "sendcustommsg"
+        self.sent.append(params["msg"])
+        return {}
+
+
+def test_a_drain_inside_a_batch_sends_nothing_before_the_commit(db, clock, config):
+    from storage import outbox
+    lightning = _Sends()
+    engine = Engine(db, clock, lambda: config, lightning=lightning)
+    release, held = threading.Event(), threading.Event()
+    engine.submit(lambda: (held.set(), release.wait(10)))
+    engine.start()
+    try:
+        assert held.wait(5)
+        seen_inside = []
+
+        def queues_and_drains():
+            with db.transaction() as conn:
+                outbox.add(conn, peer_id="02" + "11" * 32, msg_hex="8001", now=clock.now())
+            engine.drain_outbox()               # as a handler could, through ctx.drain
+            seen_inside.append(list(lightning.sent))
+        futures = [engine.submit(queues_and_drains, droppable=True) for _ in range(2)]
+        release.set()
+        for f in futures:
+            f.result(timeout=5)
+        engine.submit(lambda: None).result(timeout=5)
+    finally:
+        engine.stop()
+    assert seen_inside == [[], []]              # nothing left before the batch committed
+    assert lightning.sent == ["8001", "8001"]   # and all of it after
