@@ -24,11 +24,9 @@ diagrams: $(STAMP)
 check-diagrams: $(STAMP)
 	$(PY) -m machines.diagram check diagrams
 
+# Every benchmark, one line each against a baseline of the same run (bench/__main__.py).
 bench: $(STAMP)
-	$(PY) -m bench.machines
-	$(PY) -m bench.hivemap_sync
-	$(PY) -m bench.bridge
-	$(PY) -m bench.contribution
+	$(PY) -m bench
 
 clean:
 	rm -rf $(VENV)

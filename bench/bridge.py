@@ -29,7 +29,7 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return qs[49], qs[98]
 
 
-def hook_latency(samples: int) -> None:
+def _hook_samples(samples: int):
     fleet = StandinFleet()
     try:
         # A threshold the hangs never reach: calls keep going out and keep hanging.
@@ -53,16 +53,31 @@ def hook_latency(samples: int) -> None:
                        what="two calls hung in cl-revenue-ops")
         hung = measure()
         still = companion(node, "revenue_ops")
-        i50, i99 = _percentiles(idle)
-        h50, h99 = _percentiles(hung)
-        print(f"custommsg hook answer latency, {samples} messages each")
-        print(f"  idle companion        p50 {i50 * 1e3:7.3f} ms   p99 {i99 * 1e3:7.3f} ms")
-        print(f"  hanging companion     p50 {h50 * 1e3:7.3f} ms   p99 {h99 * 1e3:7.3f} ms"
-              f"   ({still['calls_unanswered']} calls hung, breaker {still['breaker']['state']})")
-        print(f"  ratio hanging/idle    p50 {h50 / i50:7.2f}      p99 {h99 / i99:7.2f}")
         node.rpc.call("revenue-standin-mode", {"mode": "ok"})
+        return idle, hung, still
     finally:
         fleet.teardown()
+
+
+def measure_hook(samples: int) -> dict:
+    """p50 and p99 of the hook's answer in seconds, idle and with cl-revenue-ops hanging."""
+    idle, hung, still = _hook_samples(samples)
+    i50, i99 = _percentiles(idle)
+    h50, h99 = _percentiles(hung)
+    return {"idle_p50": i50, "idle_p99": i99, "hung_p50": h50, "hung_p99": h99,
+            "hung_calls": still["calls_unanswered"], "breaker": still["breaker"]["state"]}
+
+
+def hook_latency(samples: int) -> None:
+    r = measure_hook(samples)
+    print(f"custommsg hook answer latency, {samples} messages each")
+    print(f"  idle companion        p50 {r['idle_p50'] * 1e3:7.3f} ms   "
+          f"p99 {r['idle_p99'] * 1e3:7.3f} ms")
+    print(f"  hanging companion     p50 {r['hung_p50'] * 1e3:7.3f} ms   "
+          f"p99 {r['hung_p99'] * 1e3:7.3f} ms   ({r['hung_calls']} calls hung, "
+          f"breaker {r['breaker']})")
+    print(f"  ratio hanging/idle    p50 {r['hung_p50'] / r['idle_p50']:7.2f}      "
+          f"p99 {r['hung_p99'] / r['idle_p99']:7.2f}")
 
 
 def failure_matrix() -> None:

@@ -89,14 +89,23 @@ def baseline(tmp: Path, one_transaction: bool) -> float:
     return len(events) / took
 
 
-def main() -> None:
-    out = sys.stdout.write
+def measure() -> dict:
+    """Events a second: ours (offer only, end to end) and the two baselines."""
     logs.configure(lambda message, level: None, level=logging.INFO)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         offer_rate, total_rate, rows = ours(tmp, ManualClock())
         per_commit = baseline(tmp, one_transaction=False)
         one_tx = baseline(tmp, one_transaction=True)
+    return {"offer": offer_rate, "total": total_rate, "rows": rows,
+            "per_commit": per_commit, "one_tx": one_tx}
+
+
+def main() -> None:
+    out = sys.stdout.write
+    r = measure()
+    offer_rate, total_rate, rows, per_commit, one_tx = (r[k] for k in (
+        "offer", "total", "rows", "per_commit", "one_tx"))
     out(f"cl-hive contribution ledger benchmark: {FORWARDS} forwards = {2 * FORWARDS} events "
         f"over {CHANNELS} channels, a flush every {TICK_EVENTS} events\n\n")
     out(f"  ledger: offer only (the notification handler) : {offer_rate:12,.0f} events/s\n")

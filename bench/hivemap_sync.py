@@ -71,8 +71,9 @@ def _report(out, title, rounds, count, differing, baseline) -> None:
         f"sent / one whole-map sync {count['bytes'] / baseline:5.2f}\n")
 
 
-def main() -> None:
-    out = sys.stdout.write
+def measure() -> dict:
+    """From empty, then after CHANGED members changed: rounds, messages, bytes sent, bytes
+    that differed, and the whole-map baseline."""
     logs.configure(lambda message, level: None, level=logging.WARNING)
     with tempfile.TemporaryDirectory() as d:
         clock = ManualClock()
@@ -87,16 +88,10 @@ def main() -> None:
         whole = chunk(held, lambda g, i, n: encode(
             MsgType.FULL_SYNC, {"entries": g, "chunk": i, "chunks": n}))
         baseline = sum(len(m) // 2 for m in whole)
-        out(f"cl-hive anti-entropy benchmark: {MEMBERS} members x {PEERS} external peers, "
-            f"sync interval {a.config.sync_interval} s\n")
-        out(f"  baseline: one whole-map sync = {len(whole)} FULL_SYNC chunks, "
-            f"{baseline / 1024:.1f} KiB\n\n")
-
+        out = {"chunks": len(whole), "baseline": baseline, "sync": a.config.sync_interval}
         differing = _differing_bytes(a, e)
         rounds, count = _reconverge(clock, a, e)
-        _report(out, f"from empty ({MEMBERS - 1} states to send)", rounds, count, differing,
-                baseline)
-
+        out["from_empty"] = (rounds, count, differing)
         if rounds is None:                          # level them by hand, to go on
             store(e, hivemap.all_entries(a.db.conn()))
             store(a, hivemap.all_entries(e.db.conn()))
@@ -104,9 +99,21 @@ def main() -> None:
                                peers=PEERS, salt=1) for k in keys[:CHANGED]])
         differing = _differing_bytes(a, e)
         rounds, count = _reconverge(clock, a, e)
-        _report(out, f"after {CHANGED} members changed", rounds, count, differing, baseline)
+        out["changed"] = (rounds, count, differing)
         a.close()
         e.close()
+    return out
+
+
+def main() -> None:
+    out = sys.stdout.write
+    r = measure()
+    out(f"cl-hive anti-entropy benchmark: {MEMBERS} members x {PEERS} external peers, "
+        f"sync interval {r['sync']} s\n")
+    out(f"  baseline: one whole-map sync = {r['chunks']} FULL_SYNC chunks, "
+        f"{r['baseline'] / 1024:.1f} KiB\n\n")
+    _report(out, f"from empty ({MEMBERS - 1} states to send)", *r["from_empty"], r["baseline"])
+    _report(out, f"after {CHANGED} members changed", *r["changed"], r["baseline"])
 
 
 if __name__ == "__main__":

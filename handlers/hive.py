@@ -26,7 +26,8 @@ from handlers.frame import config as cfg
 from handlers.frame import errors, retention
 from handlers.frame.clock import SystemClock
 from handlers.frame.context import Context
-from handlers.frame.engine import Engine
+from handlers.frame.effects import Prefetching
+from handlers.frame.engine import MAX_BATCH, Engine
 from handlers.frame.ratelimit import RateLimiter
 from handlers.frame.refusals import refusal_log
 from handlers.governance import actions as governance
@@ -84,7 +85,9 @@ class Hive:
             raise StartupError(f"hive-db-path: cannot use {snapshot.db_path}: {e}") from e
         self.db = db
         self.engine = Engine(db, self.clock, lambda: self.config, lightning)
-        self.ctx = Context(db=db, dispatcher=self.engine.dispatcher, lightning=lightning,
+        # Signature checks of a burst of GOSSIP are asked ahead, side by side.
+        checks = None if lightning is None else Prefetching(lightning, keep=2 * MAX_BATCH)
+        self.ctx = Context(db=db, dispatcher=self.engine.dispatcher, lightning=checks,
                            clock=self.clock, config=lambda: self.config,
                            hello_limiter=RateLimiter(self.clock, HELLO_RATE, HELLO_BURST),
                            sync_limiter=RateLimiter(self.clock, SYNC_RATE, SYNC_BURST),
@@ -162,8 +165,8 @@ class Hive:
         if not self.message_limiter.allow(peer_id):
             refusal_log(log, "wire.rate_limited", peer_id)
             return
-        self.engine.submit(lambda: router.on_message(self.ctx, peer_id, payload),
-                           droppable=True)
+        incoming = router.Incoming(self.ctx, peer_id, payload)
+        self.engine.submit(incoming.handle, droppable=True, prepare=incoming.prefetch)
 
     def on_peer_connected(self, peer_id: str) -> None:
         """The `connect` notification: the peer is up; a member gets our fleet hash and

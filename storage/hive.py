@@ -47,6 +47,15 @@ def members(conn: sqlite3.Connection) -> list[dict]:
         "SELECT peer_id, state, admission FROM hive_members ORDER BY peer_id")]
 
 
+def member_ids(conn: sqlite3.Connection, tiers: tuple[str, ...]) -> set[str]:
+    """The ids of members in `tiers` and not in the ban list, without reading their
+    admission records (asked for every member message)."""
+    marks = ", ".join("?" for _ in tiers)
+    return {r[0] for r in conn.execute(
+        f"SELECT peer_id FROM hive_members WHERE state IN ({marks}) "
+        f"AND peer_id NOT IN (SELECT peer_id FROM hive_bans)", tiers)}
+
+
 def member(conn: sqlite3.Connection, peer_id: str) -> dict | None:
     row = conn.execute("SELECT peer_id, state, admission FROM hive_members WHERE peer_id = ?",
                        (peer_id,)).fetchone()

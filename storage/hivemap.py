@@ -11,6 +11,22 @@ def get(conn: sqlite3.Connection, peer_id: str) -> dict | None:
     return None if row is None else {"state": json.loads(row[0]), "sig": row[1]}
 
 
+def held(conn: sqlite3.Connection, peer_id: str) -> tuple[int, int, str] | None:
+    """(version, timestamp, signature) of the member's state we hold: what a newer one
+    is compared with, without reading the state itself."""
+    row = conn.execute("SELECT version, timestamp, signature FROM hive_state WHERE peer_id = ?",
+                       (peer_id,)).fetchone()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def digests(conn: sqlite3.Connection) -> list[dict]:
+    """`{peer_id, version, timestamp}` of every state held, by peer_id: what the fleet hash
+    covers, read without the states themselves. Timestamps are integers on the wire; the
+    column's REAL affinity stores them as floats, so they are read back as integers."""
+    return [{"peer_id": r[0], "version": r[1], "timestamp": int(r[2])} for r in conn.execute(
+        "SELECT peer_id, version, timestamp FROM hive_state ORDER BY peer_id")]
+
+
 def all_entries(conn: sqlite3.Connection) -> list[dict]:
     return [{"state": json.loads(r[0]), "sig": r[1]} for r in conn.execute(
         "SELECT state_json, signature FROM hive_state ORDER BY peer_id")]

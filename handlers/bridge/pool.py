@@ -157,7 +157,7 @@ class CallPool:
         for call in due:
             call.timed_out = True
             call.on_done(CallOutcome(TIMED_OUT, call.method,
-                                     error=f"no answer within the timeout"))
+                                     error="no answer within the timeout"))
         return len(due)
 
     def shutdown(self) -> None:

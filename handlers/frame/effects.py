@@ -15,6 +15,7 @@ retried.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from typing import Callable, Protocol
 
 from pyln.client import LightningRpc, RpcError
@@ -88,3 +89,42 @@ class PluginNotifier:
 
     def notify(self, topic: str, payload: dict) -> None:
         self.plugin.notify(topic, {topic: payload})
+
+
+class Prefetching:
+    """The door to lightningd with answers fetched ahead of need, for calls that only
+    compute (`checkmessage`: the same question always gets the same answer). The worker
+    asks them for a burst of peer messages at once on a few threads (`prefetch`), so their
+    round trips overlap; the handler's own call then takes the answer instead of waiting.
+    Every other call, and any question not fetched ahead, goes through as it is."""
+
+    PURE = frozenset({"checkmessage"})
+
+    def __init__(self, inner, keep: int):
+        self.inner = inner
+        self.keep = keep            # answers held at most (the oldest are forgotten)
+        self._ready: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(method: str, params: dict | None):
+        return (method, tuple(sorted((params or {}).items())))
+
+    def call(self, method: str, params: dict | None = None) -> dict:
+        if method in self.PURE:
+            with self._lock:
+                answer = self._ready.pop(self._key(method, params), None)
+            if answer is not None:
+                return answer
+        return self.inner.call(method, params)
+
+    def prefetch(self, method: str, params: dict) -> None:
+        """Ask now and keep the answer for the call that will follow. An error is not kept:
+        that call asks again and handles it."""
+        if method not in self.PURE:
+            raise ValueError(f"{method} is not a call whose answer can be fetched ahead")
+        answer = self.inner.call(method, params)
+        with self._lock:
+            self._ready[self._key(method, params)] = answer
+            while len(self._ready) > self.keep:
+                self._ready.popitem(last=False)

@@ -30,6 +30,11 @@ OUTBOX_KEEP_SECONDS = 86400      # sent or abandoned messages are kept a day, fo
 # Items waiting for the worker before peer messages are dropped: what the per-peer rate
 # limits let a full hive send in several seconds.
 MAX_QUEUE = 2000
+# Peer items the worker applies in one transaction (one commit synced to disk): enough to
+# amortize the sync under a burst, few enough that each waits little for the commit.
+MAX_BATCH = 64
+# Threads that fetch a batch's signature checks ahead, so their round trips overlap.
+PREPARE_THREADS = 4
 
 
 class Engine:
@@ -44,6 +49,8 @@ class Engine:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hive-reader")
+        self._preparers = ThreadPoolExecutor(max_workers=PREPARE_THREADS,
+                                             thread_name_prefix="hive-prepare")
         self._tick_lock = threading.Lock()
         self._tick_queued = False
         self.on_tick: list[Callable[[], None]] = []    # more work for each tick
@@ -52,7 +59,8 @@ class Engine:
         self._drop_log = RateLimiter(clock, 0.1, 1)    # one queue_full warning per 10 s
 
     # -- feeding the queue ---------------------------------------------------------
-    def submit(self, fn: Callable[[], object], *, droppable: bool = False) -> Future:
+    def submit(self, fn: Callable[[], object], *, droppable: bool = False,
+               prepare: Callable[[], object] | None = None) -> Future:
         """Run `fn` on the worker; the future carries its result or exception.
         `droppable` marks peer input, which a full queue drops (oldest first); an
         operator's command is never dropped."""
@@ -61,7 +69,7 @@ class Engine:
             fut.set_exception(RuntimeError("cl-hive is shutting down"))
             return fut
         try:
-            dropped = self._queue.put(Item(fn, fut, droppable))
+            dropped = self._queue.put(Item(fn, fut, droppable, prepare))
         except RuntimeError as e:
             fut.set_exception(e)
             return fut
@@ -123,6 +131,7 @@ class Engine:
         for item in self._queue.close():
             item.future.set_exception(RuntimeError("cl-hive is shutting down"))
         self._reader.shutdown(wait=False, cancel_futures=True)
+        self._preparers.shutdown(wait=False, cancel_futures=True)
         per_thread = timeout / max(1, len(self._threads))
         for t in self._threads:
             t.join(per_thread)
@@ -155,7 +164,11 @@ class Engine:
                       failures=self.tick_failures[name], exc_info=True)
 
     def drain_outbox(self) -> int:
-        """Send what is due; a failed send is retried with backoff, then abandoned."""
+        """Send what is due; a failed send is retried with backoff, then abandoned. Never
+        inside a transaction (a batch of peer messages): what it would send is not
+        committed yet, and the worker sends it after the commit."""
+        if self.db.conn().in_transaction:
+            return 0
         sent = 0
         now = self.clock.now()
         for row in outbox.due(self.db.conn(), now):
@@ -178,24 +191,14 @@ class Engine:
 
     def _work(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
+            batch = self._queue.get_batch(MAX_BATCH)
+            if batch is None:
                 return
-            if not item.future.set_running_or_notify_cancel():
-                continue
-            try:
-                result = item.fn()
-            except RpcException as e:   # the operator's bad input: answered, not a fault
-                log.info("engine.command_refused", error=e.message, code=e.code)
-                item.future.set_exception(e)
-            except (RpcError, OSError) as e:    # lightningd refused or timed out: not ours
-                log.warning("engine.item_failed", error=str(e))
-                item.future.set_exception(e)
-            except Exception as e:  # a fault in one item must not stop the hive
-                log.error("engine.item_failed", error=repr(e), exc_info=True)
-                item.future.set_exception(e)
-            else:
-                item.future.set_result(result)
+            batch = [i for i in batch if i.future.set_running_or_notify_cancel()]
+            if len(batch) == 1:
+                self._settle(batch[0], *_run(batch[0]))
+            elif batch:
+                self._run_batch(batch)
             if self._stopping.is_set():
                 continue
             try:
@@ -203,9 +206,76 @@ class Engine:
             except Exception as e:
                 log.error("engine.outbox_failed", error=repr(e), exc_info=True)
 
+    def _run_batch(self, batch: list[Item]) -> None:
+        """Peer input drained at once, applied in one transaction: one commit (one sync to
+        disk) for all of it. Each item runs in a savepoint of its own, so one that fails
+        is rolled back alone. Nothing acts on what an item changed before the commit:
+        messages wait in the outbox (sent after it), and log lines and observers run as
+        after-commit callbacks; if the commit fails, none of the batch happened."""
+        self._prepare(batch)
+        done = []
+        try:
+            with self.db.transaction():
+                for item in batch:
+                    done.append((item, *_run(item, savepoint=self.db.transaction)))
+        except Exception as e:      # the commit itself failed: nothing of the batch holds
+            log.error("engine.batch_failed", items=len(batch), error=repr(e), exc_info=True)
+            for item in batch:
+                item.future.set_exception(e)
+            return
+        for item, result, error in done:
+            self._settle(item, result, error)
+
+    def _prepare(self, batch: list[Item]) -> None:
+        """Run the batch's `prepare` steps side by side (their lightningd round trips
+        overlap) and wait for them. A step that fails only loses its head start: the item
+        does the work itself."""
+        steps = []
+        for item in batch:
+            if item.prepare is not None:
+                try:
+                    steps.append(self._preparers.submit(item.prepare))
+                except RuntimeError:        # shutting down: each item does its own work
+                    break
+        for step in steps:
+            try:
+                step.result()
+            except (RpcError, OSError) as e:
+                log.debug("engine.prepare_failed", error=str(e))
+            except Exception as e:
+                log.warning("engine.prepare_failed", error=repr(e), exc_info=True)
+
+    @staticmethod
+    def _settle(item: Item, result, error) -> None:
+        if error is None:
+            item.future.set_result(result)
+        else:
+            item.future.set_exception(error)
+
     def _schedule(self) -> None:
         while not self._stopping.wait(self.config().tick_seconds):
             self.schedule_tick()
+
+
+def _run(item: Item, savepoint=None) -> tuple[object, BaseException | None]:
+    """Run one item, logging a failure as its kind deserves; (result, error). Inside a
+    batch, `savepoint` (the database's nested transaction) makes a failure roll back
+    this item's changes alone."""
+    try:
+        if savepoint is None:
+            return item.fn(), None
+        with savepoint():
+            return item.fn(), None
+    except RpcException as e:   # the operator's bad input: answered, not a fault
+        log.info("engine.command_refused", error=e.message, code=e.code)
+        error = e
+    except (RpcError, OSError) as e:    # lightningd refused or timed out: not ours
+        log.warning("engine.item_failed", error=str(e))
+        error = e
+    except Exception as e:  # a fault in one item must not stop the hive
+        log.error("engine.item_failed", error=repr(e), exc_info=True)
+        error = e
+    return None, error
 
 
 def _contained(fn):

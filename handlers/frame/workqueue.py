@@ -16,6 +16,9 @@ class Item:
     fn: Callable[[], object]
     future: Future
     droppable: bool          # a peer message or notification, not an operator command
+    # Read-only work done ahead when the item is applied in a batch (on a helper thread,
+    # alongside the batch's other items): fetching answers its `fn` will ask for.
+    prepare: Callable[[], object] | None = None
 
 
 class WorkQueue:
@@ -43,14 +46,21 @@ class WorkQueue:
             self._cv.notify()
             return dropped
 
-    def get(self) -> Item | None:
-        """The next item, waiting for one; None once closed."""
+    def get_batch(self, limit: int) -> list[Item] | None:
+        """The next item, waiting for one, and when it is droppable (peer input) every
+        droppable item right behind it, up to `limit` in all: the worker applies them in
+        one transaction. A command ends the batch, so nothing is reordered. None once
+        closed."""
         with self._cv:
             while not self._items and not self._closed:
                 self._cv.wait()
             if self._closed:
                 return None
-            return self._items.popleft()
+            batch = [self._items.popleft()]
+            while batch[0].droppable and len(batch) < limit and self._items \
+                    and self._items[0].droppable:
+                batch.append(self._items.popleft())
+            return batch
 
     def close(self) -> list[Item]:
         """Refuse further items and wake the worker; returns what was still waiting."""

@@ -38,10 +38,6 @@ def _refuse(peer_id, msg, reason, **extra):
     refusal_log(log, "gossip.refused", peer_id, msg=msg, reason=reason, **extra)
 
 
-def _active_ids(conn) -> set[str]:
-    return {m["peer_id"] for m in ms.active_members(conn)}
-
-
 def _queue(ctx, peers, *msgs) -> None:
     with ctx.db.transaction() as conn:
         for peer in peers:
@@ -49,14 +45,30 @@ def _queue(ctx, peers, *msgs) -> None:
                 outbox.add(conn, peer_id=peer, msg_hex=msg_hex, now=ctx.clock.now())
 
 
+def _our_hash(ctx) -> tuple[str, int]:
+    """Our fleet hash and how many states it covers, from the digests alone (no state is
+    parsed), and computed again only when the database changed: every member asks for
+    it at every sync interval. Not kept inside a transaction, whose changes may yet be
+    rolled back without the change counters going back."""
+    conn = ctx.db.conn()
+    key = (id(conn), conn.total_changes, conn.execute("PRAGMA data_version").fetchone()[0])
+    cached = ctx.timers.get("fleet_hash")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    digests = hivemap.digests(conn)
+    value = (fleet_hash(digests), len(digests))
+    if not conn.in_transaction:
+        ctx.timers["fleet_hash"] = (key, value)
+    return value
+
+
 def _our_hash_message(ctx) -> str:
-    entries = [e["state"] for e in hivemap.all_entries(ctx.db.conn())]
-    return encode(MsgType.STATE_HASH, {"hash": fleet_hash(entries), "count": len(entries)})
+    ours, count = _our_hash(ctx)
+    return encode(MsgType.STATE_HASH, {"hash": ours, "count": count})
 
 
-def _digest_message(entries) -> str:
-    return encode(MsgType.DIGEST, {"digests": digest(e["state"] for e in entries)
-                                   [:messages.MAX_DIGESTS]})
+def _digest_message(states) -> str:
+    return encode(MsgType.DIGEST, {"digests": digest(states)[:messages.MAX_DIGESTS]})
 
 
 def _first_time(ctx, kind: str, peer_id: str, pair: tuple) -> bool:
@@ -90,7 +102,7 @@ def on_tick(ctx) -> None:
     meta = hive_store.get_meta(conn)
     if meta is None:
         return
-    members = _active_ids(conn)
+    members = ms.active_ids(conn)
     if ctx.node_id not in members:
         return
     with ctx.db.transaction() as c:
@@ -149,9 +161,9 @@ def status_event(ctx) -> None:
 
 
 # -- entries from peers -----------------------------------------------------------------
-def accept_entry(ctx, entry: dict, *, live: bool, members: set[str], hive_id: str) -> str | None:
-    """Store a signed state if it passes every check; otherwise the reason it did not."""
-    state, sig = entry["state"], entry["sig"]
+def _before_signature(ctx, state: dict, sig: str, *, live: bool, members) -> str | None:
+    """Every check of an entry that comes before its signature's, cheapest first; the
+    reason it fails, or None. An entry not newer than the one held is never verified."""
     peer = state["peer_id"]
     if peer not in members:
         return "not a member"
@@ -160,18 +172,26 @@ def accept_entry(ctx, entry: dict, *, live: bool, members: set[str], hive_id: st
         return "timestamp in the future"
     if live and state["timestamp"] < now - MAX_LIVE_AGE:
         return "timestamp too old"
-    stored = hivemap.get(ctx.db.conn(), peer)
-    if stored is not None:
-        held = stored["state"]
-        if (state["version"], state["timestamp"], sig) <= \
-                (held["version"], held["timestamp"], stored["sig"]):
+    held = hivemap.held(ctx.db.conn(), peer)       # (version, timestamp, sig) or None
+    if held is not None:
+        if (state["version"], state["timestamp"], sig) <= held:
             return "not newer than the version held"
         # Our own record is always taken back (our database was restored from a backup,
         # or a peer replays our newer state): otherwise we could never publish again.
-        if state["version"] > held["version"] + MAX_VERSION_JUMP and peer != ctx.node_id:
+        if state["version"] > held[0] + MAX_VERSION_JUMP and peer != ctx.node_id:
             return "version too far ahead"
-        if state["timestamp"] < held["timestamp"]:
+        if state["timestamp"] < held[1]:
             return "timestamp went back"
+    return None
+
+
+def accept_entry(ctx, entry: dict, *, live: bool, members: set[str], hive_id: str) -> str | None:
+    """Store a signed state if it passes every check; otherwise the reason it did not."""
+    state, sig = entry["state"], entry["sig"]
+    peer = state["peer_id"]
+    reason = _before_signature(ctx, state, sig, live=live, members=members)
+    if reason:
+        return reason
     if not signing.verify(ctx.lightning, peer, hive_id, "STATE", state, sig):
         return "not signed by the member it describes"
     # Our own state signed by us but newer than ours (we lost our database): taking it
@@ -182,29 +202,41 @@ def accept_entry(ctx, entry: dict, *, live: bool, members: set[str], hive_id: st
     return None
 
 
+def prefetch_gossip(ctx, peer_id: str, entry: dict, auth) -> None:
+    """Ahead of `on_gossip`, on a helper thread, reading only: ask lightningd the
+    signature check that `on_gossip` will make, if its cheaper checks pass (now)."""
+    if _before_signature(ctx, entry["state"], entry["sig"], live=True,
+                         members=auth.members) is None:
+        signing.prefetch(ctx.lightning, entry["state"]["peer_id"], auth.meta["hive_id"],
+                         "STATE", entry["state"], entry["sig"])
+
+
 def on_gossip(ctx, peer_id: str, entry: dict, auth) -> None:
     meta, members = auth.meta, auth.members
     reason = accept_entry(ctx, entry, live=True, members=members, hive_id=meta["hive_id"])
     if reason:
         return _refuse(peer_id, "GOSSIP", reason, about=entry["state"]["peer_id"],
                        version=entry["state"]["version"])
-    log.info("gossip.accepted", peer_id=peer_id, about=entry["state"]["peer_id"],
-             version=entry["state"]["version"])
+    # Debug, not info: routine traffic (every member, every heartbeat), a line per member
+    # per interval at info would grow with the fleet. Logged once committed: the worker
+    # may apply a burst of messages in one transaction.
+    ctx.db.after_commit(lambda: log.debug("gossip.accepted", peer_id=peer_id,
+                                          about=entry["state"]["peer_id"],
+                                          version=entry["state"]["version"]))
 
 
 def on_state_hash(ctx, peer_id: str, theirs: dict, auth) -> None:
     if not ctx.sync_limiter.allow(peer_id):
         return _refuse(peer_id, "STATE_HASH", "rate limited")
-    entries = hivemap.all_entries(ctx.db.conn())
-    ours = fleet_hash(e["state"] for e in entries)
+    ours, count = _our_hash(ctx)
     if theirs["hash"] == ours:
         log.debug("sync.in_sync", peer_id=peer_id)
         return
     if not _first_time(ctx, "digest_sent", peer_id, (ours, theirs["hash"])):
         return _refuse(peer_id, "STATE_HASH", "already answered these hashes")
-    _queue(ctx, [peer_id], _digest_message(entries))
+    _queue(ctx, [peer_id], _digest_message(hivemap.digests(ctx.db.conn())))
     log.info("sync.diverged", peer_id=peer_id, ours=ours, theirs=theirs["hash"],
-             entries=len(entries))
+             entries=count)
 
 
 def on_digest(ctx, peer_id: str, msg: dict, auth) -> None:
@@ -214,11 +246,11 @@ def on_digest(ctx, peer_id: str, msg: dict, auth) -> None:
     members, theirs = auth.members, msg["digests"]
     if len({d["peer_id"] for d in theirs}) != len(theirs):
         return _refuse(peer_id, "DIGEST", "a member listed twice")
-    entries = hivemap.all_entries(ctx.db.conn())
-    ours, their_hash = fleet_hash(e["state"] for e in entries), fleet_hash(theirs)
+    (ours, _), their_hash = _our_hash(ctx), fleet_hash(theirs)
     if their_hash == ours:
         log.debug("sync.in_sync", peer_id=peer_id)
         return
+    entries = hivemap.all_entries(ctx.db.conn())
     if not _first_time(ctx, "digest_answered", peer_id, (ours, their_hash)):
         return _refuse(peer_id, "DIGEST", "already answered these hashes")
     they_lack, we_lack = differences(entries, theirs, members)
@@ -228,7 +260,7 @@ def on_digest(ctx, peer_id: str, msg: dict, auth) -> None:
         pushed = chunk(they_lack, _full_sync_chunk,
                        max_chunks=_full_sync_budget(ctx, peer_id, needed))
     # They hold states we lack: our digest makes them send those (once per pair of views).
-    reply = [_digest_message(entries)] if we_lack and _first_time(
+    reply = [_digest_message(e["state"] for e in entries)] if we_lack and _first_time(
         ctx, "digest_sent", peer_id, (ours, their_hash)) else []
     _queue(ctx, [peer_id], *pushed, *reply)
     log.info("sync.digest", peer_id=peer_id, they_lack=len(they_lack), we_lack=len(we_lack),
@@ -268,7 +300,7 @@ def _full_sync_chunk(group, i, n) -> str:
 def on_member_connected(ctx, peer_id: str) -> None:
     """Anti-entropy on (re)connection: tell a member our fleet hash."""
     conn = ctx.db.conn()
-    if hive_store.get_meta(conn) is None or peer_id not in _active_ids(conn):
+    if hive_store.get_meta(conn) is None or peer_id not in ms.active_ids(conn):
         return
     _queue(ctx, [peer_id], _our_hash_message(ctx))
 

@@ -44,10 +44,15 @@ def active_members(conn) -> list[dict]:
             if m["tier"] in ACTIVE_TIERS and m["peer_id"] not in banned]
 
 
+def active_ids(conn) -> set[str]:
+    """The ids of `active_members`, read without their admission records."""
+    return hive_store.member_ids(conn, ACTIVE_TIERS)
+
+
 def connected_members(ctx, members: set[str] | None = None) -> list[str]:
     """Active members other than us that lightningd reports connected."""
     if members is None:
-        members = {m["peer_id"] for m in active_members(ctx.db.conn())}
+        members = active_ids(ctx.db.conn())
     peers = ctx.lightning.call("listpeers", {}).get("peers", [])
     return sorted(p["id"] for p in peers
                   if p.get("connected") and p["id"] in members and p["id"] != ctx.node_id)

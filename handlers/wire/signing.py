@@ -38,9 +38,7 @@ def verify(lightning, pubkey: str, hive_id: str, kind: str, fields: dict, zbase:
     """True only if `zbase` is `pubkey`'s signature over exactly these fields. The expected
     key is always passed, so lightningd never looks the signer up in its graph."""
     try:
-        res = lightning.call("checkmessage", {
-            "message": signed_string(hive_id, kind, fields), "zbase": zbase,
-            "pubkey": pubkey})
+        res = lightning.call("checkmessage", _check(pubkey, hive_id, kind, fields, zbase))
     except RpcError as e:
         # lightningd rejects malformed zbase with -32602: a bad signature, not a fault.
         if isinstance(e.error, dict) and e.error.get("code") == -32602:
@@ -48,3 +46,14 @@ def verify(lightning, pubkey: str, hive_id: str, kind: str, fields: dict, zbase:
         raise
     return res.get("verified") is True and res.get("pubkey") == pubkey
 
+
+
+def prefetch(lightning, pubkey: str, hive_id: str, kind: str, fields: dict, zbase: str) -> None:
+    """Ask lightningd now the question `verify` will ask with these arguments, where the
+    door to lightningd keeps answers for later (effects.Prefetching); else nothing."""
+    if hasattr(lightning, "prefetch"):
+        lightning.prefetch("checkmessage", _check(pubkey, hive_id, kind, fields, zbase))
+
+
+def _check(pubkey, hive_id, kind, fields, zbase) -> dict:
+    return {"message": signed_string(hive_id, kind, fields), "zbase": zbase, "pubkey": pubkey}

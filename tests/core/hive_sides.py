@@ -68,13 +68,18 @@ class KeyOnlyLightning:
 
 
 class Side:
-    def __init__(self, name: str, tmp_path, clock, **options):
+    def __init__(self, name: str, tmp_path, clock, *, lightning=None, db_path=None,
+                 **options):
+        """`lightning`: the RPC stand-in (a KeyOnlyLightning of `name` by default);
+        `db_path`: where the database is (":memory:" for a simulated fleet), by default a
+        file in `tmp_path`/`name`."""
         d = tmp_path / name
-        d.mkdir()
+        if db_path is None:
+            d.mkdir()
         self.config = cfg.from_init(options, str(d))
-        self.db = Database(self.config.db_path)
+        self.db = Database(db_path or self.config.db_path)
         self.db.migrate()
-        self.lightning = KeyOnlyLightning(name)
+        self.lightning = lightning or KeyOnlyLightning(name)
         self.node_id = self.lightning.node_id
         self.dispatcher = Dispatcher(self.db, clock, lambda: self.config)
         self.ctx = Context(db=self.db, dispatcher=self.dispatcher, lightning=self.lightning,

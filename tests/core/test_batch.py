@@ -1,0 +1,220 @@
+"""Peer input drained at once is applied in one transaction: one commit for the burst, a
+failing item rolled back alone, nothing acted on before the commit; signature checks of
+a burst of GOSSIP are asked ahead, once, and only for what would be verified anyway."""
+import threading
+
+import pytest
+from structlog.testing import capture_logs
+
+from handlers import router
+from handlers.frame.effects import Prefetching
+from handlers.frame.engine import Engine
+from handlers.frame.workqueue import Item, WorkQueue
+from handlers.wire import framing
+from handlers.wire.framing import MsgType, encode
+from storage import hive as hive_store
+from storage import hivemap
+from tests.core.hive_sides import Side, form_hive
+from tests.core.hivemap_fleet import admit, signed_state
+
+
+def _item(droppable):
+    from concurrent.futures import Future
+    return Item(lambda: None, Future(), droppable)
+
+
+def test_a_batch_is_the_peer_items_in_a_row_and_a_command_ends_it():
+    q = WorkQueue(100)
+    items = [_item(True), _item(True), _item(False), _item(True), _item(True), _item(True)]
+    for i in items:
+        q.put(i)
+    assert q.get_batch(64) == items[:2]
+    assert q.get_batch(64) == [items[2]]             # a command runs alone
+    assert q.get_batch(2) == items[3:5]              # never more than the limit
+    assert q.get_batch(64) == [items[5]]
+
+
+@pytest.fixture
+def engine(db, clock, config):
+    e = Engine(db, clock, lambda: config, lightning=None)
+    yield e
+    e.stop()
+
+
+def _write(db, n):
+    with db.transaction() as conn:
+        hivemap.put_if_newer(conn, {"peer_id": f"02{n:064x}", "version": 1, "timestamp": 0},
+                             "sig", 0.0)
+
+
+def test_a_burst_commits_once_and_a_failing_item_is_rolled_back_alone(engine, db):
+    release, held, commits = threading.Event(), threading.Event(), []
+
+    def hold():     # on the worker: count its COMMITs (each one a sync to disk), then wait
+        db.conn().set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT"
+                                     else None)
+        held.set()
+        release.wait(10)
+    engine.submit(hold)
+    engine.start()
+    assert held.wait(5)
+    logged = []
+
+    def fails():
+        _write(db, 99)
+        db.after_commit(lambda: logged.append("never"))
+        raise ValueError("boom")
+
+    def ok(n):
+        _write(db, n)
+        db.after_commit(lambda: logged.append(n))
+        return n
+    futures = [engine.submit(lambda n=n: ok(n), droppable=True) for n in range(3)]
+    futures.insert(1, engine.submit(fails, droppable=True))
+    with capture_logs() as logs:
+        release.set()
+        results = [f.exception(timeout=5) or f.result() for f in futures]
+    assert results[0] == 0 and isinstance(results[1], ValueError) and results[2:] == [1, 2]
+    held_ids = {e["state"]["peer_id"] for e in hivemap.all_entries(db.conn())}
+    assert held_ids == {f"02{n:064x}" for n in range(3)}        # the failed write is gone
+    assert logged == [0, 1, 2]                  # after the commit, never the rolled back one
+    assert commits == ["COMMIT"]                # four items, one commit
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["engine.item_failed"]
+
+
+def test_a_batch_whose_commit_fails_applied_nothing_and_acted_on_nothing(engine, db):
+    release, held = threading.Event(), threading.Event()
+    engine.submit(lambda: (held.set(), release.wait(10)))
+    engine.start()
+    assert held.wait(5)
+    logged = []
+
+    def writes(n):
+        _write(db, n)
+        db.after_commit(lambda: logged.append(n))
+    futures = [engine.submit(lambda n=n: writes(n), droppable=True) for n in range(3)]
+
+    def breaks_the_commit():
+        # A deferred foreign key left dangling: SQLite refuses the COMMIT itself.
+        conn = db.conn()
+        conn.execute("CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY)")
+        conn.execute("CREATE TEMP TABLE child (id INTEGER REFERENCES parent (id) "
+                     "DEFERRABLE INITIALLY DEFERRED)")
+        conn.execute("INSERT INTO child VALUES (1)")
+    futures.append(engine.submit(breaks_the_commit, droppable=True))
+    with capture_logs() as logs:
+        release.set()
+        errors = [f.exception(timeout=5) for f in futures]
+    assert all(e is not None for e in errors)
+    assert hivemap.all_entries(db.conn()) == [] and logged == []
+    assert "engine.batch_failed" in [e["event"] for e in logs]
+
+
+@pytest.fixture
+def pair(tmp_path, clock):
+    clock.advance(1_000_000)
+    a, b = Side("a", tmp_path, clock), Side("b", tmp_path, clock)
+    form_hive(a, b)
+    a.ctx.lightning = Prefetching(a.lightning, keep=128)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def _gossip(key, hive_id, version, clock, **kw):
+    return encode(MsgType.GOSSIP, signed_state(key, hive_id, version=version,
+                                               timestamp=int(clock.now()), peers=2, **kw))
+
+
+def test_a_bursts_signature_checks_are_asked_ahead_once_each(pair, clock):
+    a, b = pair
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    keys = admit(a, (a,), 5)
+    burst = [(k.node_id, _gossip(k, hive_id, 1, clock)) for k in keys]
+    a.lightning.calls.clear()
+    incoming = [router.Incoming(a.ctx, peer, msg) for peer, msg in burst]
+    threads = [threading.Thread(target=i.prefetch) for i in incoming]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert a.lightning.calls.count("checkmessage") == 5         # asked ahead, side by side
+    for i in incoming:
+        i.handle()
+    assert a.lightning.calls.count("checkmessage") == 5         # and not asked again
+    assert {e["state"]["peer_id"] for e in hivemap.all_entries(a.db.conn())} \
+        == {k.node_id for k in keys}
+
+
+def test_nothing_is_asked_ahead_for_a_stranger_or_an_entry_not_newer(pair, clock, tmp_path):
+    a, b = pair
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    key, = admit(a, (a,), 1)
+    stranger = Side("s", tmp_path, clock)
+    newer = _gossip(key, hive_id, 2, clock)
+    router.on_message(a.ctx, key.node_id, newer)
+    a.lightning.calls.clear()
+    router.prefetch(a.ctx, stranger.node_id, _gossip(stranger.lightning, hive_id, 1, clock))
+    router.prefetch(a.ctx, key.node_id, _gossip(key, hive_id, 1, clock))     # older
+    router.prefetch(a.ctx, key.node_id, newer)                                # the same
+    assert "checkmessage" not in a.lightning.calls
+    stranger.close()
+
+
+def test_a_forgery_asked_ahead_is_still_refused(pair, clock):
+    a, b = pair
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    key, other = admit(a, (a,), 2)
+    forged = signed_state(other, hive_id, version=1, timestamp=int(clock.now()), peers=2)
+    forged["state"] = {**forged["state"], "peer_id": key.node_id}   # other's signature
+    msg = encode(MsgType.GOSSIP, forged)
+    incoming = router.Incoming(a.ctx, key.node_id, msg)
+    incoming.prefetch()
+    with capture_logs() as logs:
+        incoming.handle()
+    assert hivemap.get(a.db.conn(), key.node_id) is None
+    assert any(e.get("reason") == "not signed by the member it describes" for e in logs)
+
+
+def test_json_depth_skips_strings_with_escaped_quotes_and_counts_the_rest():
+    assert framing.json_depth('{"a":"[[[\\"{{{","b":[[1]]}') == 3
+    assert framing.json_depth('{"unterminated [[[[') == 1
+    assert framing.json_depth("]]]") == 0
+    assert framing.json_depth("[" * 40) == 40
+
+
+class _Sends:
+    def __init__(self):
+        self.sent = []
+
+    def call(self, method, params=None):
+        assert method == "sendcustommsg"
+        self.sent.append(params["msg"])
+        return {}
+
+
+def test_a_drain_inside_a_batch_sends_nothing_before_the_commit(db, clock, config):
+    from storage import outbox
+    lightning = _Sends()
+    engine = Engine(db, clock, lambda: config, lightning=lightning)
+    release, held = threading.Event(), threading.Event()
+    engine.submit(lambda: (held.set(), release.wait(10)))
+    engine.start()
+    try:
+        assert held.wait(5)
+        seen_inside = []
+
+        def queues_and_drains():
+            with db.transaction() as conn:
+                outbox.add(conn, peer_id="02" + "11" * 32, msg_hex="8001", now=clock.now())
+            engine.drain_outbox()               # as a handler could, through ctx.drain
+            seen_inside.append(list(lightning.sent))
+        futures = [engine.submit(queues_and_drains, droppable=True) for _ in range(2)]
+        release.set()
+        for f in futures:
+            f.result(timeout=5)
+        engine.submit(lambda: None).result(timeout=5)
+    finally:
+        engine.stop()
+    assert seen_inside == [[], []]              # nothing left before the batch committed
+    assert lightning.sent == ["8001", "8001"]   # and all of it after
