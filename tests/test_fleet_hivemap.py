@@ -63,11 +63,16 @@ def _partition_change_heal(fleet, nodes):
 
 @pytest.mark.standin_only
 def test_views_converge_after_a_partition_heals(fleet):
+    # Stand-in only: a partition that loses messages across while the links stay up (as
+    # TCP does for a while) is the stand-in network's knob; lightningd can only disconnect,
+    # which is another fault.
     _partition_change_heal(fleet, form_fleet(fleet, 4))
 
 
 @pytest.mark.standin_only
 def test_views_converge_with_lost_duplicated_and_reordered_messages(fleet):
+    # Stand-in only: losing, duplicating and reordering messages are chaos knobs (BOLT 8
+    # over TCP on lightningd delivers each message once, in order).
     nodes = form_fleet(fleet, 4)
     fleet.network.set_chaos(seed=7, drop=0.2, duplicate=0.2, reorder=True)
     _partition_change_heal(fleet, nodes)
