@@ -1,7 +1,9 @@
 """The fleet API on real lightningd: pyln-testing's NodeFactory starts the nodes, each on our
 regtest chain (tests/chain) through our Bitcoin backend plugin instead of bcli+bitcoind."""
 import contextlib
+import datetime
 import os
+import re
 import shutil
 import signal
 import sys
@@ -9,10 +11,13 @@ import tempfile
 import threading
 
 from tests.chain.pyln_bitcoind import BACKEND_PLUGIN
-from tests.standin.backend import HIVE_PLUGIN, per_node, plugin_list, wait_until
+from tests.standin.backend import HIVE_PLUGIN, forward_fee, per_node, plugin_list, wait_until
+from tests.standin.logbook import LogLine
 
 # The plugins run with the interpreter running the tests (it has their dependencies).
 PYTHON_BIN = os.path.dirname(sys.executable)
+# "<time> <LEVEL> <prefix>: <message>" in lightningd's log (after pyln-testing's log-prefix).
+LOG_LINE = re.compile(r"(\S+Z) +(\*\*BROKEN\*\*|UNUSUAL|INFO|DEBUG|TRACE|IO_IN|IO_OUT) +([^:\s]+): (.*)$")
 
 
 def lightningd_missing():
@@ -71,6 +76,21 @@ class RealNode:
         mark = " plugin-%s: " % plugin
         return [line.split(mark, 1)[1] for line in self.ln.daemon.logs if mark in line]
 
+    def plugin_lines(self, plugin):
+        """plugin_log with each line's time and level, as the stand-in's LogLine."""
+        self.ln.daemon.logs_catchup()
+        lines = []
+        for raw in self.ln.daemon.logs:
+            m = LOG_LINE.search(raw)
+            if m and m.group(3) == "plugin-" + plugin:
+                when = datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).timestamp()
+                lines.append(LogLine(when, m.group(2).strip("*").lower(), m.group(3), m.group(4)))
+        return lines
+
+    def expect_fault(self, pattern):
+        """Nothing to expect: lightningd logs a plugin's death at INFO, which fails no test
+        (the stand-in records it as a fault so that a crash of cl-hive itself is caught)."""
+
     def start(self):
         self.ln.start()
 
@@ -82,10 +102,16 @@ class RealNode:
         self.ln.restart()
 
     def kill_plugin(self, name):
+        """SIGKILL a plugin; returns once lightningd has seen it die (as the stand-in's does:
+        lightningd notices a plugin's death a moment later, and until then refuses to start
+        it again, "already registered")."""
         import psutil  # comes with pyln-testing
         for child in psutil.Process(self.ln.daemon.proc.pid).children(recursive=True):
             if any(os.path.basename(a) == name for a in child.cmdline()):
                 os.kill(child.pid, signal.SIGKILL)
+                wait_until(lambda: not any(os.path.basename(p["name"]) == name
+                                           for p in self.rpc.plugin("list")["plugins"]),
+                           10.0, 0.05, "lightningd to see %s die" % name)
                 return child.pid
         raise KeyError("%s runs no plugin %r" % (self.name, name))
 
@@ -151,6 +177,23 @@ class LightningdFleet:
             if node.ln.daemon.proc is not None and node.ln.daemon.proc.poll() is None:
                 self.wait_for(lambda: node.rpc.getinfo()["blockheight"] >= height, timeout=30,
                               what="%s to reach height %d" % (node.name, height))
+
+    def forward(self, hop, payer, payee, amount_msat):
+        """payer pays payee amount_msat through hop (a real payment over their channels, on a
+        route given by hand: unannounced channels are not in payer's gossip); returns once paid."""
+        [cin] = payer.rpc.listpeerchannels(hop.id)["channels"]
+        [cout] = hop.rpc.listpeerchannels(payee.id)["channels"]
+        policy = cout["updates"]["local"]
+        inv = payee.rpc.invoice(amount_msat, "forward-%d" % len(payee.rpc.listinvoices()["invoices"]), "forward")
+        final = payee.rpc.decode(inv["bolt11"])["min_final_cltv_expiry"]
+        route = [{"id": hop.id, "channel": cin["short_channel_id"], "direction": cin["direction"],
+                  "amount_msat": amount_msat + forward_fee(policy, amount_msat),
+                  "delay": final + policy["cltv_expiry_delta"], "style": "tlv"},
+                 {"id": payee.id, "channel": cout["short_channel_id"], "direction": cout["direction"],
+                  "amount_msat": amount_msat, "delay": final, "style": "tlv"}]
+        payer.rpc.sendpay(route, inv["payment_hash"], payment_secret=inv["payment_secret"],
+                          amount_msat=amount_msat)
+        payer.rpc.waitsendpay(inv["payment_hash"], timeout=30)
 
     def teardown(self):
         return []  # node_factory's own teardown checks logs for BROKEN lines

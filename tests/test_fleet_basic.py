@@ -55,6 +55,8 @@ def test_plugins_see_lightningds_peer_storage_message_from_each_new_peer(fleet):
 
 @pytest.mark.standin_only
 def test_graceful_stop_ends_plugin_within_a_second(fleet):
+    # Stand-in only: it measures each plugin's exit after `shutdown`; lightningd reports
+    # no such time (test_lightningd_stop_is_clean is the real daemon's side).
     a = fleet.nodes(1)[0]
     hive_status(a)
     times = a.stop()
@@ -64,6 +66,8 @@ def test_graceful_stop_ends_plugin_within_a_second(fleet):
 
 @pytest.mark.standin_only
 def test_a_tick_while_lightningd_refuses_rpc_before_shutdown_is_not_a_fault(fleet):
+    # Stand-in only: holding the refuse-RPC gap open (rpc_gap) is a stand-in knob; on
+    # lightningd it lasts milliseconds and a tick rarely falls in it.
     # lightningd refuses JSON-RPC before it sends `shutdown` (it stops connectd and the
     # channel daemons in between); a tick calling lightningd then must not log an error
     # (lightningd records it as BROKEN). The gap is held open long enough for ticks to fall in.

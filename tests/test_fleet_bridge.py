@@ -2,25 +2,20 @@
 stand-ins, which hang, die mid-call, answer slowly or answer garbage. hive-status answers
 within 1 s throughout; each breaker opens after the threshold, probes, and closes after
 recovery; a rebalance caught in a fault ends once and is never repeated; members get zero
-fees on admission with cl-revenue-ops v2, v3 or none (this one also on real lightningd, the
-companion stand-ins loaded into it as real plugins; the fault ones need the stand-in's
-knobs). The fleet's teardown fails on any BROKEN log line."""
+fees on admission with cl-revenue-ops v2, v3 or none. All on both backends: the companion
+stand-ins are real plugins, loaded into real lightningd too, and their fault knobs are their
+own RPC methods. The fleet's teardown fails on any BROKEN log line."""
 import pytest
 
 from tests.fleet_helpers import form_hive, rebalance_args
 from tests.standin.bridge_faults import (FAST, FAULTS, companion, inject, open_and_close, recover,
                                          status_within, wait_breaker)
 
-HIVE = "plugin-plugin.py"
-
 
 def events(node, event):
-    return [line for line in node.standin.logs if line.prefix == HIVE and '"%s"' % event in line.message]
+    return [line for line in node.plugin_lines("plugin.py") if '"%s"' % event in line.message]
 
 
-
-
-@pytest.mark.standin_only
 def test_killing_cl_revenue_ops_is_logged_once_and_the_hive_stays_up(fleet):
     a, = fleet.nodes(1, options=FAST, companions=["revenue_ops"])
     fleet.wait_for(lambda: companion(a, "revenue_ops")["detected"], timeout=15, what="detection")
@@ -35,7 +30,6 @@ def test_killing_cl_revenue_ops_is_logged_once_and_the_hive_stays_up(fleet):
     assert status_within(a)["bridge"]["clboss"]["detected"] is False     # never there: degraded
 
 
-@pytest.mark.standin_only
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("which", ["revenue_ops", "clboss"])
 def test_a_companion_fault_opens_its_breaker_and_recovery_closes_it(fleet, which, fault):
@@ -49,7 +43,6 @@ def test_a_companion_fault_opens_its_breaker_and_recovery_closes_it(fleet, which
     assert companion(a, which)["detected"]
 
 
-@pytest.mark.standin_only
 @pytest.mark.parametrize("fault", FAULTS)
 def test_a_rebalance_caught_in_a_fault_ends_once_and_is_not_repeated(fleet, fault):
     opts = {**FAST, "hive-intent-hold-seconds": 5, "hive-intent-expire-seconds": 60}
@@ -57,7 +50,7 @@ def test_a_rebalance_caught_in_a_fault_ends_once_and_is_not_repeated(fleet, faul
     form_hive(fleet, [a])
     x, y = fleet.nodes(2, plugins=[])
     for peer in (x, y):
-        a.standin.data.add_funds(3_000_000)
+        fleet.fund(a, 3_000_000)
         fleet.connect(a, peer)
         a.rpc.fundchannel(peer.id, 1_000_000)
     fleet.mine(1)                                       # the channels lock in

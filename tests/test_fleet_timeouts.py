@@ -3,20 +3,17 @@ the worker waits, the call times out after hive-rpc-timeout-seconds, the intent 
 (and is not retried), and the hive goes on."""
 import threading
 
-import pytest
-
 from tests.fleet_helpers import intent_states, rebalance_args
 from tests.test_fleet_intents import FAST
 
 
-@pytest.mark.standin_only
 def test_a_hanging_companion_call_times_out_and_the_hive_keeps_answering(fleet):
     [a] = fleet.nodes(1, options={**FAST, "hive-rpc-timeout-seconds": 8},
                       companions=["revenue_ops"])
     a.rpc.call("hive-genesis", {})
     x, y = fleet.nodes(2, plugins=[])
     for peer in (x, y):
-        a.standin.data.add_funds(3_000_000)
+        fleet.fund(a, 3_000_000)
         fleet.connect(a, peer)
         a.rpc.fundchannel(peer.id, 1_000_000)
     fleet.mine(1)                               # the channels lock in

@@ -48,6 +48,11 @@ def wait_until(cond, timeout, interval, what, check=None):
         time.sleep(interval)
 
 
+def forward_fee(policy, amount_msat):
+    """The fee a channel's `updates` policy charges for forwarding amount_msat (BOLT 7)."""
+    return policy["fee_base_msat"] + amount_msat * policy["fee_proportional_millionths"] // 1_000_000
+
+
 class StandinFleet:
     """Nodes on the stand-in. `fleet.network` has the chaos knobs; each node's `.standin`
     (the Node itself) has fake data and fault controls."""
@@ -114,6 +119,15 @@ class StandinFleet:
         """n blocks: funded channels lock in at the first, are announced at the sixth."""
         self.network.mine(n)
 
+    def forward(self, hop, payer, payee, amount_msat):
+        """payer pays payee amount_msat through hop: hop sees the forward_event pair lightningd
+        emits for it (offered, then settled), its fee being hop's own on the channel out."""
+        [cin], [cout] = (hop.rpc.listpeerchannels(p.id)["channels"] for p in (payer, payee))
+        fee = forward_fee(cout["updates"]["local"], amount_msat)
+        for status in ("offered", "settled"):
+            hop.inject_forward(in_channel=cin["short_channel_id"], out_channel=cout["short_channel_id"],
+                               in_msat=amount_msat + fee, out_msat=amount_msat, status=status)
+
     def check_faults(self):
         for node in self.all_nodes:
             node.check_faults()
@@ -140,4 +154,4 @@ class StandinFleet:
 
 
 __all__ = ["StandinFleet", "NodeFault", "HIVE_PLUGIN", "PROBE_PLUGIN", "COMPANIONS", "per_node", "plugin_list",
-           "wait_until"]
+           "wait_until", "forward_fee"]

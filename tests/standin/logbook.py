@@ -57,6 +57,11 @@ class LogBook:
         with self._cond:
             return [line.message for line in self.logs if line.prefix == "plugin-" + plugin]
 
+    def plugin_lines(self, plugin):
+        """plugin_log with each line's time and level."""
+        with self._cond:
+            return [line for line in self.logs if line.prefix == "plugin-" + plugin]
+
     def add_fault(self, kind, plugin, message):
         f = Fault(kind, plugin, message)
         with self._cond:
