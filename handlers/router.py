@@ -16,6 +16,7 @@ import structlog
 
 from handlers.frame.refusals import refusal_log
 from handlers.hivemap import gossip
+from handlers.intents import acks as intent_acks
 from handlers.intents import locks as intents
 from handlers.membership import handshake
 from handlers.membership import members as ms
@@ -52,6 +53,7 @@ ROUTES = {
     MsgType.DIGEST: Route(gossip.on_digest, "gossip", messages.DIGEST),
     MsgType.INTENT: Route(intents.on_intent, "intent", messages.INTENT_MSG),
     MsgType.INTENT_ABORT: Route(intents.on_intent_abort, "intent", messages.INTENT_ABORT_MSG),
+    MsgType.INTENT_ACK: Route(intent_acks.on_intent_ack, "intent", messages.INTENT_ACK_MSG),
 }
 
 

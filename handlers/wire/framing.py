@@ -31,6 +31,7 @@ class MsgType(IntEnum):
     MEMBER_ADDED = 32785
     INTENT_ABORT = 32787
     DIGEST = 32789
+    INTENT_ACK = 32791
 
 
 KNOWN_TYPES = frozenset(int(t) for t in MsgType)

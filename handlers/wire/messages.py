@@ -165,6 +165,9 @@ DIGEST = {"digests": list_of(record({"peer_id": node_id, "version": integer(1, M
 # Intent locks (docs/PROTOCOL.md §6), each signed by its initiator. The lock's timing
 # travels in the record, within the bounds of the options that set it.
 INTENT_TYPES = ("channel_open", "rebalance", "ban_peer")
+# Money-moving intents commit only with acknowledgements from a majority of the active
+# members (docs/PROTOCOL.md §6), so the minority side of a partition cannot commit one.
+MAJORITY_INTENT_TYPES = ("channel_open", "rebalance")
 _HOLD, _EXPIRE = BY_NAME["hive-intent-hold-seconds"], BY_NAME["hive-intent-expire-seconds"]
 INTENT = {"intent_id": hex_str(32), "intent_type": one_of(*INTENT_TYPES), "target": node_id,
           "initiator": node_id, "created_at": TIMESTAMP,
@@ -198,3 +201,10 @@ def intent_lock_id(initiator: str, intent_id: str) -> str:
 ABORT = {"intent_id": hex_str(32), "initiator": node_id, "aborted_at": TIMESTAMP,
          "reason": text(64)}
 INTENT_ABORT_MSG = {"abort": record(ABORT), "sig": zbase}
+
+
+# A member's acknowledgement of one intent (KIND INTENT_ACK), sent to its initiator: its
+# word that it acknowledges no other intent on this type and target while this one lives.
+ACK = {"intent_id": hex_str(32), "initiator": node_id, "intent_type": one_of(*INTENT_TYPES),
+       "target": node_id, "member": node_id, "acked_at": TIMESTAMP}
+INTENT_ACK_MSG = {"ack": record(ACK), "sig": zbase}

@@ -1,5 +1,4 @@
 """Real damage to a real SQLite file, for the start-up check's tests."""
-import os
 import sqlite3
 
 from storage.db import Database
@@ -20,11 +19,14 @@ def filled_database(path: str, rows: int = 2000) -> None:
     db.close()
 
 
-def scribble_mid_file(path: str) -> None:
-    """Overwrite 256 bytes inside a b-tree page, as a bad disk or a stray write would."""
+def scribble_mid_file(path: str, page_size: int = 4096) -> None:
+    """Overwrite the cell pointers of one ledger leaf page (the one holding row 1000), as a
+    bad disk or a stray write would: the page is still there, its insides are garbage."""
     with open(path, "r+b") as f:
-        f.seek(os.path.getsize(path) // 2 + 100)
-        f.write(b"\xde\xad\xbe\xef" * 64)
+        data = f.read()
+        page = data.index(f"02{1000:064x}".encode()) // page_size
+        f.seek(page * page_size + 8)
+        f.write(b"\xde\xad\xbe\xef" * 16)
 
 
 def scribble_header(path: str) -> None:

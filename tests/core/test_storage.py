@@ -16,6 +16,7 @@ HIVE_TABLES = {"hive_meta", "tickets"}
 RETENTION_TABLES = {"log_retention"}
 BRIDGE_TABLES = {"bridge_fee_policies", "bridge_clboss_tags"}
 CONTRIBUTION_TABLES = {"contribution_days", "contribution_throttles"}
+INTENT_ACK_TABLES = {"intent_acks"}
 
 
 def tables(db):
@@ -33,7 +34,7 @@ def test_migrates_an_empty_file_to_the_latest_schema(tmp_path):
     assert db.migrate() == 0
     assert db.schema_version() == LATEST
     assert tables(db) == SEED_TABLES | FRAMEWORK_TABLES | HIVE_TABLES | RETENTION_TABLES | \
-        BRIDGE_TABLES | CONTRIBUTION_TABLES
+        BRIDGE_TABLES | CONTRIBUTION_TABLES | INTENT_ACK_TABLES
     assert db.conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
 
