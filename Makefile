@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo diagrams check-diagrams bench clean
+.PHONY: test demo diagrams check-diagrams bench fuzz clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ bench: $(STAMP)
 	$(PY) -m bench.hivemap_sync
 	$(PY) -m bench.bridge
 	$(PY) -m bench.contribution
+
+# A million fuzzed messages at the handler level, 20,000 through the plugin process.
+fuzz: $(STAMP)
+	$(PY) -m tests.fuzz.run --messages 1000000 --process 20000
 
 clean:
 	rm -rf $(VENV)

@@ -91,3 +91,8 @@ def release_ack(conn: sqlite3.Connection, lock_id: str) -> int:
 
 def delete_lapsed_acks(conn: sqlite3.Connection, now: float) -> int:
     return conn.execute("DELETE FROM intent_acks WHERE until <= ?", (now,)).rowcount
+
+
+def all_acks(conn: sqlite3.Connection) -> list[tuple]:
+    return [tuple(r) for r in conn.execute(
+        "SELECT intent_type, target, lock_id, until FROM intent_acks ORDER BY 1, 2")]
