@@ -56,14 +56,24 @@ class KeyOnlyLightning:
 
 
 class Side:
-    def __init__(self, name: str, tmp_path, clock, **options):
+    def __init__(self, name: str, tmp_path, clock, existing: bool = False, **options):
+        """`existing`: the node's folder is already there (a copied or crashed node)."""
         d = tmp_path / name
-        d.mkdir()
+        d.mkdir(exist_ok=existing)
         self.config = cfg.from_init(options, str(d))
-        self.db = Database(self.config.db_path)
-        self.db.migrate()
         self.lightning = KeyOnlyLightning(name)
         self.node_id = self.lightning.node_id
+        self._open(clock)
+
+    def restart(self, clock) -> None:
+        """A crash and a restart: only what is in SQLite survives (memory, limiters and
+        timers are new)."""
+        self.db.close()
+        self._open(clock)
+
+    def _open(self, clock) -> None:
+        self.db = Database(self.config.db_path)
+        self.db.migrate()
         self.dispatcher = Dispatcher(self.db, clock, lambda: self.config)
         self.ctx = Context(db=self.db, dispatcher=self.dispatcher, lightning=self.lightning,
                            clock=clock, config=lambda: self.config,
