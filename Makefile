@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo diagrams check-diagrams bench fuzz clean
+.PHONY: test demo diagrams check-diagrams bench fuzz crash clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ bench: $(STAMP)
 # A million fuzzed messages at the handler level, 20,000 through the plugin process.
 fuzz: $(STAMP)
 	$(PY) -m tests.fuzz.run --messages 1000000 --process 20000
+
+# SIGKILL at random kill points of the admin's plugin on the stand-in, restarting it each time.
+crash: $(STAMP)
+	$(PY) -m tests.crash.run --intents 100 --handshakes 20
 
 clean:
 	rm -rf $(VENV)
