@@ -27,8 +27,13 @@ def handler_level(messages: int, seed: int, out) -> bool:
         try:
             for i in range(messages):
                 h.fuzz_one(src, src.choice(mutate.CATEGORIES), src.choice(h.seeds))
-                if (i + 1) % 100_000 == 0:
-                    out(f"  ... {i + 1:,} messages, {(i + 1) / (time.monotonic() - started):,.0f}/s\n")
+                if (i + 1) % 50_000 == 0:
+                    t = h.tally
+                    out(f"  ... {i + 1:,} messages, "
+                        f"{(i + 1) / (time.monotonic() - started):,.0f}/s, crashes "
+                        f"{len(t.crashes)}, error logs {len(t.errors)}, unexpected state "
+                        f"changes {len(t.unexpected)}\n")
+                    sys.stdout.flush()
         finally:
             h.close()
         elapsed = time.monotonic() - started
