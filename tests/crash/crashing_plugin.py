@@ -5,7 +5,7 @@ SIGKILL itself (no cleanup, no flush: what a power cut or the OOM killer does).
 Kill points: `before_commit` (a transaction's work done, COMMIT not yet run),
 `after_commit`, `executing` (an intent's `executing` state committed, its executor not yet
 run), `before_send` and `after_send` (a message handed to lightningd, not yet marked sent).
-Each time, with probability HIVE_CRASH_RATE, the point's name is appended (and synced) to
+Each time, with probability HIVE_CRASH_RATE (weighted up for `executing`), the point's name is appended (and synced) to
 HIVE_CRASH_LOG and the process kills itself. Test-only: the stand-in runs this file in
 place of plugin.py; nothing here is part of cl-hive."""
 import os
@@ -28,8 +28,13 @@ LOG = os.environ.get("HIVE_CRASH_LOG")
 _rng = random.Random(os.urandom(8))
 
 
+# An execution is rare beside the commits of every tick: its kill point is weighted up so
+# that a run covers it.
+WEIGHT = {"executing": 50}
+
+
 def maybe_kill(point: str) -> None:
-    if LOG is None or _rng.random() >= RATE:
+    if LOG is None or _rng.random() >= RATE * WEIGHT.get(point, 1):
         return
     fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.write(fd, (point + "\n").encode())

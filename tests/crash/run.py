@@ -1,7 +1,7 @@
 """`make crash`: crash injection on the stand-in (tests/crash/harness.py); prints the
 figures and the kill points hit; exit status 1 if anything was lost, repeated or damaged.
 
-    python -m tests.crash.run [--intents 100] [--handshakes 20] [--rate 0.01]
+    python -m tests.crash.run [--intents 100] [--handshakes 20] [--rate 0.002]
 
 One member announces at most 120 intents in two hours (peers refuse more: the intake
 bound), so one run's intents stay under that."""
@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="crash injection on the stand-in")
     p.add_argument("--intents", type=int, default=100)
     p.add_argument("--handshakes", type=int, default=20)
-    p.add_argument("--rate", type=float, default=0.01)
+    p.add_argument("--rate", type=float, default=0.002)
     a = p.parse_args(argv)
     fleet = StandinFleet(seed=18)
     with tempfile.TemporaryDirectory() as d:
