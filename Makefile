@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo diagrams check-diagrams bench clean
+.PHONY: test demo diagrams check-diagrams bench fuzz crash clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ check-diagrams: $(STAMP)
 # Every benchmark, one line each against a baseline of the same run (bench/__main__.py).
 bench: $(STAMP)
 	$(PY) -m bench
+
+# A million fuzzed messages at the handler level, 20,000 through the plugin process.
+fuzz: $(STAMP)
+	$(PY) -m tests.fuzz.run --messages 1000000 --process 20000
+
+# SIGKILL at random kill points of the admin's plugin on the stand-in, restarting it each time.
+crash: $(STAMP)
+	$(PY) -m tests.crash.run --intents 100 --handshakes 20
 
 clean:
 	rm -rf $(VENV)

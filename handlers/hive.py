@@ -39,7 +39,7 @@ from handlers.intents import locks as intents
 from handlers.membership import handshake
 from handlers.membership import members as membership
 from handlers.wire import framing as wire
-from storage.db import Database, SchemaTooNew
+from storage.db import Database, DatabaseDamaged, SchemaTooNew
 
 log = structlog.get_logger("hive")
 
@@ -79,7 +79,14 @@ class Hive:
             raise StartupError(f"hive-db-path: directory {db_dir} does not exist")
         db = Database(snapshot.db_path)
         try:
+            check = db.check()
             before = db.migrate()
+        except DatabaseDamaged as e:
+            db.close()
+            raise StartupError(
+                f"hive-db-path: {snapshot.db_path} is damaged ({e}). cl-hive does not repair "
+                "it: stop lightningd, move the file (and its -wal, -shm) aside, and restore a "
+                "backup or start with a fresh hive-db-path.") from e
         except (sqlite3.Error, SchemaTooNew) as e:
             db.close()
             raise StartupError(f"hive-db-path: cannot use {snapshot.db_path}: {e}") from e
@@ -118,7 +125,7 @@ class Hive:
         self.engine.submit(lambda: governance_execution.reconcile(self.ctx))
         # Companions are detected off the worker; a missing one is a degraded state.
         self.engine.submit(lambda: self.ctx.bridge.start(self.ctx))
-        log.info("hive.started", db_path=snapshot.db_path, schema_from=before,
+        log.info("hive.started", db_path=snapshot.db_path, db_check=check, schema_from=before,
                  schema_version=db.schema_version(), governance_mode=snapshot.governance_mode)
 
     def _learn_node_id(self) -> None:

@@ -20,6 +20,7 @@ from handlers.council import proposals as council
 from handlers.council import sync as council_sync
 from handlers.frame.refusals import refusal_log
 from handlers.hivemap import gossip
+from handlers.intents import acks as intent_acks
 from handlers.intents import locks as intents
 from handlers.membership import handshake
 from handlers.membership import members as ms
@@ -66,6 +67,7 @@ ROUTES = {
                                    messages.MEMBERSHIP_HASH),
     MsgType.MEMBERSHIP_SYNC: Route(council_sync.on_membership_sync, "council",
                                    messages.MEMBERSHIP_SYNC),
+    MsgType.INTENT_ACK: Route(intent_acks.on_intent_ack, "intent", messages.INTENT_ACK_MSG),
 }
 
 

@@ -54,6 +54,22 @@ def within_lock_window(ev) -> bool:
     return expires_at is not None and ev.kwargs["now"] < expires_at
 
 
+def needs_no_majority(ev) -> bool:
+    # Intents announced without the majority flag (before migration 11) commit on a quiet
+    # hold, the seed's rule; every intent type announced now needs a majority.
+    return ev.model.data.get("majority") is not True
+
+
+def acknowledged_by_majority(ev) -> bool:
+    # Acknowledgements count only from the members the initiator counted at its announce
+    # (`voters`, itself included): the majority of that fixed set is what two rival
+    # intents' acknowledgers must share (docs/PROTOCOL.md §6).
+    voters = ev.model.data.get("voters") or []
+    acks = ev.model.data.get("acks") or {}
+    votes = sum(1 for v in set(voters) if v in acks)
+    return bool(voters) and votes >= majority_quorum(len(set(voters)))
+
+
 def rival_prevails(ev) -> bool:
     # The intent-lock conflict rule, applied to this intent meeting `rival` (its
     # initiator's key) that is `rival_committed` or not: a committed rival wins whatever
@@ -123,7 +139,8 @@ def ratio_at_release_mark(ev) -> bool:
 GUARDS = {
     f.__name__: f
     for f in (deadline_passed, quorum_reached, from_session_peer, already_admitted, is_local,
-              is_remote, within_lock_window, rival_prevails, mode_advisor, mode_autonomous,
-              mode_oracle, within_autonomous_limits, failure_threshold_reached,
-              ratio_below_throttle_mark, ratio_at_release_mark)
+              is_remote, within_lock_window, needs_no_majority, acknowledged_by_majority,
+              rival_prevails, mode_advisor, mode_autonomous, mode_oracle,
+              within_autonomous_limits, failure_threshold_reached, ratio_below_throttle_mark,
+              ratio_at_release_mark)
 }

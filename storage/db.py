@@ -1,6 +1,7 @@
 """The SQLite database: WAL mode, one connection per thread, migrations, transactions."""
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -10,6 +11,15 @@ from storage.migrations import LATEST, MIGRATIONS
 
 class SchemaTooNew(RuntimeError):
     """The file was written by a newer cl-hive; refusing to run on it rather than guess."""
+
+
+class DatabaseDamaged(RuntimeError):
+    """SQLite's own check found the file damaged; we never repair it silently."""
+
+
+# Above this size `quick_check` (O(N), skips index-content checks) replaces the full
+# `integrity_check`, so a large database does not hold up lightningd's start for minutes.
+QUICK_CHECK_ABOVE_BYTES = 64 * 1024 * 1024
 
 
 class Database:
@@ -32,15 +42,37 @@ class Database:
             c = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                 timeout=10.0)
             c.row_factory = sqlite3.Row
-            c.execute("PRAGMA journal_mode=WAL")
-            # FULL, not WAL's usual NORMAL: NORMAL may lose the last commits on power
-            # loss, and an intent's `executing` commit must be on disk before we act.
-            c.execute("PRAGMA synchronous=FULL")
-            c.execute("PRAGMA foreign_keys=ON")
+            try:
+                c.execute("PRAGMA journal_mode=WAL")
+                # FULL, not WAL's usual NORMAL: NORMAL may lose the last commits on power
+                # loss, and an intent's `executing` commit must be on disk before we act.
+                c.execute("PRAGMA synchronous=FULL")
+                c.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error:
+                c.close()       # e.g. not a database file: no half-set-up connection kept
+                raise
             self._local.conn = c
             with self._lock:
                 self._all.append(c)
         return c
+
+    def check(self, quick_above_bytes: int = QUICK_CHECK_ABOVE_BYTES) -> str:
+        """SQLite's integrity check before first use; returns the check's name, raises
+        DatabaseDamaged with SQLite's first findings when the file is damaged."""
+        try:
+            size = os.path.getsize(self.path)
+        except OSError:
+            size = 0        # not there yet: the first connection creates it
+        pragma = "quick_check" if size > quick_above_bytes else "integrity_check"
+        try:
+            # a few findings are enough to say what is wrong; the full list can be huge
+            rows = [r[0] for r in self.conn().execute(f"PRAGMA {pragma}(5)")]
+        except sqlite3.DatabaseError as e:      # e.g. the header itself is not SQLite's
+            raise DatabaseDamaged(f"{pragma} failed: {e}") from e
+        if rows != ["ok"]:
+            findings = [line for row in rows for line in str(row).splitlines() if line]
+            raise DatabaseDamaged(f"{pragma} found: " + "; ".join(findings))
+        return pragma
 
     def schema_version(self) -> int:
         return self.conn().execute("PRAGMA user_version").fetchone()[0]
@@ -51,7 +83,8 @@ class Database:
         start = self.schema_version()
         if start > LATEST:
             raise SchemaTooNew(f"{self.path} has schema version {start}; this cl-hive knows "
-                               f"up to {LATEST}. Upgrade cl-hive or restore a backup.")
+                               f"up to {LATEST}. Install the newer cl-hive that wrote it, or "
+                               f"point hive-db-path at a backup made by this version.")
         for number, _about, statements in MIGRATIONS:
             if number <= start or number > target:
                 continue

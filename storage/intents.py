@@ -67,3 +67,32 @@ def delete_finished(conn: sqlite3.Connection, finished_before: float, now: float
     return conn.execute(f"DELETE FROM intent_locks WHERE state IN ({marks}) "
                         f"AND state_since < ? AND expires_at <= ? AND announced_at < ?",
                         (*finished, finished_before, now, announced_before)).rowcount
+
+
+# -- acknowledgements: the one intent per (type, target) this member vouches for ----------
+def acked(conn: sqlite3.Connection, intent_type: str, target: str, now: float) -> str | None:
+    """The lock id of the intent we acknowledged on this target, while that still binds."""
+    row = conn.execute("SELECT lock_id FROM intent_acks WHERE intent_type = ? AND target = ? "
+                       "AND until > ?", (intent_type, target, now)).fetchone()
+    return None if row is None else row[0]
+
+
+def ack(conn: sqlite3.Connection, intent_type: str, target: str, lock_id: str, now: float,
+        until: float) -> None:
+    """Record our acknowledgement; the caller checked `acked` is None in this transaction."""
+    conn.execute("INSERT OR REPLACE INTO intent_acks (intent_type, target, lock_id, acked_at, "
+                 "until) VALUES (?, ?, ?, ?, ?)", (intent_type, target, lock_id, now, until))
+
+
+def release_ack(conn: sqlite3.Connection, lock_id: str) -> int:
+    """The intent can no longer commit (its initiator aborted it): our word is free."""
+    return conn.execute("DELETE FROM intent_acks WHERE lock_id = ?", (lock_id,)).rowcount
+
+
+def delete_lapsed_acks(conn: sqlite3.Connection, now: float) -> int:
+    return conn.execute("DELETE FROM intent_acks WHERE until <= ?", (now,)).rowcount
+
+
+def all_acks(conn: sqlite3.Connection) -> list[tuple]:
+    return [tuple(r) for r in conn.execute(
+        "SELECT intent_type, target, lock_id, until FROM intent_acks ORDER BY 1, 2")]

@@ -112,3 +112,12 @@ def counts(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
                               "GROUP BY kind, state ORDER BY kind, state"):
             out.setdefault(r["kind"], {})[r["state"]] = r["n"]
     return out
+
+
+def versions(conn: sqlite3.Connection) -> list[tuple[str, str, str, int]]:
+    """(kind, id, state, version) of every instance: any write to one changes its tuple."""
+    rows = []
+    for table, key in sorted(set(MACHINE_TABLES.values())):
+        rows += [(r["kind"], r["id"], r["state"], r["version"]) for r in conn.execute(
+            f"SELECT kind, {key} AS id, state, version FROM {table} ORDER BY kind, {key}")]
+    return rows

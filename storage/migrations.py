@@ -264,6 +264,17 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             record TEXT NOT NULL,
             PRIMARY KEY (peer_id, subject))""",
     ]),
+    (11, "majority-acknowledged intent locks: each member's one promise per target", [
+        # The intent this member acknowledged on a (type, target), until its lock window
+        # (plus clock skew) ends or its initiator aborts it: one row, so at most one.
+        """CREATE TABLE intent_acks (
+            intent_type TEXT NOT NULL,
+            target TEXT NOT NULL,
+            lock_id TEXT NOT NULL,
+            acked_at REAL NOT NULL,
+            until REAL NOT NULL,
+            PRIMARY KEY (intent_type, target)) WITHOUT ROWID""",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -40,6 +40,7 @@ def on_tick(ctx) -> None:
         removed = store.delete_finished(conn, finished_before=now - CLEANUP_AFTER, now=now,
                                         finished=FINISHED,
                                         announced_before=now - INTAKE_WINDOW - FUTURE_SKEW)
+        store.delete_lapsed_acks(conn, now)
     if removed:
         log.info("intent.cleanup", removed=removed)
 

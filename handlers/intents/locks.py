@@ -11,8 +11,9 @@ The rule is the intent_lock table's `conflict` trigger (guard `rival_prevails`):
 intent that loses is aborted, a remote one is `outranked` (its owner may still commit it,
 if our INTENT never reached it).
 
-Both sides commit only if neither heard of the other within the hold (a partition, or
-delivery slower than the hold).
+Channel opens and rebalances also need a majority's acknowledgements (`acks.py`), so
+whatever the timing at most one of two rivals commits. Other intents commit at the end of
+a quiet hold: both sides of a partition (or of delivery slower than the hold) may commit.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from pyln.client import RpcException
 from handlers.frame import errors
 from handlers.frame.dispatch import Send
 from handlers.frame.refusals import refusal_log
-from handlers.intents import rebalance
+from handlers.intents import acks, rebalance
+from handlers.intents.acks import FUTURE_SKEW
 from handlers.intents.executors import NEEDS_AMOUNT
 from handlers.membership import members as ms
 from handlers.wire import messages, signing
@@ -39,7 +41,6 @@ log = structlog.get_logger("hive.intents")
 KIND = SPEC.kind
 HOLDS_LOCK = SPEC.groups["holds_lock"]
 FINISHED = SPEC.terminal
-FUTURE_SKEW = 600
 # What one member may make us record: at most MAX_INTENTS_PER_WINDOW intents announced
 # (signed `created_at`) within the last INTAKE_WINDOW seconds, whatever became of them
 # (intents that end at once write rows and log entries too). A new INTENT older than the
@@ -94,7 +95,8 @@ def _lock_data(intent) -> dict:
     (the same instant on every node, up to clock skew), past which nothing commits or
     executes it."""
     return {"hold_seconds": intent["hold_seconds"], "expire_seconds": intent["expire_seconds"],
-            "expires_at": intent["created_at"] + intent["expire_seconds"]}
+            "expires_at": intent["created_at"] + intent["expire_seconds"],
+            "majority": acks.needs_majority(intent["intent_type"])}
 
 
 def _key(intent) -> str:
@@ -150,6 +152,10 @@ def announce(ctx, intent_type, target, amount_sat, from_channel=None, to_channel
         who = "our" if row["initiator"] == ctx.node_id else f"{row['initiator']}'s"
         raise errors.bad_param("target", f"held by {who} intent {row['lock_id']} "
                                f"({row['state']})")
+    word = acks.promised(ctx, intent_type, target) if acks.needs_majority(intent_type) else None
+    if word is not None:
+        raise errors.bad_param("target", f"this node acknowledged intent {word} on it; free "
+                               "once that intent is aborted or its lock window ends")
     rebalance.check_channels(ctx, target, carried)
     config = ctx.config()
     intent = {"intent_id": secrets.token_hex(16), "intent_type": intent_type, "target": target,
@@ -163,11 +169,15 @@ def announce(ctx, intent_type, target, amount_sat, from_channel=None, to_channel
               "committed_at": intent["created_at"] + intent["hold_seconds"]}
     commit["sig"] = signing.sign(ctx.lightning, meta["hive_id"], "INTENT_COMMIT", commit)
     msg = _intent_message(intent, sig)
-    ctx.dispatcher.create(KIND, _key(intent),
-                          domain=_domain(intent),
-                          data={"role": "local", "intent": intent, "sig": sig,
-                                "commit": commit, **_lock_data(intent)},
-                          sends=[Send(p, msg) for p in ms.connected_members(ctx)])
+    peers = ms.connected_members(ctx)
+    with ctx.db.transaction() as conn:
+        votes = acks.own(ctx, conn, intent, _key(intent), sig) \
+            if acks.needs_majority(intent_type) else {}
+        ctx.dispatcher.create(KIND, _key(intent),
+                              domain=_domain(intent),
+                              data={"role": "local", "intent": intent, "sig": sig,
+                                    "commit": commit, **_lock_data(intent), **votes},
+                              sends=[Send(p, msg) for p in peers])
     inst = ctx.dispatcher.load(KIND, _key(intent))
     return {"intent_id": intent["intent_id"], "initiator": intent["initiator"],
             "lock_id": _key(intent), "state": inst.state, "commits_at": inst.deadline}
@@ -232,12 +242,14 @@ def on_intent(ctx, peer_id: str, msg: dict, auth) -> None:
                                 data_update={"commit": commit})
         for row in ours:
             _resolve(ctx, meta["hive_id"], row, intent, committed, peer_id)
+    # Our word on this target may be free (or just freed by our yielding): give it.
+    acks.ack_next(ctx, meta["hive_id"], intent["intent_type"], intent["target"])
 
 
 def _resolve(ctx, hive_id, ours, theirs, theirs_committed, peer_id) -> None:
     """Our intent that holds the target meets theirs. The table's `conflict` rule
     (`rival_prevails`) decides, fired on each intent with the other as its rival."""
-    ours_committed = ours["state"] != "pending"
+    ours_committed = ours["state"] not in acks.UNCOMMITTED
     if _yields(ctx, ours, theirs["initiator"], theirs_committed):
         _abort_ours(ctx, hive_id, ours, theirs, theirs_committed, peer_id)
         return
@@ -268,10 +280,13 @@ def _yields(ctx, ours, rival, rival_committed) -> bool:
 def _abort_ours(ctx, hive_id, ours, theirs, rival_committed, peer_id) -> None:
     log.info("intent.conflict_lost", ours=ours["lock_id"], theirs=_key(theirs))
     abort = _abort_message(ctx, hive_id, ours["intent_id"], "lost the tie-break")
-    ctx.dispatcher.fire(KIND, ours["lock_id"], "conflict", peer_id=peer_id,
-                        rival=theirs["initiator"], rival_committed=rival_committed,
-                        context={"lost_to": _key(theirs)},
-                        sends=[Send(p, abort) for p in ms.connected_members(ctx)])
+    with ctx.db.transaction() as conn:
+        out = ctx.dispatcher.fire(KIND, ours["lock_id"], "conflict", peer_id=peer_id,
+                                  rival=theirs["initiator"], rival_committed=rival_committed,
+                                  context={"lost_to": _key(theirs)},
+                                  sends=[Send(p, abort) for p in ms.connected_members(ctx)])
+        if out.ok:      # aborted: it never commits, so our word on its target is free
+            acks.release(conn, ours["lock_id"])
 
 
 def _commit_signed(ctx, meta, commit) -> bool:
@@ -311,8 +326,14 @@ def on_intent_abort(ctx, peer_id: str, msg: dict, auth) -> None:
     if not signing.verify(ctx.lightning, peer_id, meta["hive_id"], "INTENT_ABORT", abort,
                           msg["sig"]):
         return _refuse(peer_id, "INTENT_ABORT", "not signed by its initiator")
-    ctx.dispatcher.fire(KIND, key, "abort_received", peer_id=peer_id,
-                        context={"reason": abort["reason"]})
+    with ctx.db.transaction() as conn:
+        out = ctx.dispatcher.fire(KIND, key, "abort_received", peer_id=peer_id,
+                                  context={"reason": abort["reason"]})
+        if out.ok:      # its initiator gave it up: it never commits, our word is free
+            acks.release(conn, key)
+    if out.ok:
+        intent = inst.data["intent"]
+        acks.ack_next(ctx, meta["hive_id"], intent["intent_type"], intent["target"])
 
 
 def listing(ctx) -> dict:
@@ -322,5 +343,8 @@ def listing(ctx) -> dict:
          "initiator": r["initiator"], "role": r["data"].get("role"), "state": r["state"],
          "deadline": r["deadline"], "next": r["deadline_trigger"],
          "created_at": r["created_at"], "failure": r["data"].get("failure"),
+         # a majority intent of ours: acknowledgements so far, and how many it needs
+         **({"acks": len(r["data"].get("acks") or {}), "quorum": r["data"]["quorum"]}
+            if "quorum" in r["data"] else {}),
          "result": r["data"].get("result")}
         for r in store.listing(ctx.db.conn())]}

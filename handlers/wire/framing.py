@@ -39,6 +39,7 @@ class MsgType(IntEnum):
     LEAVE = 32797
     MEMBERSHIP_HASH = 32799
     MEMBERSHIP_SYNC = 32801
+    INTENT_ACK = 32803
 
 
 KNOWN_TYPES = frozenset(int(t) for t in MsgType)

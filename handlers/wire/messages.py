@@ -167,6 +167,10 @@ DIGEST = {"digests": list_of(record({"peer_id": node_id, "version": integer(1, M
 # No `ban_peer`: bans are decided by the members' votes, not won in a lock race; a peer
 # still sending one is refused like any unknown type.
 INTENT_TYPES = ("channel_open", "rebalance")
+# Money-moving intents commit only with acknowledgements from a majority of the active
+# members (docs/PROTOCOL.md §6), so the minority side of a partition cannot commit one.
+# Today that is every intent type.
+MAJORITY_INTENT_TYPES = ("channel_open", "rebalance")
 _HOLD, _EXPIRE = BY_NAME["hive-intent-hold-seconds"], BY_NAME["hive-intent-expire-seconds"]
 INTENT = {"intent_id": hex_str(32), "intent_type": one_of(*INTENT_TYPES), "target": node_id,
           "initiator": node_id, "created_at": TIMESTAMP,
@@ -238,3 +242,9 @@ MEMBERSHIP_SYNC = {"hash": hex_str(64), "chunk": integer(0, 9999), "chunks": int
                    "decisions": list_of(record(DECISION), MAX_SYNC_ITEMS),
                    "leaves": list_of(record(SIGNED_LEAVE), MAX_SYNC_ITEMS),
                    "open": list_of(record(DECISION), MAX_SYNC_ITEMS)}
+
+# A member's acknowledgement of one intent (KIND INTENT_ACK), sent to its initiator: its
+# word that it acknowledges no other intent on this type and target while this one lives.
+ACK = {"intent_id": hex_str(32), "initiator": node_id, "intent_type": one_of(*INTENT_TYPES),
+       "target": node_id, "member": node_id, "acked_at": TIMESTAMP}
+INTENT_ACK_MSG = {"ack": record(ACK), "sig": zbase}

@@ -8,6 +8,7 @@ from handlers.frame import config as cfg
 from handlers.frame import refusals
 from handlers.frame.clock import ManualClock
 from handlers.frame.dispatch import Dispatcher
+from handlers.intents import acks
 from storage.db import Database
 
 
@@ -32,6 +33,14 @@ def db(config):
 @pytest.fixture
 def dispatcher(db, clock, config):
     return Dispatcher(db, clock, lambda: config)
+
+
+@pytest.fixture
+def hold_only(monkeypatch):
+    """Intents commit by the seed's quiet-hold rule, with no majority acknowledgements:
+    the rule an intent recorded before acknowledgements existed still follows. For tests
+    of the hold, tie-break and commit-notice protocol underneath the majority."""
+    monkeypatch.setattr(acks, "needs_majority", lambda _intent_type: False)
 
 
 @pytest.fixture(autouse=True)

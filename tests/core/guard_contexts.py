@@ -8,6 +8,8 @@ PASS = {
     "is_local": ({"role": "local"}, {}),
     "is_remote": ({"role": "remote"}, {}),
     "within_lock_window": ({"expires_at": 2**40}, {}),
+    "needs_no_majority": ({"majority": False}, {}),
+    "acknowledged_by_majority": ({"voters": ["a", "b", "c"], "acks": {"a": "s", "c": "s"}}, {}),
     "rival_prevails": ({"intent": {"initiator": "03" + "ff" * 32}},
                        {"rival": "02" + "00" * 32, "rival_committed": False}),
     "mode_advisor": ({}, {"mode": "advisor"}),
@@ -30,6 +32,8 @@ FAIL = {
     "is_local": ({"role": "remote"}, {}),
     "is_remote": ({"role": "local"}, {}),
     "within_lock_window": ({"expires_at": 0}, {}),
+    "needs_no_majority": ({"majority": True}, {}),
+    "acknowledged_by_majority": ({"voters": ["a", "b", "c"], "acks": {"a": "s", "d": "s"}}, {}),
     "rival_prevails": ({"intent": {"initiator": "02" + "00" * 32}},
                        {"rival": "03" + "ff" * 32, "rival_committed": False}),
     # A mode no guard accepts, so failing one mode guard never passes another.

@@ -69,18 +69,29 @@ class KeyOnlyLightning:
 
 class Side:
     def __init__(self, name: str, tmp_path, clock, *, lightning=None, db_path=None,
-                 **options):
+                 existing: bool = False, **options):
         """`lightning`: the RPC stand-in (a KeyOnlyLightning of `name` by default);
         `db_path`: where the database is (":memory:" for a simulated fleet), by default a
-        file in `tmp_path`/`name`."""
+        file in `tmp_path`/`name`; `existing`: the node's folder is already there (a copied
+        or crashed node)."""
         d = tmp_path / name
         if db_path is None:
-            d.mkdir()
+            d.mkdir(exist_ok=existing)
         self.config = cfg.from_init(options, str(d))
-        self.db = Database(db_path or self.config.db_path)
-        self.db.migrate()
+        self.db_path = db_path or self.config.db_path
         self.lightning = lightning or KeyOnlyLightning(name)
         self.node_id = self.lightning.node_id
+        self._open(clock)
+
+    def restart(self, clock) -> None:
+        """A crash and a restart: only what is in SQLite survives (memory, limiters and
+        timers are new)."""
+        self.db.close()
+        self._open(clock)
+
+    def _open(self, clock) -> None:
+        self.db = Database(self.db_path)
+        self.db.migrate()
         self.dispatcher = Dispatcher(self.db, clock, lambda: self.config)
         self.ctx = Context(db=self.db, dispatcher=self.dispatcher, lightning=self.lightning,
                            clock=clock, config=lambda: self.config,

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("every_refusal_logged")
 
 
 # -- an outranked rival may still commit ----------------------------------------------------
-def test_a_rival_we_outranked_is_recorded_committed_when_its_owner_commits(make_fleet, clock):
+def test_a_rival_we_outranked_is_recorded_committed_when_its_owner_commits(hold_only, make_fleet, clock):
     """Our INTENT was lost: the rival we beat on keys commits and executes. Its commit
     notice makes us yield, and the target must show as held by it, not free."""
     low, high = ordered(make_fleet(["a", "b"]))
@@ -46,7 +46,7 @@ def test_a_rival_we_outranked_is_recorded_committed_when_its_owner_commits(make_
         announce(low)
 
 
-def test_an_outranked_rival_expires_like_a_committed_one(make_fleet, clock):
+def test_an_outranked_rival_expires_like_a_committed_one(hold_only, make_fleet, clock):
     low, high = ordered(make_fleet(["a", "b"]))
     theirs = announce(high)
     [first] = high.outgoing(low)

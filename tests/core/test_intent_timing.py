@@ -19,7 +19,7 @@ from storage import intents as store
 
 
 # -- the lock window: nothing commits or executes after its expiry --------------------------
-def test_an_intent_that_expired_during_downtime_never_executes(make_fleet, clock):
+def test_an_intent_that_expired_during_downtime_never_executes(hold_only, make_fleet, clock):
     """A is down longer than the expiry; B's copy expires and B takes the target. A's
     first tick back must not commit and execute its own stale intent."""
     a, b = make_fleet(["a", "b"])
@@ -60,7 +60,7 @@ def test_a_committed_intent_past_its_lock_window_does_not_start(make_fleet, cloc
 
 
 # -- the lock's timing is the intent's own, on every node -----------------------------------
-def test_peers_judge_an_intent_by_the_timing_it_announced(make_fleet, tmp_path, clock):
+def test_peers_judge_an_intent_by_the_timing_it_announced(hold_only, make_fleet, tmp_path, clock):
     """One operator's short hold and expiry must not shorten the lock others announce."""
     a, = make_fleet(["a"])
     hasty = Side("hasty", tmp_path, clock, **{"hive-intent-hold-seconds": 5,
@@ -130,7 +130,7 @@ def test_a_later_setconfig_does_not_shorten_an_executed_intents_lock(make_fleet,
 
 
 # -- a long hold's commit notice ------------------------------------------------------
-def test_the_commit_notice_of_an_intent_with_the_longest_hold_is_taken(make_fleet, clock):
+def test_the_commit_notice_of_an_intent_with_the_longest_hold_is_taken(hold_only, make_fleet, clock):
     """Sent when a 3600 s hold ends, it arrives more than an hour after the announce."""
     low, high = ordered(make_fleet(["a", "b"]))
     for s in (low, high):

@@ -87,7 +87,7 @@ def test_silence_commits_and_executes_once(make_fleet, clock):
     assert funded(a) == 1
 
 
-def test_a_committed_intent_makes_a_late_lower_key_rival_yield(make_fleet, clock):
+def test_a_committed_intent_makes_a_late_lower_key_rival_yield(hold_only, make_fleet, clock):
     low, high = ordered(make_fleet(["a", "b"]))
     ours = announce(high)
     high.outgoing(low)                           # low never hears of it in time
@@ -124,7 +124,7 @@ def test_the_commit_notice_reaches_a_rival_that_had_missed_the_intent(make_fleet
     assert state(high, ours) == "executed"
 
 
-def test_a_commit_notice_of_a_known_intent_aborts_our_pending_rival(make_fleet, clock):
+def test_a_commit_notice_of_a_known_intent_aborts_our_pending_rival(hold_only, make_fleet, clock):
     low, high = ordered(make_fleet(["a", "b"]))
     theirs = announce(high)
     [first] = high.outgoing(low)
@@ -168,7 +168,7 @@ def test_hive_intent_names_the_bad_parameter(make_fleet, args, message):
 
 
 # -- at most once across a crash ---------------------------------------------------------
-def test_an_interrupted_execution_is_reconciled_not_repeated(make_fleet, clock):
+def test_an_interrupted_execution_is_reconciled_not_repeated(hold_only, make_fleet, clock):
     a, b = make_fleet(["a", "b"])
     iid = announce(a)
     clock.advance(a.config.intent_hold_seconds)
@@ -315,7 +315,7 @@ def test_a_member_never_announces_more_than_its_peers_accept(make_fleet, clock):
     assert state(b, store.listing(a.db.conn())[-1]["lock_id"]) == "pending"
 
 
-def test_losing_intents_do_not_slip_past_the_flood_bound(make_fleet, clock):
+def test_losing_intents_do_not_slip_past_the_flood_bound(hold_only, make_fleet, clock):
     """Rivals that lose at once stop being live; they must still count."""
     low, high = ordered(make_fleet(["a", "b"]))
     hive_id = hive_store.get_meta(low.db.conn())["hive_id"]
@@ -351,7 +351,7 @@ def test_an_executor_fault_still_ends_the_intent(make_fleet, clock):
     assert [e["event"] for e in logs if e["log_level"] == "error"] == ["intent.executor_fault"]
 
 
-def test_the_lock_window_is_the_same_on_the_executor_and_its_peers(make_fleet, clock):
+def test_the_lock_window_is_the_same_on_the_executor_and_its_peers(hold_only, make_fleet, clock):
     low, high = ordered(make_fleet(["a", "b"]))
     ours = announce(low)
     pump(low, high)
@@ -365,7 +365,7 @@ def test_the_lock_window_is_the_same_on_the_executor_and_its_peers(make_fleet, c
     assert state(low, theirs) == "pending"   # not refused by low's executed intent
 
 
-def test_a_round_trip_longer_than_the_hold_lets_both_execute_and_is_logged(make_fleet, clock):
+def test_a_round_trip_longer_than_the_hold_lets_both_execute_and_is_logged(hold_only, make_fleet, clock):
     """The documented limit: no message is lost, but each arrives after the other's hold."""
     low, high = ordered(make_fleet(["a", "b"]))
     hold = low.config.intent_hold_seconds

@@ -4,6 +4,7 @@ the stand-in's copy of lightningd's manifest rules."""
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from handlers.wire.framing import KNOWN_TYPES
+from storage.migrations import LATEST
+from tests.core.db_damage import filled_database, newer_schema, scribble_header, scribble_mid_file
 from tests.standin.jsonstream import JSONStream
 from tests.standin.manifest import build_init_options, validate_manifest
 
@@ -130,6 +133,35 @@ def test_status_after_init_creates_the_database(plugin, tmp_path):
 def test_a_bad_option_disables_the_plugin_with_a_clear_reason(plugin, options, reason):
     _, reply = plugin.start(options)
     assert reply["result"] == {"disable": reason}
+
+
+@pytest.mark.parametrize("damage,reason", [
+    (scribble_mid_file, r"is damaged \(integrity_check found: \*\*\* in database main"),
+    (scribble_header, r"is damaged \(integrity_check failed: file is not a database\)"),
+])
+def test_a_damaged_database_disables_the_plugin_saying_what_to_do(plugin, tmp_path, damage,
+                                                                 reason):
+    path = tmp_path / "cl-hive.db"
+    filled_database(str(path))
+    damage(str(path))
+    before = path.read_bytes()
+    _, reply = plugin.start()
+    disable = reply["result"]["disable"]
+    assert disable.startswith(f"hive-db-path: {path} is damaged")
+    assert re.search(reason, disable)
+    assert "restore a backup or start with a fresh hive-db-path" in disable
+    assert path.read_bytes() == before, "never repaired silently"
+    assert not any("Traceback" in e["message"] for e in plugin.logs)
+
+
+def test_a_database_from_a_newer_release_disables_the_plugin(plugin, tmp_path):
+    path = tmp_path / "cl-hive.db"
+    newer_schema(str(path))
+    _, reply = plugin.start()
+    assert reply["result"]["disable"] == (
+        f"hive-db-path: cannot use {path}: {path} has schema version {LATEST + 1}; this "
+        f"cl-hive knows up to {LATEST}. Install the newer cl-hive that wrote it, or point "
+        "hive-db-path at a backup made by this version.")
 
 
 def test_setconfig_refuses_bad_values_and_keeps_the_old_one(plugin):

@@ -5,7 +5,8 @@ import threading
 import pytest
 
 from storage import machine_rows, outbox, transition_log
-from storage.db import Database, SchemaTooNew
+from storage.db import Database, DatabaseDamaged, SchemaTooNew
+from tests.core.db_damage import filled_database, scribble_header, scribble_mid_file
 from storage.migrations import LATEST, MIGRATIONS
 
 SEED_TABLES = {"hive_members", "intent_locks", "hive_state", "contribution_ledger", "hive_bans"}
@@ -16,6 +17,7 @@ RETENTION_TABLES = {"log_retention"}
 BRIDGE_TABLES = {"bridge_fee_policies", "bridge_clboss_tags"}
 CONTRIBUTION_TABLES = {"contribution_days", "contribution_throttles"}
 COUNCIL_TABLES = {"proposals", "proposal_votes", "member_leaves"}
+INTENT_ACK_TABLES = {"intent_acks"}
 
 
 def tables(db):
@@ -33,7 +35,7 @@ def test_migrates_an_empty_file_to_the_latest_schema(tmp_path):
     assert db.migrate() == 0
     assert db.schema_version() == LATEST
     assert tables(db) == SEED_TABLES | FRAMEWORK_TABLES | HIVE_TABLES | RETENTION_TABLES | \
-        BRIDGE_TABLES | CONTRIBUTION_TABLES | COUNCIL_TABLES
+        BRIDGE_TABLES | CONTRIBUTION_TABLES | COUNCIL_TABLES | INTENT_ACK_TABLES
     assert db.conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
 
@@ -79,6 +81,37 @@ def test_refuses_a_schema_from_a_newer_release(tmp_path):
     db = Database(path)
     with pytest.raises(SchemaTooNew, match=f"schema version {LATEST + 1}"):
         db.migrate()
+    db.close()
+
+
+def test_a_sound_database_passes_the_full_check_and_a_large_one_the_quick_check(tmp_path):
+    path = str(tmp_path / "h.db")
+    filled_database(path)
+    db = Database(path)
+    assert db.check() == "integrity_check"
+    assert db.check(quick_above_bytes=0) == "quick_check"
+    db.close()
+
+
+@pytest.mark.parametrize("quick_above_bytes,pragma", [(10**12, "integrity_check"),
+                                                      (0, "quick_check")])
+def test_a_page_overwritten_mid_file_is_found_damaged(tmp_path, quick_above_bytes, pragma):
+    path = str(tmp_path / "h.db")
+    filled_database(path)
+    scribble_mid_file(path)
+    db = Database(path)
+    with pytest.raises(DatabaseDamaged, match=f"^{pragma} found: .*page"):
+        db.check(quick_above_bytes=quick_above_bytes)
+    db.close()
+
+
+def test_a_file_whose_header_is_not_sqlite_is_found_damaged(tmp_path):
+    path = str(tmp_path / "h.db")
+    filled_database(path)
+    scribble_header(path)
+    db = Database(path)
+    with pytest.raises(DatabaseDamaged, match="file is not a database"):
+        db.check()
     db.close()
 
 
