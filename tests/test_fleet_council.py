@@ -77,9 +77,11 @@ def test_a_ban_by_votes_is_final_everywhere_and_the_banned_node_is_ignored(fleet
                    timeout=30, what="d's HiveMap state to reach a")
     opened = a.rpc.call("hive-ban", {"peer_id": d.id, "reason": "probing"})
     assert opened["decided"] is False
-    fleet.wait_for(lambda: any(p["proposal_id"] == opened["proposal_id"]
+    # The proposal and a's yes vote travel as two messages: c's vote decides once it
+    # holds both.
+    fleet.wait_for(lambda: any(p["proposal_id"] == opened["proposal_id"] and a.id in p["yes"]
                                for p in c.rpc.call("hive-proposals")["proposals"]),
-                   timeout=20, what="the ban proposal to reach c")
+                   timeout=20, what="the ban proposal and a's vote to reach c")
     assert c.rpc.call("hive-vote", {"proposal_id": opened["proposal_id"],
                                     "choice": "yes"})["decided"] is True
     wait_tier(fleet, [a, b, c], d, "banned")
