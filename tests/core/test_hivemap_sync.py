@@ -15,7 +15,7 @@ from hivemap_fleet import admit, signed_state, store
 from storage import hive as hive_store
 from storage import hivemap
 
-MEMBERS = 100                  # hive-max-members at most
+MEMBERS = 100                  # a large hive (hive-max-members allows 1,000; see tests/sim)
 EXTERNAL_PEERS = 200           # the most a state lists
 
 
