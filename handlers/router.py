@@ -47,11 +47,25 @@ class Route:
     prefetch: Callable | None = None
 
 
+def _on_welcome(ctx, peer_id: str, body: dict) -> None:
+    """WELCOME brings the joiner its own admission and the admin's; when it made us a
+    member, the membership sync with the admin brings the rest (the handshake sits below
+    the council, so the router joins the two)."""
+    before = _member(ctx)
+    handshake.on_welcome(ctx, peer_id, body)
+    if not before and _member(ctx):
+        council_sync.on_joined(ctx, peer_id)
+
+
+def _member(ctx) -> bool:
+    return ctx.node_id in ms.active_ids(ctx.db.conn())
+
+
 ROUTES = {
     MsgType.HELLO: Route(handshake.on_hello, "handshake"),
     MsgType.CHALLENGE: Route(handshake.on_challenge, "handshake"),
     MsgType.ATTEST: Route(handshake.on_attest, "handshake"),
-    MsgType.WELCOME: Route(handshake.on_welcome, "handshake"),
+    MsgType.WELCOME: Route(_on_welcome, "handshake"),
     MsgType.MEMBER_ADDED: Route(handshake.on_member_added, "handshake", messages.MEMBER_ADDED),
     MsgType.GOSSIP: Route(gossip.on_gossip, "gossip", messages.GOSSIP, gossip.prefetch_gossip),
     MsgType.STATE_HASH: Route(gossip.on_state_hash, "gossip", messages.STATE_HASH),

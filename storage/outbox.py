@@ -5,10 +5,12 @@ from __future__ import annotations
 import sqlite3
 
 
-def add(conn: sqlite3.Connection, *, peer_id: str, msg_hex: str, now: float) -> int:
+def add(conn: sqlite3.Connection, *, peer_id: str, msg_hex: str, now: float,
+        not_before: float | None = None) -> int:
+    """Queue a message, due now or (paced) at `not_before`."""
     cur = conn.execute(
         "INSERT INTO outbox (created_at, peer_id, msg_hex, next_attempt_at) VALUES (?, ?, ?, ?)",
-        (now, peer_id, msg_hex, now))
+        (now, peer_id, msg_hex, now if not_before is None else max(now, not_before)))
     return cur.lastrowid
 
 

@@ -77,13 +77,28 @@ def sync_messages(ctx) -> list[str]:
             (section, value), = item.items()
             body[section].append(value)
         return encode(MsgType.MEMBERSHIP_SYNC, {"hash": ours, "chunk": i, "chunks": n, **body})
-    return chunk(_proofs(ctx), encode_chunk)
+    return chunk(_proofs(ctx), encode_chunk, max_items=messages.MAX_SYNC_ITEMS)
 
 
-def _queue(ctx, peer_id: str, msgs: list[str]) -> None:
+def pace(ctx, count: int) -> list[float]:
+    """When each of `count` sync chunks to one peer is due: a burst of the receiver's
+    bucket (ctx.full_sync_limiter, the same shape on every node) at once, then a burst per
+    refill of that bucket, and never two bursts within one tick (the outbox is drained at
+    least once a tick, so two bursts falling due between drains would leave together and
+    the receiver would drop the second). A chunk dropped all the same is sent again at the
+    next exchange of hashes."""
+    limiter = ctx.full_sync_limiter
+    burst = max(1, int(limiter.burst))
+    gap = max(burst / limiter.rate, ctx.config().tick_seconds)
+    now = ctx.clock.now()
+    return [now + (i // burst) * gap for i in range(count)]
+
+
+def _queue(ctx, peer_id: str, msgs: list[str], paced: bool = False) -> None:
+    due = pace(ctx, len(msgs)) if paced else [None] * len(msgs)
     with ctx.db.transaction() as conn:
-        for msg in msgs:
-            outbox.add(conn, peer_id=peer_id, msg_hex=msg, now=ctx.clock.now())
+        for msg, at in zip(msgs, due):
+            outbox.add(conn, peer_id=peer_id, msg_hex=msg, now=ctx.clock.now(), not_before=at)
 
 
 def _hash_message(ctx) -> str:
@@ -136,6 +151,12 @@ def status(ctx) -> dict:
         1 for p in store.proposals(conn) if view.status_of(conn, p, now) == "open")}
 
 
+def on_joined(ctx, admin: str) -> None:
+    """We just joined (WELCOME brought only our admission and the admin's): our hash to the
+    admin, whose MEMBERSHIP_SYNC then brings every other member and proof."""
+    on_member_connected(ctx, admin)
+
+
 def on_member_connected(ctx, peer_id: str) -> None:
     conn = ctx.db.conn()
     if hive_store.get_meta(conn) is None:
@@ -155,7 +176,7 @@ def on_membership_hash(ctx, peer_id: str, msg: dict, auth) -> None:
     if not _first_time(ctx, peer_id, (ours, msg["hash"])):
         return proposals.refuse(peer_id, "MEMBERSHIP_HASH", "already answered these hashes")
     msgs = sync_messages(ctx)
-    _queue(ctx, peer_id, msgs)
+    _queue(ctx, peer_id, msgs, paced=True)
     log.info("council.diverged", peer_id=peer_id, ours=ours, theirs=msg["hash"],
              chunks=len(msgs))
 
@@ -190,7 +211,7 @@ def on_membership_sync(ctx, peer_id: str, msg: dict, auth) -> None:
     # Only once the last chunk is in can the views be compared.
     if msg["chunk"] == msg["chunks"] - 1 and ours != msg["hash"] and \
             _first_time(ctx, peer_id, (ours, msg["hash"])):
-        _queue(ctx, peer_id, sync_messages(ctx))
+        _queue(ctx, peer_id, sync_messages(ctx), paced=True)
 
 
 def take_admission(ctx, meta: dict, admission: dict) -> str | None:

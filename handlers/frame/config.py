@@ -68,9 +68,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("hive-ticket-valid-hours", "ticket_valid_hours", "int", 24,
                "Default validity of an invite ticket in hours (1-720).",
                min=1, max=720, dynamic=True),
-    # 100: a WELCOME carries every member's admission record in one custom message.
+    # 1000: no message carries every member (WELCOME holds two admissions; the membership
+    # sync is chunked and paced); 1000 is what the fleet simulation measures.
     OptionSpec("hive-max-members", "max_members", "int", 50,
-               "Most members the hive admits (2-100).", min=2, max=100, dynamic=True),
+               "Most members the hive admits (2-1000).", min=2, max=1000, dynamic=True),
     OptionSpec("hive-handshake-timeout-seconds", "handshake_timeout_seconds", "int", 60,
                "Seconds a handshake step may wait for the peer's answer (5-600).",
                min=5, max=600, dynamic=True),

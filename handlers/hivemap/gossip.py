@@ -298,10 +298,16 @@ def _full_sync_chunk(group, i, n) -> str:
 
 
 def on_member_connected(ctx, peer_id: str) -> None:
-    """Anti-entropy on (re)connection: tell a member our fleet hash."""
+    """Anti-entropy on (re)connection: tell one member our fleet hash. Connections come in
+    bursts (a restart, a healed partition), and one exchange brings both sides level with
+    each other: syncing with every member that came back would carry the same differing
+    states once per member. So the first member to connect within a sync interval gets our
+    hash; the others are compared at the periodic STATE_HASH (within one sync interval)."""
     conn = ctx.db.conn()
     if hive_store.get_meta(conn) is None or peer_id not in ms.active_ids(conn):
         return
+    if not ctx.every("reconnect_hash", ctx.config().sync_interval):
+        return log.debug("sync.reconnect_deferred", peer_id=peer_id)
     _queue(ctx, [peer_id], _our_hash_message(ctx))
 
 

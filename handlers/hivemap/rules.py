@@ -114,10 +114,10 @@ def should_broadcast(last: dict | None, now_state: dict, now: float, config,
 
 
 def chunk(entries: list[dict], encode_chunk, limit: int = MAX_MESSAGE_BYTES,
-          max_chunks: int | None = None) -> list[str]:
-    """Cut entries into as few messages as fit `limit` bytes each, the first `max_chunks`
-    of them if given; every message is valid on its own. `encode_chunk(entries, index,
-    total)` returns the message hex."""
+          max_chunks: int | None = None, max_items: int | None = None) -> list[str]:
+    """Cut entries into as few messages as fit `limit` bytes (and hold at most `max_items`
+    entries) each, the first `max_chunks` of them if given; every message is valid on its
+    own. `encode_chunk(entries, index, total)` returns the message hex."""
     # Sizes are summed, not re-encoded per entry; the ASCII-escaped canonical form is never
     # shorter than what the wire writes, so the estimate errs on the safe side.
     overhead = len(encode_chunk([], 99999, 99999)) // 2
@@ -128,7 +128,7 @@ def chunk(entries: list[dict], encode_chunk, limit: int = MAX_MESSAGE_BYTES,
         if overhead + entry_size > limit:
             raise ValueError(f"the state of {entry.get('state', {}).get('peer_id')} alone "
                              f"exceeds {limit} bytes")
-        if size + entry_size > limit:
+        if size + entry_size > limit or len(groups[-1]) == max_items:
             groups.append([])
             size = overhead
         groups[-1].append(entry)

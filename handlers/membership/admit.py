@@ -109,32 +109,34 @@ def _admit(ctx, peer_id, session_id, inst, meta, now) -> None:
                                   inst.data["ticket_id"])
     active = ms.active_members(ctx.db.conn())
     announce = encode(MsgType.MEMBER_ADDED, {"hive_id": hive_id, "admission": admission})
+    welcome = _welcome(ctx, inst, meta, admission)
     with ctx.db.transaction() as conn:
         if not hive_store.use_ticket(conn, inst.data["ticket_id"], peer_id, ctx.clock.now()):
             raise Invariant("ticket consumed while its session was open")
         ms.record_admission(ctx, admission, peer_id=peer_id)
         must(ctx.dispatcher.fire(
             ADMIN, session_id, "attest_valid", peer_id=peer_id, now=now,
-            sends=[Send(peer_id, _welcome(inst, meta, admission, active))]
+            sends=[Send(peer_id, welcome)]
             + [Send(m["peer_id"], announce) for m in active if m["peer_id"] != ctx.node_id]))
 
 
 def _welcome_again(ctx, peer_id, session_id, inst, meta, now) -> None:
-    """The stored admission again, with today's member list: the joiner lost its first
-    WELCOME. The ticket stays used once, the member added once, announced once."""
-    conn = ctx.db.conn()
-    admission = hive_store.member(conn, peer_id)["admission"]
-    others = [m for m in ms.active_members(conn) if m["peer_id"] != peer_id]
+    """The stored admission again: the joiner lost its first WELCOME. The ticket stays
+    used once, the member added once, announced once."""
+    admission = hive_store.member(ctx.db.conn(), peer_id)["admission"]
     must(ctx.dispatcher.fire(
         ADMIN, session_id, "attest_valid_again", peer_id=peer_id, now=now,
-        sends=[Send(peer_id, _welcome(inst, meta, admission, others))]))
+        sends=[Send(peer_id, _welcome(ctx, inst, meta, admission))]))
 
 
-def _welcome(inst, meta, admission: dict, others: list[dict]) -> str:
+def _welcome(ctx, inst, meta, admission: dict) -> str:
+    """The joiner's admission and ours, enough to start: one message whatever the hive's
+    size. Every other member reaches the joiner by the membership sync it then asks us for
+    (MEMBERSHIP_HASH, answered in paced chunks)."""
+    ours = hive_store.member(ctx.db.conn(), ctx.node_id)["admission"]
     return encode(MsgType.WELCOME, {
         "session": inst.data["session"], "hive_id": meta["hive_id"],
-        "genesis": meta["genesis"], "admission": admission,
-        "members": [m["admission"] for m in others]})
+        "genesis": meta["genesis"], "admission": admission, "members": [ours]})
 
 
 # trigger -> (what must still hold at ATTEST, what a valid ATTEST then does)

@@ -24,7 +24,7 @@ def test_relative_and_absolute_db_paths(tmp_path):
                                      "an integer from 60 to 3600"),
     ({"hive-governance-mode": "dictator"}, "hive-governance-mode: 'dictator' is not allowed: "
                                            "expected one of advisor|autonomous|oracle"),
-    ({"hive-max-members": "many"}, "hive-max-members: expected an integer from 2 to 100"),
+    ({"hive-max-members": "many"}, "hive-max-members: expected an integer from 2 to 1000"),
     ({"hive-max-members": True}, "hive-max-members: expected an integer"),
     ({"hive-intent-hold-seconds": 600, "hive-intent-expire-seconds": 600},
      "hive-intent-expire-seconds: 600 must exceed hive-intent-hold-seconds \\(600\\)"),

@@ -552,13 +552,24 @@ def test_hive_fills_up_between_hello_and_attest(hive, sides):
     assert failed.state == "failed" and "hive is full" in failed.data["failure"]
 
 
-def test_welcome_lists_only_active_members(hive, sides):
+def test_welcome_carries_two_admissions_and_the_sync_brings_the_rest(hive, sides):
     admin, joiner = hive
     join(admin, joiner, invite(admin))
-    admin.dispatcher.fire("member_tier", joiner.node_id, "ban", votes=1, eligible=1)
     third = sides("third")
-    join(admin, third, invite(admin))
-    assert third.members() == {admin.node_id: "admin", third.node_id: "neophyte"}
+    handshake.start_join(third.ctx, invite(admin), None)
+    welcomes = []
+
+    def observe(_sender, _receiver, msg):
+        msg_type, body = decode(msg)
+        if msg_type == MsgType.WELCOME:
+            welcomes.append(body)
+    pump(admin, third, observe=observe)
+    [welcome] = welcomes
+    assert welcome["admission"]["member"] == third.node_id
+    assert [m["member"] for m in welcome["members"]] == [admin.node_id]
+    # The membership sync the WELCOME set off (third's hash to the admin) brought the rest.
+    assert third.members() == admin.members() == {
+        admin.node_id: "admin", joiner.node_id: "neophyte", third.node_id: "neophyte"}
 
 
 def test_a_node_that_left_comes_back_only_as_a_neophyte(hive):

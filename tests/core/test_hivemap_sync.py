@@ -15,7 +15,7 @@ from hivemap_fleet import admit, signed_state, store
 from storage import hive as hive_store
 from storage import hivemap
 
-MEMBERS = 100                  # hive-max-members at most
+MEMBERS = 100                  # a large hive (hive-max-members allows 1,000; see tests/sim)
 EXTERNAL_PEERS = 200           # the most a state lists
 
 
@@ -181,3 +181,39 @@ def fleet_of_keys(tmp_path, clock):
     yield a, keys
     a.close()
     b.close()
+
+
+def test_a_burst_of_reconnections_costs_one_exchange_per_node(tmp_path, clock):
+    """`a` changed while cut off; three members come back at once. `a` sends its hash to
+    the first only (one exchange levels both ways); each of the others sends its own to
+    `a`, and every view is level without the periodic tick."""
+    sides = [Side(n, tmp_path, clock) for n in ("a", "b", "c", "d")]
+    form_hive(*sides)
+    a, *others = sides
+    sync_round(clock, sides)
+    assert all(views_equal(a, o) for o in others)
+    a.lightning.connected = set()
+    for o in others:
+        o.lightning.connected.discard(a.node_id)
+    a.lightning.channels.append({"peer_id": "02" + "77" * 32, "state": "CHANNELD_NORMAL",
+                                 "total_msat": 10 ** 9, "fee_base_msat": 1000,
+                                 "fee_proportional_millionths": 100})
+    clock.advance(a.config.sync_interval)
+    gossip.on_tick(a.ctx)                        # a's new state reaches no one
+    assert not any(views_equal(a, o) for o in others)
+    a.lightning.connected = {o.node_id for o in others}
+    for o in others:
+        o.lightning.connected.add(a.node_id)
+    with capture_logs() as logs:
+        for o in others:
+            gossip.on_member_connected(a.ctx, o.node_id)
+            gossip.on_member_connected(o.ctx, a.node_id)
+    hashes = []
+    pump(*sides, rounds=50, observe=lambda s, r, m: hashes.append((s, r)) if decode(
+        m)[0] == MsgType.STATE_HASH else None)
+    name = dict(zip(sides, "abcd"))
+    assert [(name[s], name[r]) for s, r in hashes if s is a] == [("a", "b")]
+    assert sorted(name[s] for s, r in hashes if r is a) == ["b", "c", "d"]
+    assert [x["peer_id"] for x in logs if x["event"] == "sync.reconnect_deferred"] == [
+        others[1].node_id, others[2].node_id]
+    assert all(views_equal(a, o) for o in others)
