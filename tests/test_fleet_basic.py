@@ -54,14 +54,19 @@ def test_plugins_see_lightningds_peer_storage_message_from_each_new_peer(fleet):
 
 
 @pytest.mark.standin_only
-def test_graceful_stop_ends_plugin_within_a_second(fleet):
-    # Stand-in only: it measures each plugin's exit after `shutdown`; lightningd reports
-    # no such time (test_lightningd_stop_is_clean is the real daemon's side).
+def test_graceful_stop_ends_plugin_on_the_shutdown_notification(fleet):
+    # Stand-in only: it watches each plugin's exit after `shutdown`; lightningd reports
+    # no such thing (test_lightningd_stop_is_clean is the real daemon's side). The plugin
+    # must exit by itself on `shutdown`, not wait out lightningd's shutdown timeout (the
+    # stand-in then logs "did not exit within") or linger until it is killed (a fault).
+    # How fast it exits is a figure, not asserted here: a busy machine stretches it.
     a = fleet.nodes(1)[0]
     hive_status(a)
     times = a.stop()
-    assert times["plugin.py"] < 1.0, times
+    assert "plugin.py" in times, times
     assert not a.standin.hosts[0].alive
+    assert not [line for line in a.standin.logs if "did not exit within" in line.message]
+    assert a.standin.faults == []
 
 
 @pytest.mark.standin_only

@@ -198,21 +198,19 @@ def test_custommsg_hook_always_answers_continue(plugin, payload):
     assert plugin.request("hive-status", {})["result"]["version"]
 
 
-def test_shutdown_notification_ends_the_process_within_a_second(plugin):
+# Each ends the process cleanly by itself, well inside the seconds lightningd waits before
+# it kills a plugin; how fast is a figure, not asserted (a busy machine stretches it).
+def test_shutdown_notification_ends_the_process(plugin):
     plugin.start()
     plugin.send({"jsonrpc": "2.0", "method": "shutdown", "params": {"shutdown": {}}})
-    start = time.monotonic()
     assert plugin.proc.wait(timeout=5) == 0
-    assert time.monotonic() - start < 1.0
 
 
-def test_sigterm_ends_the_process_within_a_second(plugin):
+def test_sigterm_ends_the_process(plugin):
     plugin.start()
     plugin.request("hive-status", {})
     plugin.proc.send_signal(signal.SIGTERM)
-    start = time.monotonic()
     assert plugin.proc.wait(timeout=5) == 0
-    assert time.monotonic() - start < 1.0
 
 
 def test_outside_lightningd_it_prints_usage_and_exits_0(tmp_path):
