@@ -37,6 +37,16 @@ class Victim:
     def dead(self) -> bool:
         return not any(h.alive and h.name == CRASHING.name for h in self.node.hosts)
 
+    def _dies_soon(self, grace: float = 3.0) -> bool:
+        """A call the kill cut short can fail before the node has seen the process die
+        (a busy machine widens that gap): give it a moment before calling it alive."""
+        deadline = time.monotonic() + grace
+        while not self.dead():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def connect(self, peer) -> None:
         self.peers.append(peer)
         self.fleet.connect(peer, self.node)
@@ -54,7 +64,7 @@ class Victim:
             try:
                 return self.node.rpc.call(method, params or {})
             except (RpcError, NodeFault, OSError) as e:
-                if not self.dead():
+                if not self._dies_soon():
                     raise RuntimeError(f"{method} failed with the plugin alive: {e}") from e
         raise RuntimeError(f"{method}: the plugin kept dying")
 
