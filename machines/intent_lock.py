@@ -31,7 +31,8 @@ SPEC = MachineSpec(
             # not committed yet: what a member may still acknowledge
             "uncommitted": ("pending", "outranked", "gathering")},
     rules=(
-        # An intent that needs no majority (the seed's rule) commits when its hold ends.
+        # An intent recorded without the majority flag (before migration 11) commits when
+        # its hold ends: the seed's rule.
         Rule("hold_elapsed", ("pending",), "committed",
              guards=("deadline_passed", "within_lock_window", "needs_no_majority")),
         # A money-moving intent commits at the end of its hold only if a majority of the

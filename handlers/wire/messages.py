@@ -156,8 +156,8 @@ GOSSIP = SIGNED_STATE
 STATE_HASH = {"hash": hex_str(64), "count": integer(0, 100_000)}
 FULL_SYNC = {"entries": list_of(record(SIGNED_STATE), 1000), "chunk": integer(0, 9999),
              "chunks": integer(1, 9999)}
-# What a view holds, one {peer_id, version, timestamp} per member: 500 fit one message,
-# and a hive has at most 100 members.
+# What a view holds, one {peer_id, version, timestamp} per member: 500 fit one message.
+# A hive may have up to 1,000 members; a DIGEST lists only 500 (README, known limits).
 MAX_DIGESTS = 500
 DIGEST = {"digests": list_of(record({"peer_id": node_id, "version": integer(1, MAX_VERSION),
                                      "timestamp": TIMESTAMP}), MAX_DIGESTS)}
@@ -221,7 +221,8 @@ SIGNED_PROPOSAL = {**PROPOSAL, "sig": zbase}
 VOTE = {"proposal_id": REF, "voter": node_id, "choice": one_of(*CHOICES),
         "voted_at": TIMESTAMP}
 SIGNED_VOTE = {**VOTE, "sig": zbase}
-# A hive has at most 100 members, so at most 99 voters on a proposal.
+# At most 100 yes votes travel in one decision: enough for up to 199 voters (README,
+# known limits).
 MAX_VOTES = 100
 # A proposal with the votes that decide it: the promotion record, the ban record.
 DECISION = {"proposal": record(SIGNED_PROPOSAL), "votes": list_of(record(SIGNED_VOTE), MAX_VOTES)}
