@@ -44,6 +44,11 @@ def test_every_member_sees_every_members_state(fleet):
     assert all(m["age_seconds"] < 60 for m in view["members"])
 
 
+def capacities(viewer, *members):
+    caps = {m["peer_id"]: m["capacity_sat"] for m in topology(viewer)["members"]}
+    return [caps[m.id] for m in members]
+
+
 def _cross_links(nodes):
     a, b, c, d = nodes
     return [(x, y) for x in (a, b) for y in (c, d)]
@@ -59,16 +64,18 @@ def _split_change_heal(fleet, nodes, split, heal):
         fleet.fund(x, sat + 500_000)
         x.rpc.fundchannel(y.id, sat)
     fleet.mine(6)                                     # locked in and announced
-    fleet.wait_for(lambda: versions(a)[a.id] > before[a.id] and
-                   versions(c)[c.id] > before[c.id], timeout=15,
-                   what="both sides to broadcast new states during the partition")
+    # Both ends of each new channel must have broadcast it before the heal, or a late
+    # broadcast (d's, say) can land after the views agreed and the capacities lag behind.
+    fleet.wait_for(lambda: capacities(a, a, b) == [1_000_000] * 2 and
+                   capacities(c, c, d) == [2_000_000] * 2, timeout=15,
+                   what="both sides to broadcast their new channels during the partition")
     assert versions(a)[c.id] == before[c.id]          # the other side's news did not cross
+    assert versions(c)[a.id] == before[a.id]
     heal()
     wait_converged(fleet, nodes, entries=4, timeout=45)
     final = versions(d)
     assert final[a.id] > before[a.id] and final[c.id] > before[c.id]
-    caps = {m["peer_id"]: m["capacity_sat"] for m in topology(b)["members"]}
-    assert caps[c.id] == caps[d.id] == 2_000_000 and caps[a.id] == 1_000_000
+    assert capacities(b, a, b, c, d) == [1_000_000, 1_000_000, 2_000_000, 2_000_000]
 
 
 def _partition(fleet, nodes):
