@@ -150,12 +150,13 @@ def announce(ctx, intent_type, target, amount_sat, from_channel=None, to_channel
     # its hold is how two members would both end up executing.
     for row in _holding(ctx, intent_type, target):
         who = "our" if row["initiator"] == ctx.node_id else f"{row['initiator']}'s"
-        raise errors.bad_param("target", f"held by {who} intent {row['lock_id']} "
-                               f"({row['state']})")
+        raise RpcException(f"target: held by {who} intent {row['lock_id']} "
+                           f"({row['state']})", errors.TARGET_HELD)
     word = acks.promised(ctx, intent_type, target) if acks.needs_majority(intent_type) else None
     if word is not None:
-        raise errors.bad_param("target", f"this node acknowledged intent {word} on it; free "
-                               "once that intent is aborted or its lock window ends")
+        raise RpcException(f"target: this node acknowledged intent {word} on it; free "
+                           "once that intent is aborted or its lock window ends",
+                           errors.TARGET_HELD)
     rebalance.check_channels(ctx, target, carried)
     config = ctx.config()
     intent = {"intent_id": secrets.token_hex(16), "intent_type": intent_type, "target": target,
