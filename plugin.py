@@ -226,6 +226,11 @@ def build(hive=None) -> Plugin:
         """The HiveMap: each member's state and age, the fleet's capacity per external peer."""
         _answer(request, hive.topology())
 
+    @plugin.command("hive-backup")
+    def hive_backup(request, plugin, destination):
+        """Copy the database to a new file (SQLite's online backup, safe while running)."""
+        _answer(request, hive.backup(destination))
+
     @plugin.command("hive-diagram")
     def hive_diagram(request, plugin, machine):
         """The Mermaid state diagram of one machine kind, e.g. machine=intent_lock."""

@@ -10,6 +10,7 @@ from concurrent.futures import Future
 import structlog
 from pyln.client import RpcError, RpcException
 
+from handlers import backup as backup_view
 from handlers import router
 from handlers import status as status_view
 from handlers.bridge import fees
@@ -296,6 +297,10 @@ class Hive:
 
     def contribution(self, peer_id) -> Future:
         return self.read(lambda: contribution_view.series(self.ctx, peer_id))
+
+    def backup(self, destination) -> Future:
+        # On the reader thread: the copy is one read transaction, the worker carries on.
+        return self.read(lambda: backup_view.backup(self.db, destination))
 
     def diagram(self, machine) -> Future:
         return self.read(lambda: status_view.diagram(machine))
