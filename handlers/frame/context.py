@@ -45,6 +45,11 @@ class Context:
             self._node_id = self.lightning.call("getinfo", {})["id"]
         return self._node_id
 
+    @property
+    def known_node_id(self) -> str | None:
+        """Our node id if already known, without asking lightningd (None until then)."""
+        return self._node_id
+
     def every(self, name: str, seconds: float) -> bool:
         """True at most once per `seconds` for the tick work `name` (the first time at once;
         in memory, so a restart only runs it once early)."""

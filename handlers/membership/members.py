@@ -263,8 +263,9 @@ def admitted_by(conn, peer_id: str, ticket_id: str) -> bool:
 # -- hive-members ---------------------------------------------------------------------
 def members_view(ctx) -> dict:
     meta = hive_store.get_meta(ctx.db.conn())
-    if meta is None:
-        return {"hive_id": None, "our_tier": None, "members": []}
+    if meta is None:        # the same keys as in a hive: scripts need not test for them
+        return {"hive_id": None, "name": None, "admin": None, "our_id": ctx.known_node_id,
+                "our_tier": None, "members": []}
     rows = hive_store.members(ctx.db.conn())
     ours = next((m["tier"] for m in rows if m["peer_id"] == ctx.node_id), None)
     return {
