@@ -67,8 +67,9 @@ def applies(conn, row: dict) -> bool:
 
 def listing(ctx) -> dict:
     conn = ctx.db.conn()
-    if hive_store.get_meta(conn) is None:
-        return {"proposals": []}
+    if hive_store.get_meta(conn) is None:     # the same keys as in a hive
+        return {"proposals": [], "our_id": ctx.known_node_id, "voting_members": [],
+                "active_members": 0}
     now = ctx.now()
     out = []
     for row in store.proposals(conn):
