@@ -28,7 +28,8 @@ def annotate(ctx, view: dict) -> dict:
         state = states.get(peer) or {"throttled": False, "since": None}
         m["contribution"] = {"forwarded_msat": fwd, "received_msat": rcv,
                              "ratio": ratio(fwd, rcv, cfg), "throttled": state["throttled"],
-                             "throttled_since": unix(state["since"]) if state["throttled"] else None}
+                             "throttled_since": unix(state["since"]) if state["throttled"]
+                             else None}
     return view
 
 

@@ -67,7 +67,8 @@ def record_traffic(tmp_path, clock) -> tuple[list[Side], list[Seed]]:
     pump(*sides, observe=seen)
     # Membership governance: b asks to be promoted and the admin's vouch decides it (VOTE,
     # DECISION); c misses both and catches up by MEMBERSHIP_HASH and MEMBERSHIP_SYNC; then
-    # a fourth node is refused a used ticket (JOIN_REFUSED), joins and leaves (LEAVE), so a, b and c stay members for the fuzzer.
+    # a fourth node is refused a used ticket (JOIN_REFUSED), joins and leaves (LEAVE), so a,
+    # b and c stay members for the fuzzer.
     proposals.request_promotion(b.ctx)
     pump(*sides, observe=seen)
     a.outgoing(c)
