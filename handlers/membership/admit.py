@@ -82,9 +82,9 @@ def refuse_join(ctx, peer_id: str, session: str, problem: str, msg: str = "HELLO
     if reason is None or (limiter is not None and not limiter.allow("join_refused")):
         return refuse(peer_id, msg, problem)
     refuse(peer_id, msg, problem, answered=reason)
-    msg = encode(MsgType.JOIN_REFUSED, {"session": session, "reason": reason})
+    answer = encode(MsgType.JOIN_REFUSED, {"session": session, "reason": reason})
     with ctx.db.transaction() as conn:
-        outbox.add(conn, peer_id=peer_id, msg_hex=msg, now=ctx.clock.now())
+        outbox.add(conn, peer_id=peer_id, msg_hex=answer, now=ctx.clock.now())
 
 
 # -- admin: ATTEST --------------------------------------------------------------------
