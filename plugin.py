@@ -10,30 +10,51 @@ import signal
 import sys
 from pathlib import Path
 
-from pyln.client import Plugin
+from pyln.client import Plugin, RpcException
 
 from handlers.frame import config as cfg
-from handlers.frame import effects, logs
+from handlers.frame import effects, logs, replies
 from handlers.frame.effects import PluginNotifier, ThreadLocalRpc
 from handlers.governance import notify as governance_notify
 from handlers.wire import framing as wire
 from handlers.hive import Hive, StartupError
 
 
-def _answer(request, future) -> None:
-    """Hand a worker's result back to lightningd from whichever thread finishes it."""
-    def done(f):
-        error = f.exception()
-        if error is None:
-            request.set_result(f.result())
-        else:
-            request.set_exception(error)
-    future.add_done_callback(done)
+_answer = replies.answer
+
+
+class HivePlugin(Plugin):
+    """pyln's Plugin, but a `hive-*` command's bad parameters are -32602 naming the
+    parameter, and a fault is a cl-hive error code with the traceback in the log only
+    (pyln would answer both with -32600 and a traceback)."""
+
+    def _dispatch_request(self, request) -> None:
+        method = self.methods.get(request.method)
+        if method is None or not request.method.startswith("hive-"):
+            return super()._dispatch_request(request)
+        request.background = method.background
+        problem = replies.bind_problem(method.func, request.params)
+        if problem is not None:
+            return replies.fail(request, problem)
+        try:
+            self._exec_func(method.func, request)
+        except RpcException as e:
+            replies.fail(request, e)
+        except Exception as e:    # answered with a code; logged once, with the traceback
+            replies.fail(request, replies.internal_fault(request.method, e))
+
+    def command(self, name: str):
+        """Register an asynchronous command whose docstring follows its parameters in
+        the usage lightningd shows (`lightning-cli help <name>`)."""
+        def register(fn):
+            self.add_method(name, fn, background=True, description=fn.__doc__)
+            return fn
+        return register
 
 
 def build(hive=None) -> Plugin:
     hive = hive or Hive()
-    plugin = Plugin(dynamic=True)
+    plugin = HivePlugin(dynamic=True)
 
     for opt in cfg.OPTIONS:
         plugin.add_option(
@@ -92,72 +113,72 @@ def build(hive=None) -> Plugin:
     def on_shutdown(plugin, **kwargs):
         raise SystemExit(0)   # leaves pyln's read loop; main() stops the hive on the way out
 
-    @plugin.async_method("hive-status")
+    @plugin.command("hive-status")
     def hive_status(request, plugin):
         """Plugin version, governance mode, database, and machines per kind and state."""
         _answer(request, hive.status())
 
-    @plugin.async_method("hive-genesis")
+    @plugin.command("hive-genesis")
     def hive_genesis(request, plugin, name=None):
         """Create a hive with this node as its admin."""
         _answer(request, hive.genesis(name))
 
-    @plugin.async_method("hive-invite")
+    @plugin.command("hive-invite")
     def hive_invite(request, plugin, valid_hours=None, tier=None, peer_id=None):
         """An admin-signed, single-use invite ticket (tier neophyte|member)."""
         _answer(request, hive.invite(valid_hours, tier, peer_id))
 
-    @plugin.async_method("hive-join")
+    @plugin.command("hive-join")
     def hive_join(request, plugin, ticket, address=None, timeout=None):
         """Join the hive of a ticket: handshake with its admin (address=host:port)."""
         _answer(request, hive.join(ticket, address, timeout))
 
-    @plugin.async_method("hive-members")
+    @plugin.command("hive-members")
     def hive_members(request, plugin):
         """The hive id, this node's tier, and every member with its tier and contribution."""
         _answer(request, hive.members())
 
-    @plugin.async_method("hive-request-promotion")
+    @plugin.command("hive-request-promotion")
     def hive_request_promotion(request, plugin):
         """A neophyte past its probation asks the members for promotion (a signed request)."""
         _answer(request, hive.request_promotion())
 
-    @plugin.async_method("hive-vouch")
+    @plugin.command("hive-vouch")
     def hive_vouch(request, plugin, peer_id):
         """Vouch (a signed yes vote) for a neophyte's open promotion request."""
         _answer(request, hive.vouch(peer_id))
 
-    @plugin.async_method("hive-ban")
+    @plugin.command("hive-ban")
     def hive_ban(request, plugin, peer_id, reason=None):
         """Propose to ban a member (and vote yes on it); banned once a quorum votes yes."""
         _answer(request, hive.ban(peer_id, reason))
 
-    @plugin.async_method("hive-unban")
+    @plugin.command("hive-unban")
     def hive_unban(request, plugin, peer_id, reason=None):
         """Propose to lift a member's ban (and vote yes on it); it then counts as left."""
         _answer(request, hive.unban(peer_id, reason))
 
-    @plugin.async_method("hive-vote")
+    @plugin.command("hive-vote")
     def hive_vote(request, plugin, proposal_id, choice):
         """Vote yes or no on an open promotion, ban or unban proposal."""
         _answer(request, hive.vote(proposal_id, choice))
 
-    @plugin.async_method("hive-proposals")
+    @plugin.command("hive-proposals")
     def hive_proposals(request, plugin):
         """Every promotion, ban and unban proposal with its votes, quorum and status."""
         _answer(request, hive.proposals())
 
-    @plugin.async_method("hive-leave")
+    @plugin.command("hive-leave")
     def hive_leave(request, plugin):
         """Leave the hive (a signed LEAVE); a new ticket brings this node back later."""
         _answer(request, hive.leave())
 
-    @plugin.async_method("hive-contribution")
+    @plugin.command("hive-contribution")
     def hive_contribution(request, plugin, peer_id=None):
         """Daily forwarded/received msat inside the contribution window (one member or all)."""
         _answer(request, hive.contribution(peer_id))
 
-    @plugin.async_method("hive-intent")
+    @plugin.command("hive-intent")
     def hive_intent(request, plugin, type, target, amount_sat=None, from_channel=None,
                     to_channel=None, max_fee_sats=None):
         """Announce an intent lock (channel_open|rebalance) on a target node directly, for
@@ -166,7 +187,7 @@ def build(hive=None) -> Plugin:
         _answer(request, hive.intent(type, target, amount_sat, from_channel=from_channel,
                                      to_channel=to_channel, max_fee_sats=max_fee_sats))
 
-    @plugin.async_method("hive-propose-action")
+    @plugin.command("hive-propose-action")
     def hive_propose_action(request, plugin, kind, target, amount_sat=None, reason=None,
                             from_channel=None, to_channel=None, max_fee_sats=None):
         """Propose an action (channel_open|rebalance|clboss_ignore|ban) on a target node; the
@@ -175,37 +196,42 @@ def build(hive=None) -> Plugin:
                                              from_channel=from_channel, to_channel=to_channel,
                                              max_fee_sats=max_fee_sats))
 
-    @plugin.async_method("hive-pending-actions")
+    @plugin.command("hive-pending-actions")
     def hive_pending_actions(request, plugin, state=None):
         """Governance actions, newest first (only those in `state`, if given)."""
         _answer(request, hive.pending_actions(state))
 
-    @plugin.async_method("hive-action")
+    @plugin.command("hive-action")
     def hive_action(request, plugin, id):
         """One governance action with its transitions."""
         _answer(request, hive.action(id))
 
-    @plugin.async_method("hive-approve-action")
+    @plugin.command("hive-approve-action")
     def hive_approve_action(request, plugin, id):
         """Approve an action awaiting approval: it executes (once)."""
         _answer(request, hive.approve_action(id))
 
-    @plugin.async_method("hive-reject-action")
+    @plugin.command("hive-reject-action")
     def hive_reject_action(request, plugin, id, reason=None):
         """Reject an action awaiting approval."""
         _answer(request, hive.reject_action(id, reason))
 
-    @plugin.async_method("hive-intents")
+    @plugin.command("hive-intents")
     def hive_intents(request, plugin):
         """Local and remote intent locks with their states and deadlines."""
         _answer(request, hive.intents())
 
-    @plugin.async_method("hive-topology")
+    @plugin.command("hive-topology")
     def hive_topology(request, plugin):
         """The HiveMap: each member's state and age, the fleet's capacity per external peer."""
         _answer(request, hive.topology())
 
-    @plugin.async_method("hive-diagram")
+    @plugin.command("hive-backup")
+    def hive_backup(request, plugin, destination):
+        """Copy the database to a new file (SQLite's online backup, safe while running)."""
+        _answer(request, hive.backup(destination))
+
+    @plugin.command("hive-diagram")
     def hive_diagram(request, plugin, machine):
         """The Mermaid state diagram of one machine kind, e.g. machine=intent_lock."""
         _answer(request, hive.diagram(machine))

@@ -10,6 +10,7 @@ from concurrent.futures import Future
 import structlog
 from pyln.client import RpcError, RpcException
 
+from handlers import backup as backup_view
 from handlers import router
 from handlers import status as status_view
 from handlers.bridge import fees
@@ -47,6 +48,8 @@ log = structlog.get_logger("hive")
 MESSAGE_RATE, MESSAGE_BURST = 20.0, 100
 # HELLOs cost the admin a signature check: a few, then one per 10 seconds.
 HELLO_RATE, HELLO_BURST = 0.1, 3
+# JOIN_REFUSED answers to refused HELLOs, across all peers: a few, then one a second.
+JOIN_REFUSAL_RATE, JOIN_REFUSAL_BURST = 1.0, 10
 # A STATE_HASH may cost a FULL_SYNC: a few, then one per 5 seconds.
 SYNC_RATE, SYNC_BURST = 0.2, 3
 # A FULL_SYNC may cost a signature check per member: a sync's chunks, then one a second.
@@ -67,7 +70,7 @@ class Hive:
         self.engine: Engine | None = None
         self.ctx: Context | None = None
         self.message_limiter = RateLimiter(self.clock, MESSAGE_RATE, MESSAGE_BURST)
-        self._join_waiters: dict[str, tuple[Future, float]] = {}
+        self._join_waiters: dict[str, tuple[Future, float, int]] = {}
         self._connecting = False        # a hive-join's connect is on the bridge's pool
         self.ledger = Ledger(self.clock)
 
@@ -97,6 +100,8 @@ class Hive:
         self.ctx = Context(db=db, dispatcher=self.engine.dispatcher, lightning=checks,
                            clock=self.clock, config=lambda: self.config,
                            hello_limiter=RateLimiter(self.clock, HELLO_RATE, HELLO_BURST),
+                           join_refusal_limiter=RateLimiter(self.clock, JOIN_REFUSAL_RATE,
+                                                            JOIN_REFUSAL_BURST),
                            sync_limiter=RateLimiter(self.clock, SYNC_RATE, SYNC_BURST),
                            full_sync_limiter=RateLimiter(self.clock, FULL_SYNC_RATE,
                                                          FULL_SYNC_BURST),
@@ -208,7 +213,7 @@ class Hive:
         """Run a command on the engine's worker, where machine state is owned."""
         if not self.running:
             fut: Future = Future()
-            fut.set_exception(RpcException("cl-hive is not running", -32600))
+            fut.set_exception(RpcException("cl-hive is not running", errors.NOT_RUNNING))
             return fut
         return self.engine.submit(fn)
 
@@ -216,7 +221,7 @@ class Hive:
         """Run a read-only command on the reader thread: it answers even while the worker
         waits on a slow call."""
         if not self.running:
-            return _failed(RpcException("cl-hive is not running", -32600))
+            return _failed(RpcException("cl-hive is not running", errors.NOT_RUNNING))
         return self.engine.read(fn)
 
     def status(self) -> Future:
@@ -293,12 +298,16 @@ class Hive:
     def contribution(self, peer_id) -> Future:
         return self.read(lambda: contribution_view.series(self.ctx, peer_id))
 
+    def backup(self, destination) -> Future:
+        # On the reader thread: the copy is one read transaction, the worker carries on.
+        return self.read(lambda: backup_view.backup(self.db, destination))
+
     def diagram(self, machine) -> Future:
         return self.read(lambda: status_view.diagram(machine))
 
     def join(self, ticket, address, timeout) -> Future:
-        """Answers when the joiner's session ends, or after `timeout` seconds with the
-        session's state at that moment."""
+        """Answers when the joiner's session ends: joined, or an error naming why not
+        (docs/ERRORS.md); after `timeout` seconds, a timeout error with the state then."""
         if timeout is None:
             timeout = 2 * self.config.handshake_timeout_seconds + 2 * self.config.tick_seconds
         if type(timeout) is not int or not 1 <= timeout <= 3600:
@@ -306,7 +315,7 @@ class Hive:
         answer: Future = Future()
 
         def opened(session: str) -> None:
-            self._join_waiters[session] = (answer, self.clock.now() + timeout)
+            self._join_waiters[session] = (answer, self.clock.now() + timeout, timeout)
 
         def begin():
             plan = handshake.check_join(self.ctx, ticket, address)
@@ -351,17 +360,24 @@ class Hive:
     def _on_outcome(self, outcome) -> None:
         if outcome.kind != handshake.JOINER or outcome.instance_id not in self._join_waiters:
             return
-        result = handshake.join_result(self.ctx, outcome.instance_id)
-        if result["done"]:
-            answer, _ = self._join_waiters.pop(outcome.instance_id)
-            answer.set_result(result)
+        if handshake.join_result(self.ctx, outcome.instance_id)["done"]:
+            answer, _, _ = self._join_waiters.pop(outcome.instance_id)
+            _settle(answer, lambda: handshake.join_answer(self.ctx, outcome.instance_id))
 
     def _expire_join_waiters(self) -> None:
         now = self.clock.now()
-        for session, (answer, deadline) in list(self._join_waiters.items()):
+        for session, (answer, deadline, timeout) in list(self._join_waiters.items()):
             if now >= deadline:
                 del self._join_waiters[session]
-                answer.set_result(handshake.join_result(self.ctx, session))
+                _settle(answer, lambda: handshake.join_answer(self.ctx, session, timeout))
+
+
+def _settle(answer: Future, fn) -> None:
+    """hive-join's answer: `fn`'s result, or the operator error it raised."""
+    try:
+        answer.set_result(fn())
+    except RpcException as e:
+        answer.set_exception(e)
 
 
 def _failed(error: Exception) -> Future:

@@ -66,6 +66,7 @@ ROUTES = {
     MsgType.CHALLENGE: Route(handshake.on_challenge, "handshake"),
     MsgType.ATTEST: Route(handshake.on_attest, "handshake"),
     MsgType.WELCOME: Route(_on_welcome, "handshake"),
+    MsgType.JOIN_REFUSED: Route(handshake.on_join_refused, "handshake"),
     MsgType.MEMBER_ADDED: Route(handshake.on_member_added, "handshake", messages.MEMBER_ADDED),
     MsgType.GOSSIP: Route(gossip.on_gossip, "gossip", messages.GOSSIP, gossip.prefetch_gossip),
     MsgType.STATE_HASH: Route(gossip.on_state_hash, "gossip", messages.STATE_HASH),

@@ -2,7 +2,8 @@
 
 The joiner's session exists from the moment it sends HELLO; the admin's from the moment
 it answers a valid HELLO with a CHALLENGE. A message that fails validation is its own
-trigger (`*_invalid`), so a failed check is a logged transition, not an exception.
+trigger (`*_invalid`), so a failed check is a logged transition, not an exception. An
+admin that refuses a joiner's ticket says why (JOIN_REFUSED): the joiner's `refused`.
 Every message-driven rule requires the message to come from the session's own peer, and
 is refused once the session's deadline has passed even if no tick has expired it yet.
 """
@@ -11,9 +12,9 @@ from machines.spec import Deadline, MachineSpec, Rule
 JOINER = MachineSpec(
     kind="handshake_joiner",
     title="Handshake session, joiner (initiator) role",
-    states=("hello_sent", "attest_sent", "joined", "failed", "expired"),
+    states=("hello_sent", "attest_sent", "joined", "refused", "failed", "expired"),
     initial="hello_sent",
-    terminal=("joined", "failed", "expired"),
+    terminal=("joined", "refused", "failed", "expired"),
     rules=(
         Rule("challenge_valid", ("hello_sent",), "attest_sent", guards=("from_session_peer",),
              unless=("deadline_passed",)),
@@ -23,6 +24,10 @@ JOINER = MachineSpec(
              unless=("deadline_passed",)),
         Rule("welcome_invalid", ("attest_sent",), "failed", guards=("from_session_peer",),
              unless=("deadline_passed",)),
+        # The admin refused our HELLO (or, at ATTEST, the ticket or the hive's room) and
+        # said why: the join ends at once with that reason.
+        Rule("refused", ("hello_sent", "attest_sent"), "refused",
+             guards=("from_session_peer",), unless=("deadline_passed",)),
         Rule("expire", ("hello_sent", "attest_sent"), "expired", guards=("deadline_passed",)),
     ),
     deadlines=(

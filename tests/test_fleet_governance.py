@@ -6,6 +6,7 @@ input is answered with errors naming the parameter, and approving twice is refus
 import pytest
 from pyln.client import RpcError
 
+from handlers.frame import errors
 from tests.fleet_helpers import form_hive
 from tests.standin.backend import HIVE_PLUGIN, STANDIN_DIR
 
@@ -36,7 +37,7 @@ def test_proposed_approved_executed_and_every_step_notified(fleet):
     a.rpc.call("hive-approve-action", {"id": act["id"]})
     with pytest.raises(RpcError, match="only an action awaiting approval can be approved") as e:
         a.rpc.call("hive-approve-action", {"id": act["id"]})
-    assert e.value.error["code"] == 2007
+    assert e.value.error["code"] == errors.ACTION_NOT_PENDING
     fleet.wait_for(lambda: a.rpc.call("hive-action", {"id": act["id"]})["state"] == "executed",
                    timeout=30, what="the action to execute")
     assert [c["peer_id"] for c in x.rpc.listpeerchannels()["channels"]] == [a.id]

@@ -8,6 +8,8 @@ import threading
 import pytest
 from pyln.client import RpcError
 
+from handlers.frame import errors
+
 from tests.fleet_helpers import form_hive, intent_states, rebalance_args
 from tests.standin.backend import HIVE_PLUGIN
 
@@ -30,13 +32,14 @@ def race_for(fleet, a, b, target):
             ids[node.id] = node.rpc.call("hive-intent", {
                 "type": "channel_open", "target": target.id, "amount_sat": 1_000_000})["intent_id"]
         except RpcError as e:      # the other's INTENT arrived first: the target is held
-            refused[node.id] = e.error["message"]
+            refused[node.id] = (e.error["code"], e.error["message"])
     threads = [threading.Thread(target=go, args=(n,)) for n in (a, b)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert all(m.startswith("target: held by") for m in refused.values()), refused
+    assert all(code == errors.TARGET_HELD and m.startswith("target: held by")
+               for code, m in refused.values()), refused
     if len(ids) == 2:               # both announced before hearing of the other: the key decides
         winner, loser = (a, b) if a.id < b.id else (b, a)
         fleet.wait_for(lambda: intent_states(loser)[ids[loser.id]] == "aborted", timeout=10,

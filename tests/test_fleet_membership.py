@@ -3,6 +3,8 @@ persistence across a restart. Each runs on the stand-in and on real lightningd."
 import pytest
 from pyln.client import RpcError
 
+from handlers.frame import errors
+
 
 def members(node):
     view = node.rpc.call("hive-members")
@@ -57,14 +59,17 @@ def test_operator_errors_name_the_parameter(fleet):
     assert err.value.error["message"] == "tier: expected one of neophyte|member"
 
 
-def test_hive_join_reports_the_state_when_the_admin_stays_silent(fleet):
+def test_hive_join_times_out_as_an_error_with_the_state_when_the_admin_stays_silent(fleet):
     a, b = fleet.nodes(2, options={"hive-tick-seconds": 1})   # the timeout is seen at a tick
     fleet.connect(a, b)
     a.rpc.call("hive-genesis", {})
     ticket = a.rpc.call("hive-invite", {})["ticket"]
     a.kill_plugin("plugin.py")
-    result = b.rpc.call("hive-join", {"ticket": ticket, "timeout": 2})
-    assert result["done"] is False and result["state"] == "hello_sent"
+    with pytest.raises(RpcError) as err:
+        b.rpc.call("hive-join", {"ticket": ticket, "timeout": 2})
+    assert err.value.error["code"] == errors.TIMEOUT
+    assert err.value.error["message"].startswith("timeout: no end within 2 s")
+    assert err.value.error["data"]["state"] == "hello_sent"
 
 
 def test_join_connects_to_the_admin_by_address(fleet):
@@ -92,11 +97,14 @@ def test_a_joiner_whose_welcome_was_lost_joins_with_the_same_ticket(fleet):
     # The seeded draws let HELLO, CHALLENGE and ATTEST through and lose the WELCOME: the
     # admin has admitted b, b never hears of it.
     fleet.network.set_chaos(seed=5, drop=0.5)
-    result = b.rpc.call("hive-join", {"ticket": ticket})
+    with pytest.raises(RpcError) as err:
+        b.rpc.call("hive-join", {"ticket": ticket})
     fleet.network.set_chaos(drop=0.0)
     lost = [msg[:4] for _, _, _, msg, outcome in fleet.network.trace if outcome == "dropped"]
     assert lost[:1] == ["8007"]                     # the first message lost is the WELCOME
-    assert result["state"] == "expired" and "same ticket" in result["reason"], result
+    error = err.value.error
+    assert error["code"] == errors.TIMEOUT and error["data"]["state"] == "expired"
+    assert "same ticket" in error["data"]["reason"], error
     assert b.id in members(a) and members(b) == {}
     result = b.rpc.call("hive-join", {"ticket": ticket})
     assert result["state"] == "joined", result

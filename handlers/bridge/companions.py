@@ -24,6 +24,7 @@ import structlog
 
 from handlers.bridge import breaker
 from handlers.bridge.pool import FAILED, REFUSED, CallOutcome, CallPool
+from handlers.frame.clock import unix
 
 log = structlog.get_logger("hive.bridge")
 
@@ -296,9 +297,9 @@ class Bridge:
             state, since, data = breaker.state(ctx, name)
             out[name] = {"detected": comp.detected, "version": comp.version,
                          "capabilities": comp.capabilities, "missing_reason": comp.reason,
-                         "breaker": {"state": state, "since": since,
+                         "breaker": {"state": state, "since": unix(since),
                                      "consecutive_failures": data.get("failures", 0)},
-                         "last_error": comp.last_error, "last_error_at": comp.last_error_at,
+                         "last_error": comp.last_error, "last_error_at": unix(comp.last_error_at),
                          "calls": comp.calls, "failures": comp.failures,
                          "calls_unanswered": self.pool.taken(name)}
         return out

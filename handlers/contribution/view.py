@@ -7,6 +7,7 @@ import re
 
 from handlers.contribution.flow import first_day, ratio
 from handlers.frame import errors
+from handlers.frame.clock import unix
 from handlers.membership.members import active_members
 from storage import contribution as store
 
@@ -27,7 +28,8 @@ def annotate(ctx, view: dict) -> dict:
         state = states.get(peer) or {"throttled": False, "since": None}
         m["contribution"] = {"forwarded_msat": fwd, "received_msat": rcv,
                              "ratio": ratio(fwd, rcv, cfg), "throttled": state["throttled"],
-                             "throttled_since": state["since"] if state["throttled"] else None}
+                             "throttled_since": unix(state["since"]) if state["throttled"]
+                             else None}
     return view
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from handlers.contribution.flow import first_day, ratio
 from handlers.council import records
 from handlers.council.score import unique_peers, value_add
+from handlers.frame.clock import unix
 from handlers.membership import members as ms
 from storage import contribution as contribution_store
 from storage import council as store
@@ -66,8 +67,9 @@ def applies(conn, row: dict) -> bool:
 
 def listing(ctx) -> dict:
     conn = ctx.db.conn()
-    if hive_store.get_meta(conn) is None:
-        return {"proposals": []}
+    if hive_store.get_meta(conn) is None:     # the same keys as in a hive
+        return {"proposals": [], "our_id": ctx.known_node_id, "voting_members": [],
+                "active_members": 0}
     now = ctx.now()
     out = []
     for row in store.proposals(conn):
@@ -77,8 +79,8 @@ def listing(ctx) -> dict:
             needed, eligible = majority_quorum(row["eligible"]), row["eligible"]
         out.append({"proposal_id": row["proposal_id"], "kind": row["kind"],
                     "target": row["target"], "proposer": row["proposer"],
-                    "reason": row["record"]["reason"], "created_at": row["created_at"],
-                    "expires_at": row["expires_at"], "status": status_of(conn, row, now),
+                    "reason": row["record"]["reason"], "created_at": unix(row["created_at"]),
+                    "expires_at": unix(row["expires_at"]), "status": status_of(conn, row, now),
                     "yes": sorted(v["voter"] for v in votes if v["choice"] == "yes"),
                     "no": sorted(v["voter"] for v in votes if v["choice"] == "no"),
                     "quorum": needed, "eligible": eligible})

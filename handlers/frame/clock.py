@@ -5,6 +5,12 @@ import threading
 import time
 
 
+def unix(t: float | None) -> int | None:
+    """A time as the operator sees it: whole Unix seconds (our clocks and deadlines keep
+    fractions, which results never show)."""
+    return None if t is None else int(t)
+
+
 class SystemClock:
     def now(self) -> float:
         return time.time()

@@ -21,6 +21,9 @@ class Context:
     full_sync_limiter: RateLimiter
     # Proposals, votes and decisions each cost signature checks: a few, then a few a second.
     council_limiter: RateLimiter
+    # JOIN_REFUSED answers, across all peers (handlers.membership.admit.refuse_join); None
+    # where a test leaves them unlimited.
+    join_refusal_limiter: RateLimiter | None = None
     # In-memory timers and flags of the tick's own work (lost on restart, which only
     # means one early sync or broadcast).
     timers: dict = field(default_factory=dict)
@@ -40,6 +43,11 @@ class Context:
         """Our node id, asked of lightningd once (on the worker, after init)."""
         if self._node_id is None:
             self._node_id = self.lightning.call("getinfo", {})["id"]
+        return self._node_id
+
+    @property
+    def known_node_id(self) -> str | None:
+        """Our node id if already known, without asking lightningd (None until then)."""
         return self._node_id
 
     def every(self, name: str, seconds: float) -> bool:

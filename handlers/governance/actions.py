@@ -9,6 +9,7 @@ import structlog
 from pyln.client import RpcException
 
 from handlers.frame import errors
+from handlers.frame.clock import unix
 from handlers.governance import execution, oracle
 from handlers.governance.kinds import ALL_PARAMS, KINDS
 from machines import guards
@@ -140,8 +141,8 @@ def _shape(row) -> dict:
             "amount_sat": row["amount_sat"], "params": data.get("params", {}),
             "reason": data.get("reason"), "origin": row["origin"], "state": row["state"],
             "mode": row["mode"], "approved_by": row["approved_by"],
-            "approved_at": row["approved_at"], "created_at": row["created_at"],
-            "expires_at": row["deadline"] if row["deadline_trigger"] == "expire" else None,
+            "approved_at": unix(row["approved_at"]), "created_at": unix(row["created_at"]),
+            "expires_at": unix(row["deadline"]) if row["deadline_trigger"] == "expire" else None,
             "waiting_reason": data.get("waiting_reason"),
             "rejected_reason": data.get("rejected_reason"),
             "oracle": data.get("oracle"), "lock_id": data.get("lock_id"),
@@ -167,7 +168,7 @@ def one(ctx, action_id) -> dict:
     if out is None:
         raise errors.bad_param("id", f"no action {action_id}")
     out["transitions"] = [
-        {"at": t["at"], "trigger": t["trigger"], "from": t["source"], "to": t["dest"],
+        {"at": unix(t["at"]), "trigger": t["trigger"], "from": t["source"], "to": t["dest"],
          "context": t["context"]}
         for t in transition_log.for_instance(ctx.db.conn(), KIND, action_id)]
     return out

@@ -23,6 +23,7 @@ import structlog
 from pyln.client import RpcException
 
 from handlers.frame import errors
+from handlers.frame.clock import unix
 from handlers.frame.dispatch import Send
 from handlers.frame.refusals import refusal_log
 from handlers.intents import acks, rebalance
@@ -150,12 +151,13 @@ def announce(ctx, intent_type, target, amount_sat, from_channel=None, to_channel
     # its hold is how two members would both end up executing.
     for row in _holding(ctx, intent_type, target):
         who = "our" if row["initiator"] == ctx.node_id else f"{row['initiator']}'s"
-        raise errors.bad_param("target", f"held by {who} intent {row['lock_id']} "
-                               f"({row['state']})")
+        raise RpcException(f"target: held by {who} intent {row['lock_id']} "
+                           f"({row['state']})", errors.TARGET_HELD)
     word = acks.promised(ctx, intent_type, target) if acks.needs_majority(intent_type) else None
     if word is not None:
-        raise errors.bad_param("target", f"this node acknowledged intent {word} on it; free "
-                               "once that intent is aborted or its lock window ends")
+        raise RpcException(f"target: this node acknowledged intent {word} on it; free "
+                           "once that intent is aborted or its lock window ends",
+                           errors.TARGET_HELD)
     rebalance.check_channels(ctx, target, carried)
     config = ctx.config()
     intent = {"intent_id": secrets.token_hex(16), "intent_type": intent_type, "target": target,
@@ -180,7 +182,7 @@ def announce(ctx, intent_type, target, amount_sat, from_channel=None, to_channel
                               sends=[Send(p, msg) for p in peers])
     inst = ctx.dispatcher.load(KIND, _key(intent))
     return {"intent_id": intent["intent_id"], "initiator": intent["initiator"],
-            "lock_id": _key(intent), "state": inst.state, "commits_at": inst.deadline}
+            "lock_id": _key(intent), "state": inst.state, "commits_at": unix(inst.deadline)}
 
 
 # -- INTENT from a peer -------------------------------------------------------------------
@@ -341,8 +343,8 @@ def listing(ctx) -> dict:
         {"lock_id": r["lock_id"], "intent_id": r["intent_id"], "type": r["intent_type"],
          "target": r["target"],
          "initiator": r["initiator"], "role": r["data"].get("role"), "state": r["state"],
-         "deadline": r["deadline"], "next": r["deadline_trigger"],
-         "created_at": r["created_at"], "failure": r["data"].get("failure"),
+         "deadline": unix(r["deadline"]), "next": r["deadline_trigger"],
+         "created_at": unix(r["created_at"]), "failure": r["data"].get("failure"),
          # a majority intent of ours: acknowledgements so far, and how many it needs
          **({"acks": len(r["data"].get("acks") or {}), "quorum": r["data"]["quorum"]}
             if "quorum" in r["data"] else {}),

@@ -10,6 +10,7 @@ from handlers.membership import members as ms
 from handlers.wire import messages, signing
 from handlers.wire.framing import MsgType, WireError, encode
 from storage import hive as hive_store
+from storage import outbox
 from handlers.membership.session import (ACTIVE_TIERS, ADMIN, LIVE_ADMIN, Invariant, awaiting,
                                          must, refuse)
 
@@ -34,6 +35,9 @@ def on_hello(ctx, peer_id: str, body: dict) -> None:
     if known is not None and known["tier"] in ACTIVE_TIERS and not again:
         return refuse(peer_id, "HELLO", f"already a member ({known['tier']})")
     if hive_store.is_banned(conn, peer_id):
+        # Told only to the holder of a ticket we issued: a stranger learns nothing.
+        if ms.ticket_unknown(ctx, conn, meta, fields) is None:
+            return refuse_join(ctx, peer_id, hello["session"], ms.REFUSALS["banned"])
         return refuse(peer_id, "HELLO", "banned")
     if known is not None and not again:
         # A node that left keeps its row and comes back on a new ticket (`readmit`), on
@@ -45,7 +49,7 @@ def on_hello(ctx, peer_id: str, body: dict) -> None:
                           "(this ticket grants member)")
     problem = ms.ticket_problem(ctx, conn, peer_id, meta, fields, again)
     if problem:
-        return refuse(peer_id, "HELLO", problem)
+        return refuse_join(ctx, peer_id, hello["session"], problem)
     session_id = f"{peer_id}:{hello['session']}"
     if ctx.dispatcher.load(ADMIN, session_id) is not None:
         return refuse(peer_id, "HELLO", "duplicate of a known session")
@@ -68,6 +72,21 @@ def on_hello(ctx, peer_id: str, body: dict) -> None:
             "session": hello["session"], "hive_id": meta["hive_id"], "nonce": nonce}))])
 
 
+def refuse_join(ctx, peer_id: str, session: str, problem: str, msg: str = "HELLO") -> None:
+    """Refuse a HELLO (or an ATTEST); when the reason is one the ticket's holder may know
+    (`ms.REFUSALS`), tell the joiner in an unsigned JOIN_REFUSED, so its hive-join ends at
+    once. Those answers are rate-limited across all peers: each costs us nothing but a
+    message, yet a flood of HELLOs must not become a flood of answers."""
+    reason = ms.REFUSAL_CODES.get(problem)
+    limiter = ctx.join_refusal_limiter
+    if reason is None or (limiter is not None and not limiter.allow("join_refused")):
+        return refuse(peer_id, msg, problem)
+    refuse(peer_id, msg, problem, answered=reason)
+    answer = encode(MsgType.JOIN_REFUSED, {"session": session, "reason": reason})
+    with ctx.db.transaction() as conn:
+        outbox.add(conn, peer_id=peer_id, msg_hex=answer, now=ctx.clock.now())
+
+
 # -- admin: ATTEST --------------------------------------------------------------------
 def on_attest(ctx, peer_id: str, body: dict) -> None:
     # The admin's table picks the rule (a first admission, or the same one again).
@@ -82,6 +101,8 @@ def on_attest(ctx, peer_id: str, body: dict) -> None:
     if problem:
         ctx.dispatcher.fire(ADMIN, session_id, "attest_invalid", peer_id=peer_id, now=now,
                             data_update={"failure": problem})
+        if problem in ms.REFUSAL_CODES:     # the ticket or the room went meanwhile
+            refuse_join(ctx, peer_id, inst.data["session"], problem, msg="ATTEST")
         return
     welcome(ctx, peer_id, session_id, inst, meta, now)
 
@@ -89,10 +110,10 @@ def on_attest(ctx, peer_id: str, body: dict) -> None:
 def _can_admit(ctx, peer_id, inst) -> str | None:
     ticket = hive_store.get_ticket(ctx.db.conn(), inst.data["ticket_id"])
     if ticket is None or ticket["used_by"] is not None:
-        return "ticket already used"
+        return ms.REFUSALS["ticket_used"]
     # Several sessions may be open at once: the hive may have filled up since HELLO.
     if len(ms.active_members(ctx.db.conn())) >= ctx.config().max_members:
-        return "hive is full (hive-max-members)"
+        return ms.REFUSALS["hive_full"]
     return None
 
 

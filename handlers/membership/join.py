@@ -14,7 +14,8 @@ from handlers.membership import members as ms
 from handlers.wire import messages, signing
 from handlers.wire.framing import MsgType, WireError, encode
 from storage import hive as hive_store
-from handlers.membership.session import FEATURES, JOINER, LIVE_JOINER, awaiting, must
+from handlers.membership.session import (FEATURES, JOINER, LIVE_JOINER, awaiting, must,
+                                         refuse)
 
 # -- joiner: hive-join ----------------------------------------------------------------
 def start_join(ctx, ticket, address) -> str:
@@ -121,6 +122,30 @@ def join_result(ctx, session: str) -> dict:
     return out
 
 
+def join_answer(ctx, session: str, waited: int | None = None) -> dict:
+    """What hive-join answers: the joined node's hive, or an error naming why not (the
+    admin's refusal, a failed check, the handshake's timeout, or, with `waited`, hive-join's
+    own `timeout` while the session still runs)."""
+    result = join_result(ctx, session)
+    state, reason = result["state"], result.get("reason")
+    details = {"session": session, "state": state, "admin": result["admin"]}
+    if state == "joined":
+        return {k: v for k, v in result.items() if k != "done"}
+    if state == "refused":
+        code = ctx.dispatcher.load(JOINER, session).data["refused"]
+        raise errors.OperatorError(f"{code}: {reason}", errors.JOIN_REFUSED,
+                                   reason=code, **details)
+    if state == "failed":
+        raise errors.OperatorError(f"the handshake failed: {reason}", errors.JOIN_FAILED,
+                                   reason=reason, **details)
+    if state == "expired":
+        raise errors.OperatorError(f"the handshake timed out: {reason}", errors.TIMEOUT,
+                                   reason=reason, **details)
+    why = (f"timeout: no end within {waited} s; the handshake goes on ({state}) and ends "
+           "by itself (hive-handshake-timeout-seconds)")
+    raise errors.OperatorError(why, errors.TIMEOUT, reason=why, **details)
+
+
 EXPIRED_AFTER_ATTEST = ("no WELCOME came before the handshake timeout; the admin may have "
                         "admitted this node all the same: run hive-join again with the same "
                         "ticket to complete the join")
@@ -158,6 +183,34 @@ def on_challenge(ctx, peer_id: str, body: dict) -> None:
         JOINER, session, "challenge_valid", peer_id=peer_id, now=now,
         data_update={"attested": True},     # from now on the admin may admit us
         sends=[Send(peer_id, encode(MsgType.ATTEST, {**attest, "sig": sig}))]))
+
+
+# -- joiner: JOIN_REFUSED -------------------------------------------------------------
+def on_join_refused(ctx, peer_id: str, body: dict) -> None:
+    """The admin refused our HELLO (or ATTEST) and said why. Taken only for a live session
+    of ours whose peer is the sender (`awaiting`): no one else can end our join."""
+    found = awaiting(ctx, peer_id, body, JOINER, "refused", "JOIN_REFUSED",
+                     "no open session of ours awaits it")
+    if found is None:
+        return
+    session, _, now, _ = found
+    try:
+        refusal = messages.parse(messages.JOIN_REFUSED, body)
+    except WireError as e:
+        return refuse(peer_id, "JOIN_REFUSED", f"malformed: {e}", session=session)
+    must(ctx.dispatcher.fire(JOINER, session, "refused", peer_id=peer_id, now=now,
+                             data_update={"refused": refusal["reason"],
+                                          "failure": REFUSED_BECAUSE[refusal["reason"]]}))
+
+
+# What the operator reads for each reason the admin may give.
+REFUSED_BECAUSE = {
+    "ticket_used": "the admin refused the ticket: it was used already",
+    "ticket_expired": "the admin refused the ticket: it has expired",
+    "ticket_bound": "the admin refused the ticket: it is bound to another node",
+    "hive_full": "the admin refused the join: the hive is full (its hive-max-members)",
+    "banned": "the admin refused the join: this node is banned from the hive",
+}
 
 
 # -- joiner: WELCOME ------------------------------------------------------------------

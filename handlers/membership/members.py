@@ -209,24 +209,43 @@ def decode_ticket(text) -> tuple[dict, str]:
 
 
 # -- tickets at HELLO ----------------------------------------------------------------
-def ticket_problem(ctx, conn, peer_id, meta, fields, again) -> str | None:
-    """Why this ticket opens no session for this peer, if it does not. A ticket that
-    already admitted this peer (`again`) still proves that admission: used by it, expired
-    since and counted among the members are then no reason to refuse."""
+# Why an admin refuses a HELLO whose ticket it issued (JOIN_REFUSED's reason codes, from
+# handlers.wire.messages): what the ticket's holder can know already. Any other refusal
+# is not told.
+REFUSALS = {"ticket_used": "ticket already used", "ticket_expired": "ticket expired",
+            "ticket_bound": "ticket is bound to another node",
+            "hive_full": "hive is full (hive-max-members)", "banned": "banned"}
+REFUSAL_CODES = {text: code for code, text in REFUSALS.items()}
+
+
+def ticket_unknown(ctx, conn, meta, fields) -> str | None:
+    """Why this admin did not issue this ticket as presented, if it did not: then its
+    presenter is told nothing."""
     if fields["hive_id"] != meta["hive_id"] or fields["admin"] != ctx.node_id:
         return "ticket is for another hive or admin"
     issued = hive_store.get_ticket(conn, fields["ticket_id"])
     if issued is None or (issued["tier"], issued["peer_id"], issued["expires_at"]) != \
             (fields["tier"], fields["peer_id"], fields["expires_at"]):
         return "ticket was not issued by this admin as presented"
+    return None
+
+
+def ticket_problem(ctx, conn, peer_id, meta, fields, again) -> str | None:
+    """Why this ticket opens no session for this peer, if it does not. A ticket that
+    already admitted this peer (`again`) still proves that admission: used by it, expired
+    since and counted among the members are then no reason to refuse."""
+    problem = ticket_unknown(ctx, conn, meta, fields)
+    if problem:
+        return problem
+    issued = hive_store.get_ticket(conn, fields["ticket_id"])
     if issued["used_by"] is not None and not again:
-        return "ticket already used"
+        return REFUSALS["ticket_used"]
     if fields["expires_at"] <= ctx.now() and not again:
-        return "ticket expired"
+        return REFUSALS["ticket_expired"]
     if fields["peer_id"] is not None and fields["peer_id"] != peer_id:
-        return "ticket is bound to another node"
+        return REFUSALS["ticket_bound"]
     if len(active_members(conn)) >= ctx.config().max_members and not again:
-        return "hive is full (hive-max-members)"
+        return REFUSALS["hive_full"]
     return None
 
 
@@ -244,8 +263,9 @@ def admitted_by(conn, peer_id: str, ticket_id: str) -> bool:
 # -- hive-members ---------------------------------------------------------------------
 def members_view(ctx) -> dict:
     meta = hive_store.get_meta(ctx.db.conn())
-    if meta is None:
-        return {"hive_id": None, "our_tier": None, "members": []}
+    if meta is None:        # the same keys as in a hive: scripts need not test for them
+        return {"hive_id": None, "name": None, "admin": None, "our_id": ctx.known_node_id,
+                "our_tier": None, "members": []}
     rows = hive_store.members(ctx.db.conn())
     ours = next((m["tier"] for m in rows if m["peer_id"] == ctx.node_id), None)
     return {

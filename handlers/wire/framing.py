@@ -40,6 +40,7 @@ class MsgType(IntEnum):
     MEMBERSHIP_HASH = 32799
     MEMBERSHIP_SYNC = 32801
     INTENT_ACK = 32803
+    JOIN_REFUSED = 32805
 
 
 KNOWN_TYPES = frozenset(int(t) for t in MsgType)

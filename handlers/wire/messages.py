@@ -135,6 +135,9 @@ HELLO = {"session": SESSION, "ticket": text(2048)}
 CHALLENGE = {"session": SESSION, "hive_id": HIVE_ID, "nonce": NONCE}
 ATTEST = {"session": SESSION, "nonce": NONCE, "pubkey": node_id, "plugin_version": text(32),
           "features": list_of(text(32), 16), "sig": zbase}
+# Why an admin refused a HELLO: only what the ticket's holder could know already.
+JOIN_REFUSAL_REASONS = ("ticket_used", "ticket_expired", "ticket_bound", "hive_full", "banned")
+JOIN_REFUSED = {"session": SESSION, "reason": one_of(*JOIN_REFUSAL_REASONS)}
 WELCOME = {"session": SESSION, "hive_id": HIVE_ID, "genesis": record(SIGNED_GENESIS),
            "admission": record(SIGNED_ADMISSION),
            "members": list_of(record(SIGNED_ADMISSION), MAX_MEMBERS_IN_WELCOME)}

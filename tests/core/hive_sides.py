@@ -11,7 +11,8 @@ from handlers import router
 from handlers.frame.context import Context
 from handlers.frame.dispatch import Dispatcher
 from handlers.hive import (COUNCIL_BURST, COUNCIL_RATE, FULL_SYNC_BURST, FULL_SYNC_RATE,
-                           HELLO_BURST, HELLO_RATE, SYNC_BURST, SYNC_RATE)
+                           HELLO_BURST, HELLO_RATE, JOIN_REFUSAL_BURST, JOIN_REFUSAL_RATE,
+                           SYNC_BURST, SYNC_RATE)
 from handlers.frame.ratelimit import RateLimiter
 from storage import hive as hive_store
 from storage import machine_rows, outbox
@@ -96,6 +97,8 @@ class Side:
         self.ctx = Context(db=self.db, dispatcher=self.dispatcher, lightning=self.lightning,
                            clock=clock, config=lambda: self.config,
                            hello_limiter=RateLimiter(clock, HELLO_RATE, HELLO_BURST),
+                           join_refusal_limiter=RateLimiter(clock, JOIN_REFUSAL_RATE,
+                                                            JOIN_REFUSAL_BURST),
                            sync_limiter=RateLimiter(clock, SYNC_RATE, SYNC_BURST),
                            full_sync_limiter=RateLimiter(clock, FULL_SYNC_RATE,
                                                          FULL_SYNC_BURST),

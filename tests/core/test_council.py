@@ -9,7 +9,7 @@ from council_sides import hive, promote, tiers
 from handlers.council import apply, leave, proposals, score, view
 from handlers.hivemap import gossip
 from handlers.membership import handshake, members, rights
-from handlers.wire.framing import MsgType, encode
+from handlers.wire.framing import MsgType, decode, encode
 from hive_sides import pump
 from machines.guards import majority_quorum
 from storage import hive as hive_store
@@ -87,11 +87,12 @@ def test_a_ban_by_votes_takes_effect_on_every_node(council, clock):
         a.receive(d, msg)
     a.receive(d, encode(MsgType.MEMBERSHIP_HASH, {"hash": "0" * 64, "count": 1}))
     assert a.snapshot() == before
-    # The admin refuses its handshake, even with a fresh ticket.
+    # The admin refuses its handshake, even with a fresh ticket, and tells it why.
     ticket = members.invite(a.ctx, None, None, None)["ticket"]
     before = a.snapshot()
     with capture_logs() as logs:
         a.receive(d, encode(MsgType.HELLO, {"session": "1" * 32, "ticket": ticket}))
+    assert [decode(m)[1]["reason"] for m in a.outgoing(d)] == ["banned"]
     assert a.snapshot() == before
     assert [e["reason"] for e in logs if e["event"] == "handshake.refused"] == ["banned"]
 

@@ -55,6 +55,16 @@ def refusals(logs):
     return [e["reason"] for e in logs if e["event"] == "handshake.refused"]
 
 
+def told(admin, joiner):
+    """The JOIN_REFUSED answers the admin queued for `joiner`: (session, reason) each."""
+    out = []
+    for msg in admin.outgoing(joiner):
+        msg_type, body = decode(msg)
+        assert msg_type == MsgType.JOIN_REFUSED, msg_type
+        out.append((body["session"], body["reason"]))
+    return out
+
+
 def hello(session="ab" * 16, ticket="x"):
     return encode(MsgType.HELLO, {"session": session, "ticket": ticket})
 
@@ -107,6 +117,7 @@ def test_expired_ticket(hive, clock):
     with capture_logs() as logs:
         admin.receive(joiner, hello(ticket=ticket))
     assert refusals(logs) == ["ticket expired"]
+    assert told(admin, joiner) == [("ab" * 16, "ticket_expired")]
     assert (admin.snapshot(), joiner.snapshot()) == before
 
 
@@ -159,12 +170,16 @@ def test_reused_ticket_is_refused(hive, sides):
     assert join(admin, joiner, ticket)["state"] == "joined"
     other = sides("other")
     before = admin.snapshot()
-    handshake.start_join(other.ctx, ticket, None)
+    session = handshake.start_join(other.ctx, ticket, None)
     with capture_logs() as logs:
         pump(admin, other)
     assert refusals(logs) == ["ticket already used"]
     assert admin.snapshot() == before
     assert other.members() == {}
+    # The admin said why, and the joiner's session ended at once with that reason.
+    result = handshake.join_result(other.ctx, session)
+    assert (result["state"], result["reason"]) == ("refused", handshake.REFUSED_BECAUSE[
+        "ticket_used"])
 
 
 def test_ticket_bound_to_another_node_is_refused(hive, sides):
@@ -177,6 +192,7 @@ def test_ticket_bound_to_another_node_is_refused(hive, sides):
     with capture_logs() as logs:
         admin.receive(joiner, hello(ticket=ticket))
     assert refusals(logs) == ["ticket is bound to another node"]
+    assert told(admin, joiner) == [("ab" * 16, "ticket_bound")]
     assert admin.snapshot() == before
     assert join(admin, other, ticket)["state"] == "joined"
 
@@ -545,11 +561,12 @@ def test_hive_fills_up_between_hello_and_attest(hive, sides):
     pump(admin, joiner, second)
     states = {joiner.dispatcher.load("handshake_joiner", s1).state,
               second.dispatcher.load("handshake_joiner", s2).state}
-    assert states == {"joined", "attest_sent"}
+    assert states == {"joined", "refused"}     # the late one is told at ATTEST, at once
     assert len(admin.members()) == 2
     late, sid = (joiner, s1) if joiner.node_id not in admin.members() else (second, s2)
     failed = admin.dispatcher.load("handshake_admin", f"{late.node_id}:{sid}")
     assert failed.state == "failed" and "hive is full" in failed.data["failure"]
+    assert late.dispatcher.load("handshake_joiner", sid).data["refused"] == "hive_full"
 
 
 def test_welcome_carries_two_admissions_and_the_sync_brings_the_rest(hive, sides):

@@ -101,7 +101,7 @@ def test_manifest_is_one_lightningd_accepts(plugin):
                                               "shutdown", "channel_opened",
                                               "channel_state_changed"}
     methods = {m["name"]: m["usage"] for m in manifest["rpcmethods"]}
-    assert methods["hive-diagram"] == "machine" and "hive-status" in methods
+    assert methods["hive-diagram"].split("\n")[0].strip() == "machine" and "hive-status" in methods
 
 
 def test_status_after_init_creates_the_database(plugin, tmp_path):
@@ -230,3 +230,14 @@ def test_importing_plugin_py_has_no_side_effects():
                          text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout == ""
+
+
+def test_bad_parameters_and_faults_reach_lightningd_without_a_traceback(plugin):
+    plugin.start()
+    assert plugin.request("hive-vouch", {})["error"] == {
+        "code": -32602, "message": "peer_id: missing required parameter"}
+    assert plugin.request("hive-status", ["extra"])["error"]["code"] == -32602
+    # No lightningd behind this plugin: genesis cannot sign, and says so with a code.
+    err = plugin.request("hive-genesis", {})["error"]
+    assert err["code"] == 4480 and err["message"].startswith("hive-genesis: ")
+    assert set(err) == {"code", "message"}

@@ -38,8 +38,9 @@ def record_traffic(tmp_path, clock) -> tuple[list[Side], list[Seed]]:
         seeds.append(Seed(src.node_id, dst.node_id, MsgType(peek(msg)), msg))
 
     membership.genesis(a.ctx, "fleet")
+    used = None
     for joiner in (b, c):
-        ticket = membership.invite(a.ctx, None, None, None)["ticket"]
+        ticket = used = membership.invite(a.ctx, None, None, None)["ticket"]
         handshake.start_join(joiner.ctx, ticket, None)
         pump(*sides, observe=seen)
     for s in sides:
@@ -66,7 +67,8 @@ def record_traffic(tmp_path, clock) -> tuple[list[Side], list[Seed]]:
     pump(*sides, observe=seen)
     # Membership governance: b asks to be promoted and the admin's vouch decides it (VOTE,
     # DECISION); c misses both and catches up by MEMBERSHIP_HASH and MEMBERSHIP_SYNC; then
-    # a fourth node joins and leaves (LEAVE), so a, b and c stay members for the fuzzer.
+    # a fourth node is refused a used ticket (JOIN_REFUSED), joins and leaves (LEAVE), so a,
+    # b and c stay members for the fuzzer.
     proposals.request_promotion(b.ctx)
     pump(*sides, observe=seen)
     a.outgoing(c)
@@ -80,6 +82,8 @@ def record_traffic(tmp_path, clock) -> tuple[list[Side], list[Seed]]:
         council_sync.on_tick(s.ctx)
     pump(*sides, observe=seen)
     d = Side("d", tmp_path, clock, **{"hive-probation-days": 0})
+    handshake.start_join(d.ctx, used, None)         # c's ticket: refused (JOIN_REFUSED)
+    pump(a, d, observe=seen)
     handshake.start_join(d.ctx, membership.invite(a.ctx, None, None, None)["ticket"], None)
     pump(*sides, d, observe=seen)
     sides.append(d)

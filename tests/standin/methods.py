@@ -198,11 +198,26 @@ def check(node, params):
     raise RpcFail(P.INVALID_PARAMS, "missing required parameter: command_to_check")
 
 
+def help(node, params):
+    # jsonrpc.c json_help: "<name> <usage>" per command, a plugin's usage as its manifest
+    # gave it (the stand-in's own built-ins have none).
+    a = P.parse(params, ("command", OPT, P.string))
+    usages = {name: "" for name in BUILTINS}
+    for h in node.hosts:
+        if h.state in ("init", "active") and h.manifest:
+            usages.update((m["name"], m["usage"]) for m in h.manifest.get("rpcmethods", []))
+    if a["command"] is not None and a["command"] not in usages:
+        raise RpcFail(P.METHOD_NOT_FOUND, "Unknown command %s" % a["command"])
+    names = [a["command"]] if a["command"] is not None else sorted(usages)
+    return {"help": [{"command": "%s %s" % (n, usages[n])} for n in names], "format-hint": "simple"}
+
+
 def _register():
     from . import methods_datastore, methods_funds, methods_plugins
     table = {name: fn for name, fn in globals().items()
              if name in ("getinfo", "signmessage", "checkmessage", "sendcustommsg", "listpeers", "connect",
-                         "disconnect", "listnodes", "listchannels", "feerates", "listforwards", "check")}
+                         "disconnect", "listnodes", "listchannels", "feerates", "listforwards", "check",
+                         "help")}
     table.update(methods_funds.METHODS)
     table.update(methods_plugins.METHODS)
     table.update(methods_datastore.METHODS)
