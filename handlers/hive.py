@@ -108,6 +108,7 @@ class Hive:
         self.engine.dispatcher.observers.append(self._on_outcome)
         fees.install(self.ctx.bridge)
         self.engine.dispatcher.observers.append(lambda o: fees.on_member_outcome(self.ctx, o))
+        self.engine.dispatcher.observers.append(lambda o: gossip.on_member_outcome(self.ctx, o))
         governance_notify.install(self.ctx, governance.view)
         self.engine.on_tick.append(self._expire_join_waiters)
         # partials, not lambdas: a failing step is logged under its function's name
