@@ -10,6 +10,7 @@ from concurrent.futures import Future
 import structlog
 from pyln.client import RpcError, RpcException
 
+from handlers import events as events_view
 from handlers import router
 from handlers import status as status_view
 from handlers.bridge import fees
@@ -293,6 +294,10 @@ class Hive:
 
     def contribution(self, peer_id) -> Future:
         return self.read(lambda: contribution_view.series(self.ctx, peer_id))
+
+    def events(self, machine, instance_id, peer_id, since, limit) -> Future:
+        return self.read(lambda: events_view.events(self.ctx, machine, instance_id, peer_id,
+                                                     since, limit))
 
     def diagram(self, machine) -> Future:
         return self.read(lambda: status_view.diagram(machine))
