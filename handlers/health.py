@@ -26,7 +26,7 @@ def health(ctx, *, connected: set[str], bridge: dict, machine_counts: dict) -> d
     now = ctx.now()
     warnings: list[dict] = []
     active = ms.active_ids(conn)
-    in_hive = ctx.node_id in active
+    in_hive = bool(active) and ctx.node_id in active     # no node id asked outside a hive
     others = sorted(active - {ctx.node_id}) if in_hive else []
     up = [p for p in others if p in connected]
     if not in_hive:

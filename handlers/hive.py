@@ -148,7 +148,10 @@ class Hive:
     def _seed_connected(self) -> None:
         if self.ctx.lightning is None:
             return
-        peers = self.ctx.lightning.call("listpeers", {}).get("peers", [])
+        try:
+            peers = self.ctx.lightning.call("listpeers", {}).get("peers", [])
+        except (RpcError, OSError) as e:     # then only notifications fill it
+            return log.warning("hive.peers_unknown", error=str(e))
         self.connected_peers |= {p["id"] for p in peers if p.get("connected")}
 
     def stop(self) -> None:
