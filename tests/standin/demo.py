@@ -265,7 +265,7 @@ def show_status(demo):
         companions = ", ".join("%s %s" % (name, "breaker " + c["breaker"]["state"]
                                           if c["detected"] else "missing")
                                for name, c in sorted(status["bridge"].items()))
-        print("  %s hive-status: version %s, %s mode, tier %s, members connected %d of %d, "
+        print("  %s hive-status: version %s, %s mode, tier %s, other members connected %d of %d, "
               "actions waiting %d, oldest member state %ss, outbox %d"
               % (node.name, status["version"], status["governance_mode"],
                  status["hive"]["our_tier"], status["members_connected"],
