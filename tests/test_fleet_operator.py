@@ -1,8 +1,12 @@
 """The operator's views through the real plugin process, on both backends: hive-status's
-health page out of and in a hive, and hive-events reading the transition log of a join."""
+health page out of and in a hive, hive-events reading the transition log of a join, and
+the log: readable lines in the node's log, JSON lines in hive-log-file."""
+import json
+
 import pytest
 from pyln.client import RpcError
 
+from handlers.frame import logline
 from tests.fleet_helpers import form_hive
 
 FAST = {"hive-tick-seconds": 1, "hive-sync-interval": 2}
@@ -51,3 +55,22 @@ def test_hive_events_shows_a_join_newest_first_and_names_a_bad_parameter(fleet):
     with pytest.raises(RpcError) as e:
         a.rpc.call("hive-events", {"limit": 0})
     assert e.value.error["code"] == -32602 and e.value.error["message"].startswith("limit: ")
+
+
+def test_the_node_log_is_readable_and_hive_log_file_keeps_json_lines(fleet, tmp_path):
+    log_file = tmp_path / "hive.jsonl"
+    a, = fleet.nodes(1, options={**FAST, "hive-log-file": str(log_file)})
+    a.rpc.call("hive-genesis", {"name": "logs"})
+    line = fleet.wait_for(lambda: next((m for m in a.plugin_log("plugin.py") if m.startswith(
+        "fsm.transition machine=member_tier ")), None), timeout=10, what="the admin's tier line")
+    event, fields = logline.parse(line)
+    assert (fields["instance_id"], fields["trigger"], fields["dest"]) == (a.id, "create", "admin")
+    assert not any(m.startswith("{") for m in a.plugin_log("plugin.py"))
+
+    def in_file():
+        return [e for e in map(json.loads, log_file.read_text().splitlines())
+                if e["event"] == "fsm.transition" and e["machine"] == "member_tier"]
+    written = fleet.wait_for(in_file, timeout=10, what="the same event in hive-log-file")
+    assert (written[0]["dest"], written[0]["level"], written[0]["instance_id"]) == \
+        ("admin", "info", a.id)
+    assert written[0]["timestamp"].endswith("Z")
