@@ -94,7 +94,9 @@ def build(hive=None) -> Plugin:
 
     @plugin.async_method("hive-status")
     def hive_status(request, plugin):
-        """Plugin version, governance mode, database, and machines per kind and state."""
+        """The health page: members connected of the total, companions and breakers,
+        actions waiting, oldest member state, outbox backlog, warnings to act on; then
+        version, governance mode, database, and machines per kind and state."""
         _answer(request, hive.status())
 
     @plugin.async_method("hive-genesis")
