@@ -4,16 +4,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo diagrams check-diagrams bench fuzz crash clean
+.PHONY: test demo diagrams check-diagrams options-doc check-options-doc bench fuzz crash clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
-# The README's test command: diagrams in sync, then every test. Four workers on any number
-# of cores: the fleet tests mostly wait on nodes, so they overlap well (pytest-xdist).
-test: $(STAMP) check-diagrams
+# The README's test command: diagrams and the options table in sync, then every test. Four
+# workers on any number of cores: the fleet tests mostly wait on nodes, so they overlap
+# well (pytest-xdist).
+test: $(STAMP) check-diagrams check-options-doc
 	$(PY) -m pytest -q -n 4
 
 demo: $(STAMP)
@@ -24,6 +25,13 @@ diagrams: $(STAMP)
 
 check-diagrams: $(STAMP)
 	$(PY) -m machines.diagram check diagrams
+
+# docs/OPERATOR.md's options table, generated from handlers/frame/config.py.
+options-doc: $(STAMP)
+	$(PY) -m handlers.frame.options_doc write docs/OPERATOR.md
+
+check-options-doc: $(STAMP)
+	$(PY) -m handlers.frame.options_doc check docs/OPERATOR.md
 
 # Every benchmark, one line each against a baseline of the same run (bench/__main__.py).
 bench: $(STAMP)

@@ -115,7 +115,9 @@ def build(hive=None) -> Plugin:
 
     @plugin.command("hive-status")
     def hive_status(request, plugin):
-        """Plugin version, governance mode, database, and machines per kind and state."""
+        """The health page: members connected of the total, companions and breakers,
+        actions waiting, oldest member state, outbox backlog, warnings to act on; then
+        version, governance mode, database, and machines per kind and state."""
         _answer(request, hive.status())
 
     @plugin.command("hive-genesis")
@@ -235,6 +237,14 @@ def build(hive=None) -> Plugin:
     def hive_diagram(request, plugin, machine):
         """The Mermaid state diagram of one machine kind, e.g. machine=intent_lock."""
         _answer(request, hive.diagram(machine))
+
+    @plugin.async_method("hive-events")
+    def hive_events(request, plugin, machine=None, id=None, peer_id=None, since=None,
+                    limit=None):
+        """The transition log, newest first: every state change of every machine (only
+        those of `machine` kind, instance `id`, `peer_id`, at or after Unix time `since`);
+        at most `limit` (default 50, up to 1000)."""
+        _answer(request, hive.events(machine, id, peer_id, since, limit))
 
     plugin.hive = hive
     return plugin

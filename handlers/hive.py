@@ -11,6 +11,8 @@ import structlog
 from pyln.client import RpcError, RpcException
 
 from handlers import backup as backup_view
+from handlers import events as events_view
+from handlers import health as health_view
 from handlers import router
 from handlers import status as status_view
 from handlers.bridge import fees
@@ -73,6 +75,9 @@ class Hive:
         self._join_waiters: dict[str, tuple[Future, float, int]] = {}
         self._connecting = False        # a hive-join's connect is on the bridge's pool
         self.ledger = Ledger(self.clock)
+        # Peers lightningd says are connected, from its connect/disconnect notifications
+        # (seeded by one listpeers at start): hive-status reads it without calling lightningd.
+        self.connected_peers: set[str] = set()
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self, snapshot: cfg.ConfigSnapshot, lightning, notifier=None) -> None:
@@ -113,6 +118,7 @@ class Hive:
         self.engine.dispatcher.observers.append(self._on_outcome)
         fees.install(self.ctx.bridge)
         self.engine.dispatcher.observers.append(lambda o: fees.on_member_outcome(self.ctx, o))
+        self.engine.dispatcher.observers.append(lambda o: gossip.on_member_outcome(self.ctx, o))
         governance_notify.install(self.ctx, governance.view)
         self.engine.on_tick.append(self._expire_join_waiters)
         # partials, not lambdas: a failing step is logged under its function's name
@@ -128,6 +134,7 @@ class Hive:
         self.engine.submit(lambda: execution.reconcile(self.ctx))
         # Pending actions a restart interrupted: an oracle call waits for the operator.
         self.engine.submit(lambda: governance_execution.reconcile(self.ctx))
+        self.engine.submit(self._seed_connected)
         # Companions are detected off the worker; a missing one is a degraded state.
         self.engine.submit(lambda: self.ctx.bridge.start(self.ctx))
         log.info("hive.started", db_path=snapshot.db_path, db_check=check, schema_from=before,
@@ -142,6 +149,15 @@ class Hive:
             self.ctx.node_id
         except (RpcError, OSError) as e:     # asked again on first use, on the worker
             log.warning("hive.node_id_unknown", error=str(e))
+
+    def _seed_connected(self) -> None:
+        if self.ctx.lightning is None:
+            return
+        try:
+            peers = self.ctx.lightning.call("listpeers", {}).get("peers", [])
+        except (RpcError, OSError) as e:     # then only notifications fill it
+            return log.warning("hive.peers_unknown", error=str(e))
+        self.connected_peers |= {p["id"] for p in peers if p.get("connected")}
 
     def stop(self) -> None:
         """Stop the threads and close the database; safe to call more than once."""
@@ -184,6 +200,7 @@ class Hive:
         """The `connect` notification: the peer is up; a member gets our fleet hash and
         our membership hash."""
         log.debug("peer.connected", peer_id=peer_id)
+        self.connected_peers.add(peer_id)
         if self.running:
             self.engine.submit(lambda: gossip.on_member_connected(self.ctx, peer_id),
                                droppable=True)
@@ -201,6 +218,7 @@ class Hive:
 
     def on_disconnect(self, peer_id: str) -> None:
         log.debug("peer.disconnected", peer_id=peer_id)
+        self.connected_peers.discard(peer_id)
 
     def on_forward_event(self, event: dict) -> None:
         """On pyln's main thread: absorbed into the ledger's bounded sums, written at the
@@ -232,6 +250,8 @@ class Hive:
             out["hive"]["members"] = len(view["members"])
             out["engine"] = self.engine.stats()
             out["bridge"] = self.ctx.bridge.view(self.ctx)
+            out.update(health_view.health(self.ctx, connected=set(self.connected_peers),
+                                          bridge=out["bridge"], machine_counts=out["machines"]))
             out["contribution"] = self.ledger.stats()
             out["membership"] = council_sync.status(self.ctx)
             return out
@@ -301,6 +321,9 @@ class Hive:
     def backup(self, destination) -> Future:
         # On the reader thread: the copy is one read transaction, the worker carries on.
         return self.read(lambda: backup_view.backup(self.db, destination))
+    def events(self, machine, instance_id, peer_id, since, limit) -> Future:
+        return self.read(lambda: events_view.events(self.ctx, machine, instance_id, peer_id,
+                                                     since, limit))
 
     def diagram(self, machine) -> Future:
         return self.read(lambda: status_view.diagram(machine))

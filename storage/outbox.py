@@ -51,3 +51,9 @@ def total_count(conn: sqlite3.Connection) -> int:
 def pending_count(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL "
                         "AND abandoned_at IS NULL").fetchone()[0]
+
+
+def oldest_pending_at(conn: sqlite3.Connection) -> float | None:
+    """When the oldest message still waiting to be sent was queued (None: nothing waits)."""
+    return conn.execute("SELECT MIN(created_at) FROM outbox WHERE sent_at IS NULL "
+                        "AND abandoned_at IS NULL").fetchone()[0]

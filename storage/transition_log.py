@@ -31,3 +31,27 @@ def recent(conn: sqlite3.Connection, limit: int = 50) -> list[dict]:
 
 def _rows(cursor) -> list[dict]:
     return decoded(cursor, "context")
+
+
+def query(conn: sqlite3.Connection, *, kind: str | None = None, instance_id: str | None = None,
+          peer_id: str | None = None, since: float | None = None, limit: int = 50) -> list[dict]:
+    """Rows matching every filter given, newest first, at most `limit`. Walking `seq`
+    backwards stops after `limit` matches; the log is bounded by retention."""
+    where, args = [], []
+    for column, value in (("kind", kind), ("instance_id", instance_id), ("peer_id", peer_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if since is not None:
+        where.append("at >= ?")
+        args.append(since)
+    sql = "SELECT * FROM transition_log"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return _rows(conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)))
+
+
+def cutoff(conn: sqlite3.Connection) -> float:
+    """Rows older than this have been pruned by retention (0: none yet)."""
+    row = conn.execute("SELECT cutoff FROM log_retention WHERE id = 1").fetchone()
+    return row[0] if row else 0.0

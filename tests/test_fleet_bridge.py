@@ -13,7 +13,8 @@ from tests.standin.bridge_faults import (FAST, FAULTS, companion, inject, open_a
 
 
 def events(node, event):
-    return [line for line in node.plugin_lines("plugin.py") if '"%s"' % event in line.message]
+    return [line for line in node.plugin_lines("plugin.py")
+            if line.message.startswith(event + " ")]
 
 
 def test_killing_cl_revenue_ops_is_logged_once_and_the_hive_stays_up(fleet):

@@ -66,5 +66,5 @@ def test_a_malformed_forward_event_is_ignored_and_the_plugin_carries_on(fleet):
                    what="the malformed event counted as ignored")
     counts = a.rpc.call("hive-status")["contribution"]
     assert (counts["absorbed"], counts["dropped"]) == (0, 0)
-    assert any('"contribution.event_ignored"' in m for m in a.plugin_log("plugin.py"))
+    assert any(m.startswith("contribution.event_ignored ") for m in a.plugin_log("plugin.py"))
     assert a.rpc.call("hive-contribution", {})["days"] == []     # the plugin still answers

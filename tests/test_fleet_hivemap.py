@@ -116,3 +116,29 @@ def test_the_hivemap_survives_a_plugin_restart(fleet):
     after = topology(b)
     assert after["fleet_hash"] == before["fleet_hash"]
     assert [m["version"] for m in after["members"]] == [m["version"] for m in before["members"]]
+
+
+
+def test_a_rejoin_shows_in_every_topology_without_waiting_for_heartbeat_or_sync(fleet):
+    # Heartbeat and periodic sync an hour apart. A node that left and comes back has a
+    # state already (no "first" broadcast) and synced moments ago (no periodic STATE_HASH):
+    # only the post-join exchange (its broadcast once readmitted, and each pair's fleet
+    # hash once both know each other) can bring its state back to the others in time.
+    slow = {"hive-tick-seconds": 1, "hive-heartbeat-interval": 3600, "hive-sync-interval": 3600}
+    nodes = fleet.nodes(3, options=slow)
+    for i, x in enumerate(nodes):
+        for y in nodes[i + 1:]:
+            fleet.connect(x, y)
+    a, b, c = nodes
+    a.rpc.call("hive-genesis", {"name": "slow"})
+    for n, joiner in enumerate((b, c), 2):
+        ticket = a.rpc.call("hive-invite", {})["ticket"]
+        assert joiner.rpc.call("hive-join", {"ticket": ticket})["state"] == "joined"
+        wait_converged(fleet, nodes[:n], entries=n, timeout=20)
+    c.rpc.call("hive-leave")
+    fleet.wait_for(lambda: all(c.id not in versions(n) for n in (a, b)), timeout=20,
+                   what="a and b to forget the state of c, which left")
+    ticket = a.rpc.call("hive-invite", {})["ticket"]
+    assert c.rpc.call("hive-join", {"ticket": ticket})["state"] == "joined"
+    wait_converged(fleet, nodes, entries=3, timeout=20)
+    assert {m["peer_id"] for m in topology(b)["members"]} == {n.id for n in nodes}

@@ -1,11 +1,13 @@
-"""structlog, configured once: every event becomes one JSON line in lightningd's log
-(through pyln's `plugin.log`, never stdout) and, when `hive-log-file` is set, one JSON
-line in that file."""
+"""structlog, configured once: every event becomes one readable line in lightningd's log
+(through pyln's `plugin.log`, never stdout; see logline.py) and, when `hive-log-file` is
+set, one JSON line in that file (for machines: jq, log shippers)."""
 from __future__ import annotations
 
 import logging
 
 import structlog
+
+from handlers.frame import logline
 
 # Python level -> lightningd level. `error` is recorded as BROKEN: only real faults.
 LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
@@ -34,11 +36,13 @@ class LightningdLogHandler(logging.Handler):
             self.handleError(record)
 
 
-def _formatter(timestamps: bool) -> logging.Formatter:
+def _formatter(json_lines: bool) -> logging.Formatter:
     chain = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
-    if timestamps:
+    if json_lines:
         chain.append(structlog.processors.TimeStamper(fmt="iso", utc=True))
-    chain.append(structlog.processors.JSONRenderer(sort_keys=True, default=str))
+        chain.append(structlog.processors.JSONRenderer(sort_keys=True, default=str))
+    else:       # lightningd stamps its own lines
+        chain.append(logline.render)
     return structlog.stdlib.ProcessorFormatter(foreign_pre_chain=_SHARED, processors=chain)
 
 
@@ -58,11 +62,11 @@ def configure(sink, level: int = logging.INFO, log_file: str | None = None) -> N
         cache_logger_on_first_use=False,
     )
     handler = LightningdLogHandler(sink)
-    handler.setFormatter(_formatter(timestamps=False))   # lightningd stamps its own lines
+    handler.setFormatter(_formatter(json_lines=False))
     handlers: list[logging.Handler] = [handler]
     if log_file:
         file_handler = logging.FileHandler(log_file, encoding="utf-8")
-        file_handler.setFormatter(_formatter(timestamps=True))
+        file_handler.setFormatter(_formatter(json_lines=True))
         handlers.append(file_handler)
     root = logging.getLogger()
     for old in root.handlers:

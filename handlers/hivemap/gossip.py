@@ -129,6 +129,12 @@ def on_tick(ctx) -> None:
     if reason:
         connected = ms.connected_members(ctx, members)
         _broadcast(ctx, meta["hive_id"], summary, last, reason, connected)
+    fresh = ctx.timers.pop("hash_to", None)
+    if fresh:
+        connected = connected if connected is not None else ms.connected_members(ctx, members)
+        to = [p for p in connected if p in fresh]
+        _queue(ctx, to, _our_hash_message(ctx))
+        log.info("sync.new_member_hash", to=len(to), new_members=len(fresh))
     if now - ctx.timers.get("last_sync", 0.0) >= ctx.config().sync_interval:
         ctx.timers["last_sync"] = now
         connected = connected if connected is not None else ms.connected_members(ctx, members)
@@ -153,6 +159,24 @@ def _broadcast(ctx, hive_id, summary, last, reason, connected) -> None:
 def channels_changed(ctx) -> None:
     """A channel opened or changed state: read our channels at the next tick."""
     ctx.timers["channels_changed"] = True
+
+
+def on_member_outcome(ctx, outcome) -> None:
+    """A dispatcher observer, so that a join shows in every member's hive-topology within
+    seconds, not at the next heartbeat or sync interval. We ourselves admitted: broadcast
+    our state at the next tick. Another member new to us (admitted, or back): send it our
+    fleet hash at the next tick; the DIGEST/FULL_SYNC exchange then moves what either
+    lacks, both ways. Each end does this when it learns of the other; the one that learns
+    last is already known to the other, so its hash is answered."""
+    if outcome.kind != "member_tier":
+        return
+    if not (outcome.trigger == "create" or (outcome.dest in ms.ACTIVE_TIERS
+                                            and outcome.source not in ms.ACTIVE_TIERS)):
+        return
+    if outcome.instance_id == ctx.node_id:
+        status_event(ctx)
+    else:
+        ctx.timers.setdefault("hash_to", set()).add(outcome.instance_id)
 
 
 def status_event(ctx) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from handlers.frame import logline
 from handlers.wire.framing import KNOWN_TYPES
 from storage.migrations import LATEST
 from tests.core.db_damage import filled_database, newer_schema, scribble_header, scribble_mid_file
@@ -114,9 +115,9 @@ def test_status_after_init_creates_the_database(plugin, tmp_path):
                                        "intent_lock", "pending_action", "circuit_breaker",
                                        "contribution_throttle"}
     assert (tmp_path / "cl-hive.db").exists()
-    started = [json.loads(e["message"]) for e in plugin.logs
-               if e["message"].startswith("{") and '"hive.started"' in e["message"]]
+    started = [e for e in plugin.logs if e["message"].startswith("hive.started ")]
     assert started and started[0]["level"] == "info"
+    assert logline.parse(started[0]["message"])[1]["governance_mode"] == "advisor"
 
 
 @pytest.mark.parametrize("options,reason", [

@@ -1,7 +1,9 @@
 """What an operator sees: three cl-hive nodes detect their companion plugins, form a hive,
 agree on its members, promote a neophyte by a signed vouch, agree on the HiveMap, set zero
 fees between members, race for one channel through intent locks, propose a channel open
-that waits for the operator (advisor mode), is approved and executes, and stop. On real
+that waits for the operator (advisor mode), is approved and executes, show each node's
+health page (hive-status) and the transition log (hive-events, and lightningd's readable
+log lines), and stop. On real
 lightningd (on our regtest chain,
 tests/chain) when `lightningd` is on PATH, on the stand-in otherwise; the first line says
 which (HIVE_TEST_BACKEND=standin forces the stand-in).
@@ -260,28 +262,37 @@ def governance(demo):
 def show_status(demo):
     for node in demo.nodes:
         status = node.rpc.call("hive-status")
-        machines = {k: v for k, v in status["machines"].items() if v}
-        print("  %s hive-status: version %s, %s mode, tier %s, %d members, db %s"
+        companions = ", ".join("%s %s" % (name, "breaker " + c["breaker"]["state"]
+                                          if c["detected"] else "missing")
+                               for name, c in sorted(status["bridge"].items()))
+        print("  %s hive-status: version %s, %s mode, tier %s, other members connected %d of %d, "
+              "actions waiting %d, oldest member state %ss, outbox %d"
               % (node.name, status["version"], status["governance_mode"],
-                 status["hive"]["our_tier"], status["hive"]["members"], status["db_path"]))
-        print("    machines: " + json.dumps(machines, sort_keys=True))
+                 status["hive"]["our_tier"], status["members_connected"],
+                 status["members_total"] - 1, status["pending_actions_waiting"],
+                 status["oldest_member_state_age_seconds"], status["outbox_backlog"]))
+        print("    companions: %s" % companions)
+        for w in status["warnings"] or [{"code": "none", "message": "nothing to act on"}]:
+            print("    warning %s: %s" % (w["code"], w["message"]))
 
 
-def show_logs(demo):
-    for node in demo.nodes:
-        lines = node.plugin_log("plugin.py")
-        moves = []
-        for line in lines:
-            if '"event": "fsm.transition"' not in line:
-                continue
-            e = json.loads(line)
-            moves.append("%s %s: %s --%s--> %s" % (e["machine"], e["instance_id"][:10],
-                                                   e["source"] or "(new)", e["trigger"],
-                                                   e["dest"]))
-        print("  %s: %d transitions logged (of %d plugin log lines)"
-              % (node.name, len(moves), len(lines)))
-        for move in moves:
-            print("    " + move)
+def show_events(demo):
+    a = demo.nodes[0]
+    names = {n.id: n.name for n in demo.nodes}
+    for machine in ("member_tier", "pending_action"):
+        res = a.rpc.call("hive-events", {"machine": machine, "limit": 4})
+        print("  %s: lightning-cli hive-events machine=%s limit=4  (newest first)"
+              % (a.name, machine))
+        for e in res["events"]:
+            print("    %d %s %s: %s --%s--> %s" % (e["at"], e["machine"],
+                                                  names.get(e["id"], e["id"][:10]),
+                                                  e["from"] or "(new)", e["trigger"], e["to"]))
+    lines = [m for m in a.plugin_log("plugin.py")
+             if m.startswith("fsm.transition machine=pending_action ")]
+    print("  the same in lightningd's log, one readable line per event (last 3 of %d):"
+          % len(lines))
+    for line in lines[-3:]:
+        print("    " + (line if len(line) <= 150 else line[:147] + "..."))
 
 
 def stop_nodes(demo):
@@ -305,8 +316,10 @@ STEPS = [
     ("l2 and l3 race for the same channel; the intent lock lets one act", intent_race),
     ("l1 proposes a channel open (advisor mode); the operator approves; it executes",
      governance),
-    ("hive-status of each node", show_status),
-    ("The state transitions each plugin logged", show_logs),
+    # The planner's step ("planned expansion") goes here: after the operator's own
+    # proposal, before the health pages that then show what it left waiting.
+    ("hive-status of each node: the health page and its warnings", show_status),
+    ("hive-events: the transition log, and the same in lightningd's log", show_events),
     ("Stop the fleet gracefully", stop_nodes),
 ]
 

@@ -19,7 +19,7 @@ def test_the_cl_hive_entry_runs_the_plugin_as_reckless_would(fleet):
     a, = fleet.nodes(1, plugins=[ENTRY])
     assert a.rpc.call("hive-status")["version"]
     # lightningd names a plugin's log lines after its file: `plugin-cl-hive.py`.
-    fleet.wait_for(lambda: any('"hive.started"' in m for m in a.plugin_log("cl-hive.py")),
+    fleet.wait_for(lambda: any(m.startswith("hive.started ") for m in a.plugin_log("cl-hive.py")),
                    what="cl-hive.py to log its start")
     assert a.plugin_log("plugin.py") == []
 
