@@ -238,7 +238,7 @@ def build(hive=None) -> Plugin:
         """The Mermaid state diagram of one machine kind, e.g. machine=intent_lock."""
         _answer(request, hive.diagram(machine))
 
-    @plugin.async_method("hive-events")
+    @plugin.command("hive-events")
     def hive_events(request, plugin, machine=None, id=None, peer_id=None, since=None,
                     limit=None):
         """The transition log, newest first: every state change of every machine (only

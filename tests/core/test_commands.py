@@ -132,6 +132,9 @@ OUTSIDE = [
     ("hive-join", {"ticket": "HIVE1:garbage"}, errors.INVALID_PARAMS),
     ("hive-join", {"ticket": "HIVE1:garbage", "timeout": 0}, errors.INVALID_PARAMS),
     ("hive-backup", {"destination": "no/such/folder/b.db"}, errors.INVALID_PARAMS),
+    ("hive-events", {"machine": "toaster"}, errors.INVALID_PARAMS),
+    ("hive-events", {"limit": 0}, errors.INVALID_PARAMS),
+    ("hive-events", {"peer_id": "me"}, errors.INVALID_PARAMS),
 ]
 AS_ADMIN = [
     ("hive-genesis", {}, errors.ALREADY_IN_HIVE),

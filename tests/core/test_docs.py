@@ -38,8 +38,8 @@ def test_the_readme_and_the_guide_name_every_command():
     plugin = ast.parse((ROOT / "plugin.py").read_text())
     commands = {d.args[0].value for node in ast.walk(plugin) if isinstance(node, ast.FunctionDef)
                 for d in node.decorator_list if isinstance(d, ast.Call)
-                and getattr(d.func, "attr", "") == "async_method"}
-    assert "hive-events" in commands
+                and getattr(d.func, "attr", "") == "command"}
+    assert {"hive-events", "hive-backup", "hive-status"} <= commands and len(commands) >= 24
     for name in commands:
         assert f"`{name}" in README, name
         assert f"### `{name}" in OPERATOR, name
