@@ -205,6 +205,12 @@ def build(hive=None) -> Plugin:
         """The HiveMap: each member's state and age, the fleet's capacity per external peer."""
         _answer(request, hive.topology())
 
+    @plugin.async_method("hive-plan")
+    def hive_plan(request, plugin, dry_run=None):
+        """The planner's last plan (saturated targets, proposals and why), or with
+        dry_run=true one computed now without acting."""
+        _answer(request, hive.plan(dry_run))
+
     @plugin.async_method("hive-diagram")
     def hive_diagram(request, plugin, machine):
         """The Mermaid state diagram of one machine kind, e.g. machine=intent_lock."""
