@@ -39,9 +39,12 @@ def on_tick(ctx) -> None:
     now = ctx.clock.now()
     last = store.last_plan(conn)
     if last is None:
-        # Persisted: the timer survives a restart (no cycle at every start).
+        # Persisted: the timer survives a restart (no cycle at every start). The hash
+        # lets the first cycle act if the HiveMap stays as it is until then.
+        entries = [e["state"] for e in hivemap.all_entries(conn)]
         with ctx.db.transaction() as c:
-            store.store_plan(c, now, {"computed_at": now, "skipped": FIRST})
+            store.store_plan(c, now, {"computed_at": now, "skipped": FIRST,
+                                      "fleet_hash": fleet_hash(entries)})
         return
     if now - last[0] < ctx.config().planner_interval or _reading(ctx):
         return
@@ -95,9 +98,11 @@ def run(ctx, dry_run: bool) -> Future:
 
 def _conclude(ctx, inputs, graph, dry_run) -> dict:
     now = ctx.clock.now()
+    last = store.last_plan(ctx.db.conn())
+    stable = last is not None and last[1].get("fleet_hash") == inputs["fleet_hash"]
     plan = rules.compute(members=inputs["members"], states=inputs["states"], graph=graph,
                          previously=inputs["previously"], excluded=inputs["excluded"],
-                         now=now, settings=rules.Settings.of(ctx.config()))
+                         now=now, settings=rules.Settings.of(ctx.config()), stable=stable)
     plan.update({"computed_at": now, "fleet_hash": inputs["fleet_hash"], "dry_run": dry_run,
                  "graph_reads": graph.get("reads")})
     mine = [p for p in plan["proposals"] if p["assignee"] == ctx.node_id]

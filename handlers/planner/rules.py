@@ -114,10 +114,11 @@ def expansion_blockers(states_by_id: dict, members, now: float, settings: Settin
 
 
 def compute(*, members: set[str], states: list[dict], graph: dict, previously: set[str],
-            excluded: set[str], now: float, settings: Settings) -> dict:
+            excluded: set[str], now: float, settings: Settings, stable: bool = True) -> dict:
     """The plan for one cycle. `graph` is what the read brought (`reader.read_graph`), or
     `{"error": why}`; `previously` the targets held saturated; `excluded` the nodes no
-    open may go to (banned, recently failed). Returns the plan without our own acts."""
+    open may go to (banned, recently failed); `stable`, whether the fleet hash is the one
+    the previous cycle saw. Returns the plan without our own acts."""
     states_by_id = {s["peer_id"]: s for s in states if s["peer_id"] in members}
     plan = {"members": len(members), "graph_read_at": graph.get("read_at"),
             "skipped": None, "notes": [], "targets": [], "saturated": sorted(previously),
@@ -172,7 +173,12 @@ def compute(*, members: set[str], states: list[dict], graph: dict, previously: s
     pairs = list(zip(candidates, funded))
     feerate = graph.get("feerate_perkw")
     gate = None
-    if type(feerate) is not int:
+    if not stable:
+        # Members run their cycles at different moments: an assignment is only acted on
+        # when the HiveMap did not change over a whole interval, so that every member
+        # computed it from the same states.
+        gate = "the HiveMap changed since the previous cycle: waiting for it to settle"
+    elif type(feerate) is not int:
         gate = "the opening feerate is unknown"
     elif feerate > settings.max_feerate_perkw:
         gate = (f"opening feerate {feerate} perkw is above "

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from pyln.client import RpcError
 
+from handlers.hivemap.rules import fleet_hash
 from handlers.planner import cycle
 from storage import hivemap
+from storage import planner as store
 
 BIG = 100_000_000
 
@@ -73,8 +75,14 @@ def put_state(side, peer_id, *, available_sat=BIG, peers=None, timestamp=None, v
         assert hivemap.put_if_newer(conn, state, "sig%d" % version, side.clock.now())
 
 
-def plan_now(side, dry_run=False) -> dict:
-    """One cycle: the graph read on the bridge's pool, its outcome on the 'worker'."""
+def plan_now(side, dry_run=False, settle=True) -> dict:
+    """One cycle: the graph read on the bridge's pool, its outcome on the 'worker'. With
+    `settle`, a cycle first if the stored plan saw another HiveMap (assignments are acted
+    on only when the fleet hash did not change since the previous cycle)."""
+    last = store.last_plan(side.db.conn())
+    current = fleet_hash([e["state"] for e in hivemap.all_entries(side.db.conn())])
+    if settle and not dry_run and (last is None or last[1].get("fleet_hash") != current):
+        plan_now(side, settle=False)
     fut = cycle.run(side.ctx, dry_run=dry_run)
     side.settle()
     assert fut.done(), "the graph read neither answered nor hung"

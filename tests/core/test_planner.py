@@ -147,6 +147,17 @@ def test_a_high_feerate_holds_the_open_back(fleet):
     assert len(planned(b)) == 1
 
 
+def test_an_assignment_waits_for_the_hivemap_to_settle(fleet):
+    a, b, c = fleet
+    hivemap(fleet, [5_000_000, 9_000_000, 2_000_000])
+    first = plan_now(b, settle=False)              # no previous cycle saw this HiveMap
+    assert first["proposals"][0]["held"].startswith("the HiveMap changed") and planned(b) == []
+    put_state(b, a.node_id, available_sat=5_000_001, peers={X: 300_000}, version=2)
+    assert plan_now(b, settle=False)["expansion"].startswith("held: the HiveMap changed")
+    plan_now(b, settle=False)                      # the same fleet hash a cycle later
+    assert len(planned(b)) == 1
+
+
 def test_one_planned_open_at_a_time_per_member(fleet):
     a, b, c = fleet
     hivemap(fleet, [5_000_000, 9_000_000, 2_000_000])
@@ -303,7 +314,7 @@ def test_reads_are_per_node_never_the_whole_graph(fleet):
     plan_now(b)
     reads = b.lightning.graph.reads
     assert all(m != "listchannels" or "source" in p for m, p in reads)
-    assert sorted(p["source"] for m, p in reads if m == "listchannels") == sorted([X, Y])
+    assert {p["source"] for m, p in reads if m == "listchannels"} == {X, Y}
 
 
 def test_banned_or_unannounced_nodes_are_no_candidates(fleet):
