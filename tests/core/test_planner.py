@@ -8,7 +8,7 @@ from governance_sides import GovSide
 from handlers.governance import actions
 from handlers.planner import cycle, rules
 from hive_sides import form_hive, pump
-from planner_sides import BIG, Graph, node, plan_now, put_state
+from planner_sides import Graph, node, plan_now, put_state
 from storage import bridge as bridge_store
 from storage import planner as store
 
