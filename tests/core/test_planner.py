@@ -324,3 +324,19 @@ def test_banned_or_unannounced_nodes_are_no_candidates(fleet):
     assert plan_now(b)["candidates"] == []
     b.lightning.graph.unannounced.clear()
     assert [c["peer_id"] for c in plan_now(b, dry_run=True)["candidates"]] == [Y]
+
+
+def test_release_must_stay_below_saturation_and_sizes_in_order(tmp_path):
+    from handlers.frame import config as cfg
+    c = cfg.from_init({}, str(tmp_path))
+    assert (c.saturation_pct, c.saturation_release_pct) == (20, 15)
+    with pytest.raises(cfg.ConfigError, match="hive-saturation-release-pct: 20 must be below "
+                                              r"hive-saturation-pct \(20\)"):
+        cfg.with_change(c, "hive-saturation-release-pct", "20")
+    with pytest.raises(cfg.ConfigError, match="hive-saturation-release-pct: 15 must be below"):
+        cfg.with_change(c, "hive-saturation-pct", "15")
+    assert cfg.with_change(c, "hive-saturation-pct", "16").saturation_pct == 16
+    with pytest.raises(cfg.ConfigError, match="hive-planner-max-channel-sat: 999999 must be"):
+        cfg.with_change(c, "hive-planner-max-channel-sat", "999999")
+    with pytest.raises(cfg.ConfigError, match="hive-planner-interval: 4 is out of range"):
+        cfg.from_init({"hive-planner-interval": 4}, str(tmp_path))
