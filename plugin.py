@@ -233,6 +233,12 @@ def build(hive=None) -> Plugin:
         """Copy the database to a new file (SQLite's online backup, safe while running)."""
         _answer(request, hive.backup(destination))
 
+    @plugin.command("hive-plan")
+    def hive_plan(request, plugin, dry_run=None):
+        """The planner's last plan (saturated targets, proposals and why), or with
+        dry_run=true one computed now without acting."""
+        _answer(request, hive.plan(dry_run))
+
     @plugin.command("hive-diagram")
     def hive_diagram(request, plugin, machine):
         """The Mermaid state diagram of one machine kind, e.g. machine=intent_lock."""

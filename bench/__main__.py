@@ -2,8 +2,6 @@
 measured in the same run (same process, same machine load). Each module also runs alone
 with its full figures (`python -m bench.<name>`). Timings on a shared machine are noisy;
 the ratios are what compares.
-
-The planner cycle has no line: the planner (issue 15) is not built yet.
 """
 from __future__ import annotations
 
@@ -11,7 +9,8 @@ import logging
 import sys
 import time
 
-from bench import bridge, contribution, fleet_sim, hivemap_sync, machines, manifest, message_path
+from bench import (bridge, contribution, fleet_sim, hivemap_sync, machines, manifest,
+                   message_path, planner)
 from handlers.frame import logs
 
 MACHINES, MESSAGES, HOOK_SAMPLES = 10_000, 1000, 400
@@ -64,7 +63,7 @@ def main() -> None:
           f"{count['bytes'] / 1024:.0f} KiB sent for {differing / 1024:.0f} KiB differing, "
           f"{rounds} round(s) (lower is better, 1.0 the floor)")
 
-    _line("planner cycle", "  n/a   the planner (issue 15) is not built yet")
+    _line("planner cycle vs full listchannels", planner.line(planner.measure()))
 
     last = None
     for n in (10, 100, 1000):

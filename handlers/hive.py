@@ -41,6 +41,7 @@ from handlers.intents import execution
 from handlers.intents import locks as intents
 from handlers.membership import handshake
 from handlers.membership import members as membership
+from handlers.planner import cycle as planner
 from handlers.wire import framing as wire
 from storage.db import Database, DatabaseDamaged, SchemaTooNew
 
@@ -129,6 +130,7 @@ class Hive:
         self.engine.on_tick.append(functools.partial(self.ctx.bridge.on_tick, self.ctx))
         self.engine.on_tick.append(functools.partial(contribution.on_tick, self.ctx, self.ledger))
         self.engine.on_tick.append(functools.partial(governance_execution.on_tick, self.ctx))
+        self.engine.on_tick.append(functools.partial(planner.on_tick, self.ctx))
         self.engine.start()
         # Intents a crash left `executing` are reconciled before anything else runs.
         self.engine.submit(lambda: execution.reconcile(self.ctx))
@@ -264,7 +266,27 @@ class Hive:
         return self.command(lambda: membership.invite(self.ctx, valid_hours, tier, peer_id))
 
     def topology(self) -> Future:
-        return self.command(lambda: gossip.topology_view(self.ctx))
+        return self.command(lambda: planner.annotate_topology(self.ctx,
+                                                              gossip.topology_view(self.ctx)))
+
+    def plan(self, dry_run) -> Future:
+        """The stored plan; with dry_run=true one computed now (answered when the graph
+        read ends), acting on nothing."""
+        answer: Future = Future()
+
+        def begin():
+            out = planner.view(self.ctx, dry_run)
+            if isinstance(out, Future):
+                out.add_done_callback(lambda f: answer.set_exception(f.exception())
+                                      if f.exception() else answer.set_result(f.result()))
+            else:
+                answer.set_result(out)
+
+        def started(f: Future):
+            if f.exception() is not None:
+                answer.set_exception(f.exception())
+        self.command(begin).add_done_callback(started)
+        return answer
 
     def intent(self, intent_type, target, amount_sat, **rebalance) -> Future:
         return self.command(lambda: intents.announce(self.ctx, intent_type, target, amount_sat,

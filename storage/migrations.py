@@ -275,6 +275,23 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             until REAL NOT NULL,
             PRIMARY KEY (intent_type, target)) WITHOUT ROWID""",
     ]),
+    (12, "the planner: its last plan, and the targets it holds saturated", [
+        # One row: the last cycle's plan (inputs, outputs, reasons). Its computed_at is
+        # also the planner's timer: the next cycle is due one interval after it.
+        """CREATE TABLE planner_plan (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            computed_at REAL NOT NULL,
+            plan TEXT NOT NULL)""",
+        # Targets held saturated (hysteresis needs the previous verdict), whether our
+        # CLBoss carries the `open` tag for it, and those released whose tag is still
+        # to be removed.
+        """CREATE TABLE planner_saturation (
+            target TEXT PRIMARY KEY,
+            share_pct REAL NOT NULL,
+            since REAL NOT NULL,
+            tagged INTEGER NOT NULL DEFAULT 0,
+            released INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID""",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -27,8 +27,8 @@ log = structlog.get_logger("hive.bridge")
 
 SUCCEEDED, FAILED, TIMED_OUT, REFUSED = "succeeded", "failed", "timed_out", "refused"
 # Two per companion, two for lightningd's long calls, two for connect, two for the
-# governance oracle's HTTP calls.
-POOL_SIZE = 10
+# governance oracle's HTTP calls, two for the planner's graph reads.
+POOL_SIZE = 12
 PER_LANE = 2
 
 

@@ -149,6 +149,32 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("hive-proposal-expire-hours", "proposal_expire_hours", "int", 168,
                "Hours a promotion, ban or unban proposal collects votes before it lapses "
                "(1-720).", min=1, max=720, dynamic=True),
+    OptionSpec("hive-saturation-pct", "saturation_pct", "int", 20,
+               "A target whose fleet share (the fleet's capacity to it over its public "
+               "capacity) reaches this percent is saturated: members' CLBoss stop opening "
+               "to it (1-100).", min=1, max=100, dynamic=True),
+    OptionSpec("hive-saturation-release-pct", "saturation_release_pct", "int", 15,
+               "A saturated target is released when its fleet share falls below this "
+               "percent; must be below hive-saturation-pct (0-99).",
+               min=0, max=99, dynamic=True),
+    OptionSpec("hive-planner-interval", "planner_interval", "int", 3600,
+               "Seconds between planner cycles; the first runs one interval after the hive "
+               "first starts (5-604800).", min=5, max=604_800, dynamic=True),
+    OptionSpec("hive-max-expansion-feerate-perkw", "max_expansion_feerate_perkw", "int", 10_000,
+               "The planner proposes no channel open while lightningd's opening feerate is "
+               "above this, in sat per 1000 weight (253-1000000).",
+               min=253, max=1_000_000, dynamic=True),
+    OptionSpec("hive-planner-min-channel-sat", "planner_min_channel_sat", "int", 1_000_000,
+               "Smallest channel the planner opens, in sats (20000-2100000000000000).",
+               min=20_000, max=2_100_000_000_000_000, dynamic=True),
+    OptionSpec("hive-planner-max-channel-sat", "planner_max_channel_sat", "int", 10_000_000,
+               "Largest channel the planner opens, in sats; at least "
+               "hive-planner-min-channel-sat (20000-2100000000000000).",
+               min=20_000, max=2_100_000_000_000_000, dynamic=True),
+    OptionSpec("hive-planner-reserve-sat", "planner_reserve_sat", "int", 500_000,
+               "On-chain sats a member keeps after a planned open; only funds above it "
+               "count for the assignment (0-2100000000000000).",
+               min=0, max=2_100_000_000_000_000, dynamic=True),
     OptionSpec("hive-log-file", "log_file", "string", None,
                "Also write every log event to this file as JSON lines; unset means no file."),
 )
@@ -192,6 +218,13 @@ class ConfigSnapshot:
     auto_vouch: bool
     auto_vouch_min_score: float
     proposal_expire_hours: int
+    saturation_pct: int
+    saturation_release_pct: int
+    planner_interval: int
+    max_expansion_feerate_perkw: int
+    planner_min_channel_sat: int
+    planner_max_channel_sat: int
+    planner_reserve_sat: int
 
     @property
     def pending_action_expire_seconds(self) -> int:
@@ -268,6 +301,18 @@ def _check_joint(values: dict) -> None:
             "hive-intent-expire-seconds",
             f"{values['intent_expire_seconds']} must exceed hive-intent-hold-seconds "
             f"({values['intent_hold_seconds']})")
+
+
+    if values["saturation_release_pct"] >= values["saturation_pct"]:
+        raise ConfigError(
+            "hive-saturation-release-pct",
+            f"{values['saturation_release_pct']} must be below hive-saturation-pct "
+            f"({values['saturation_pct']})")
+    if values["planner_max_channel_sat"] < values["planner_min_channel_sat"]:
+        raise ConfigError(
+            "hive-planner-max-channel-sat",
+            f"{values['planner_max_channel_sat']} must be at least "
+            f"hive-planner-min-channel-sat ({values['planner_min_channel_sat']})")
 
 
 def from_init(options: dict, lightning_dir: str) -> ConfigSnapshot:

@@ -8,8 +8,13 @@ from pyln.client import RpcError
 
 from handlers.wire.messages import REBALANCE_FIELDS
 from handlers.bridge import revenue_ops
-from handlers.bridge.pending import long_lightningd_call
+from handlers.bridge.pending import Pending, long_lightningd_call
+from storage import hivemap
+from storage import planner as planner_store
 
+OPENING_STATES = ("OPENINGD", "CHANNELD_AWAITING_LOCKIN", "DUALOPEND_OPEN_INIT",
+                  "DUALOPEND_OPEN_COMMITTED", "DUALOPEND_OPEN_COMMIT_READY",
+                  "DUALOPEND_AWAITING_LOCKIN")
 CLOSED_STATES = ("ONCHAIN", "CLOSINGD_COMPLETE", "FUNDING_SPEND_SEEN", "AWAITING_UNILATERAL")
 
 
@@ -30,17 +35,56 @@ def _channels_to(ctx, peer):
     return [c for c in chans if c.get("state") not in CLOSED_STATES]
 
 
+def _fleet_channel(ctx, target) -> str | None:
+    """Why no member should open to `target` now: the planner holds it saturated, or
+    another member's HiveMap state shows a channel to it."""
+    conn = ctx.db.conn()
+    if planner_store.is_saturated(conn, target):
+        return "the target is saturated: the fleet holds enough of its capacity (hive-plan)"
+    for entry in hivemap.all_entries(conn):
+        state = entry["state"]
+        if state["peer_id"] != ctx.node_id and any(
+                p["peer_id"] == target for p in state.get("peers", ())):
+            return f"member {state['peer_id']} has a channel to the target now"
+    return None
+
+
+def _opening(ctx, target) -> str | None:
+    """A channel of ours to `target` still being opened appeared since the intent (an
+    open outside the hive); an established one is the operator's own choice."""
+    for c in _channels_to(ctx, target):
+        if c.get("state") in OPENING_STATES:
+            return f"a channel to the target is being opened already ({c.get('state')})"
+    return None
+
+
 class ChannelOpen:
     def before(self, ctx, intent):
         return {"channels": sorted(c.get("channel_id") or "" for c in
                                    _channels_to(ctx, intent["target"]))}
 
     def execute(self, ctx, intent):
+        """Just before funding: not to a saturated target, and not when the fleet has a
+        channel to it now (one may have appeared since the intent was announced). Then
+        connect (a no-op when connected; by the node's announced addresses otherwise)
+        and fund, both off the worker."""
         before = self.before(ctx, intent)
-        return long_lightningd_call(
-            ctx, "fundchannel", {"id": intent["target"], "amount": intent["amount_sat"]},
-            shape=lambda res: {"txid": res.get("txid"), "channel_id": res.get("channel_id")},
-            reconcile=lambda: {} if self.effect_exists(ctx, intent, before) else None)
+        why = _fleet_channel(ctx, intent["target"]) or _opening(ctx, intent["target"])
+        if why is not None:
+            raise ExecutionFailed(why)
+        out = Pending()
+
+        def fund(_res, why):
+            if why is not None:
+                return out.fail(f"cannot reach the target: {why}")
+            long_lightningd_call(
+                ctx, "fundchannel", {"id": intent["target"], "amount": intent["amount_sat"]},
+                shape=lambda res: {"txid": res.get("txid"), "channel_id": res.get("channel_id")},
+                reconcile=lambda: {} if self.effect_exists(ctx, intent, before) else None
+            ).then(lambda res, why: out.succeed(res) if why is None else out.fail(why))
+        long_lightningd_call(ctx, "connect", {"id": intent["target"]}, shape=lambda res: {},
+                             reconcile=lambda: None).then(fund)
+        return out
 
     def effect_exists(self, ctx, intent, before):
         """A channel to the target that was not there when execution started."""

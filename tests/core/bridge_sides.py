@@ -27,6 +27,8 @@ class CompanionLightning(KeyOnlyLightning):
                        CLBOSS: Clboss() if clboss else None}
         self.files = dict(PLUGIN_FILES)
         self.modes = {REVENUE: "ok", CLBOSS: "ok", "fundchannel": "ok", "connect": "ok"}
+        # The public graph (planner_sides.Graph) behind listchannels, listnodes, feerates.
+        self.graph = None
         # Peers `listpeers id=` reports not connected, until a `connect` reaches them.
         self.unreachable: set[str] = set()
         self.sent: list[tuple[str, str]] = []          # sendcustommsg (node_id, msg)
@@ -53,6 +55,8 @@ class CompanionLightning(KeyOnlyLightning):
         owner = REVENUE if method.startswith("revenue-") else CLBOSS if method.startswith("clboss-") else None
         if owner is not None:
             return self._companion(owner, method, params)
+        if method in ("listchannels", "listnodes", "feerates") and self.graph is not None:
+            return self.graph.answer(self, method, params)
         if method == "setchannel":
             return self._setchannel(params)
         if method == "fundchannel":

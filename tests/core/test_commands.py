@@ -135,6 +135,7 @@ OUTSIDE = [
     ("hive-events", {"machine": "toaster"}, errors.INVALID_PARAMS),
     ("hive-events", {"limit": 0}, errors.INVALID_PARAMS),
     ("hive-events", {"peer_id": "me"}, errors.INVALID_PARAMS),
+    ("hive-plan", {"dry_run": "maybe"}, errors.INVALID_PARAMS),
 ]
 AS_ADMIN = [
     ("hive-genesis", {}, errors.ALREADY_IN_HIVE),

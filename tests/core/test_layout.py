@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 RANK = {"frame": 0, "wire": 1, "membership": 2, "bridge": 3, "hivemap": 4, "intents": 4,
-        "contribution": 4, "council": 5, "governance": 6}
+        "contribution": 4, "council": 5, "governance": 6, "planner": 7}
 
 
 def _imports(path: Path) -> set[str]:

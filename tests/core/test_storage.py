@@ -18,6 +18,7 @@ BRIDGE_TABLES = {"bridge_fee_policies", "bridge_clboss_tags"}
 CONTRIBUTION_TABLES = {"contribution_days", "contribution_throttles"}
 COUNCIL_TABLES = {"proposals", "proposal_votes", "member_leaves"}
 INTENT_ACK_TABLES = {"intent_acks"}
+PLANNER_TABLES = {"planner_plan", "planner_saturation"}
 
 
 def tables(db):
@@ -35,7 +36,7 @@ def test_migrates_an_empty_file_to_the_latest_schema(tmp_path):
     assert db.migrate() == 0
     assert db.schema_version() == LATEST
     assert tables(db) == SEED_TABLES | FRAMEWORK_TABLES | HIVE_TABLES | RETENTION_TABLES | \
-        BRIDGE_TABLES | CONTRIBUTION_TABLES | COUNCIL_TABLES | INTENT_ACK_TABLES
+        BRIDGE_TABLES | CONTRIBUTION_TABLES | COUNCIL_TABLES | INTENT_ACK_TABLES | PLANNER_TABLES
     assert db.conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
 

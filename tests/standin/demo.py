@@ -1,9 +1,10 @@
 """What an operator sees: three cl-hive nodes detect their companion plugins, form a hive,
 agree on its members, promote a neophyte by a signed vouch, agree on the HiveMap, set zero
 fees between members, race for one channel through intent locks, propose a channel open
-that waits for the operator (advisor mode), is approved and executes, show each node's
-health page (hive-status) and the transition log (hive-events, and lightningd's readable
-log lines), and stop. On real
+that waits for the operator (advisor mode), is approved and executes, let the planner
+assign one expansion to the richest member, which proposes and (approved) opens it, show
+each node's health page (hive-status) and the transition log (hive-events, and
+lightningd's readable log lines), and stop. On real
 lightningd (on our regtest chain,
 tests/chain) when `lightningd` is on PATH, on the stand-in otherwise; the first line says
 which (HIVE_TEST_BACKEND=standin forces the stand-in).
@@ -21,6 +22,7 @@ from pyln.client import RpcError
 from tests.lightningd_fleet import lightningd_missing, standalone_fleet
 
 from .backend import StandinFleet
+from .demo_planner import planner
 
 # Short intervals so the demo runs in seconds; the defaults suit a real fleet.
 OPTIONS = {"hive-tick-seconds": 1, "hive-sync-interval": 2, "hive-intent-hold-seconds": 5,
@@ -316,8 +318,8 @@ STEPS = [
     ("l2 and l3 race for the same channel; the intent lock lets one act", intent_race),
     ("l1 proposes a channel open (advisor mode); the operator approves; it executes",
      governance),
-    # The planner's step ("planned expansion") goes here: after the operator's own
-    # proposal, before the health pages that then show what it left waiting.
+    ("The planner: fleet shares, saturation, and one expansion by the richest member",
+     planner),
     ("hive-status of each node: the health page and its warnings", show_status),
     ("hive-events: the transition log, and the same in lightningd's log", show_events),
     ("Stop the fleet gracefully", stop_nodes),

@@ -70,6 +70,9 @@ class FakeData:
         self.channels = []           # Channel objects we are an end of
         self.graph_nodes = {}        # nodeid -> listnodes entry
         self.graph_channels = {}     # (scid, direction) -> listchannels entry
+        # source -> {(scid, direction)}: lightningd answers `listchannels source=` from an
+        # index too, not by scanning every channel.
+        self.graph_by_source = {}
         self.forwards = []           # listforwards entries (plus payment_hash, kept for forward_event)
         self.fees_collected_msat = 0
         self.feerates_perkw = {"opening": 7500, "mutual_close": 3750, "unilateral_close": 11000,
@@ -113,9 +116,15 @@ class FakeData:
         return entry
 
     def add_graph_channel(self, channel: Channel):
+        self.add_graph_entries(channel.graph_entries(time.time()))
+
+    def add_graph_entries(self, entries):
+        """listchannels entries (one per direction), e.g. a synthetic public graph."""
         with self.lock:
-            for e in channel.graph_entries(time.time()):
-                self.graph_channels[(e["short_channel_id"], e["direction"])] = e
+            for e in entries:
+                key = (e["short_channel_id"], e["direction"])
+                self.graph_channels[key] = e
+                self.graph_by_source.setdefault(e["source"], {})[key] = None
 
     def add_forward(self, **fields) -> dict:
         """Append a forward; returns the full record (listforwards fields + payment_hash)."""

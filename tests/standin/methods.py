@@ -141,7 +141,11 @@ def disconnect(node, params):
 def listnodes(node, params):
     a = P.parse(params, ("id", OPT, P.node_id))
     with node.data.lock:
-        nodes = [dict(n) for k, n in node.data.graph_nodes.items() if a["id"] in (None, k)]
+        if a["id"] is not None:
+            found = node.data.graph_nodes.get(a["id"])
+            nodes = [] if found is None else [dict(found)]
+        else:
+            nodes = [dict(n) for n in node.data.graph_nodes.values()]
     return {"nodes": nodes}
 
 
@@ -149,7 +153,9 @@ def listchannels(node, params):
     a = P.parse(params, ("short_channel_id", OPT, P.string), ("source", OPT, P.node_id),
                 ("destination", OPT, P.node_id))
     with node.data.lock:
-        chans = [dict(c) for c in node.data.graph_channels.values()
+        pool = node.data.graph_channels.values() if a["source"] is None else \
+            [node.data.graph_channels[k] for k in node.data.graph_by_source.get(a["source"], {})]
+        chans = [dict(c) for c in pool
                  if a["short_channel_id"] in (None, c["short_channel_id"]) and a["source"] in (None, c["source"])
                  and a["destination"] in (None, c["destination"])]
     return {"channels": chans}
