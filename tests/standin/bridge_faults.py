@@ -14,8 +14,10 @@ FILE = {"revenue_ops": "cl-revenue-ops.py", "clboss": "clboss"}
 FAULTS = ("hang", "die", "slow", "garbage")
 
 
-def status_within(node, seconds=1.0):
-    """hive-status, which must answer within `seconds` (a behavioural bound, not a benchmark)."""
+def status_within(node, seconds=15.0):
+    """hive-status, which must answer while a companion hangs. A hung companion never
+    answers, so a status that waited on it would never come: the bound only ends the test
+    and is generous (a busy CI machine), it is not a speed claim (bench/ measures that)."""
     box = {}
     t = threading.Thread(target=lambda: box.setdefault("status", node.rpc.call("hive-status")), daemon=True)
     t.start()
@@ -30,7 +32,8 @@ def companion(node, which):
 
 
 def wait_breaker(fleet, node, which, state, timeout=30.0):
-    """Poll hive-status (each answer bounded by 1 s) until the breaker is in `state`."""
+    """Poll hive-status (each answer must come while a companion hangs) until the breaker
+    is in `state`."""
     return fleet.wait_for(lambda: companion(node, which)["breaker"]["state"] == state,
                           timeout=timeout, interval=0.05,
                           what="%s's %s breaker to be %s" % (node.name, NAME[which], state))
