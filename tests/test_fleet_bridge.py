@@ -1,7 +1,7 @@
 """The bridge on real plugin processes: cl-hive next to the cl-revenue-ops and CLBoss
 stand-ins, which hang, die mid-call, answer slowly or answer garbage. hive-status answers
-throughout (it never waits on a companion); each breaker opens after the threshold, probes, and closes after
-recovery; a rebalance caught in a fault ends once and is never repeated; members get zero
+throughout (it never waits on a companion); each breaker opens after the threshold,
+probes, and closes after recovery; a rebalance caught in a fault ends once and is never repeated; members get zero
 fees on admission with cl-revenue-ops v2, v3 or none. All on both backends: the companion
 stand-ins are real plugins, loaded into real lightningd too, and their fault knobs are their
 own RPC methods. The fleet's teardown fails on any BROKEN log line."""
