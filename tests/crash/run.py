@@ -1,6 +1,6 @@
 """`make crash`: crash injection on the stand-in (tests/crash/harness.py); prints the
 figures and the kill points hit; exit status 1 if anything was lost, left unfinished,
-repeated or damaged.
+repeated or damaged, or an intent or a handshake could not be completed.
 
     python -m tests.crash.run [--intents 1000] [--handshakes 100] [--rate 0.0005]
 
@@ -47,7 +47,8 @@ def main(argv=None) -> int:
     for problem in problems[:5]:
         out(f"  {problem}\n")
     ok = not (f["lost"] or f["unfinished"] or f["executed_twice"] or f["illegal"]
-              or f["members_missing"] or problems) and f["integrity"] == ["ok"]
+              or f["members_missing"] or problems) and f["integrity"] == ["ok"] \
+        and f["intents"] == a.intents and f["joined"] == a.handshakes
     return 0 if ok else 1
 
 
