@@ -29,7 +29,8 @@ check-diagrams: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
-# A million fuzzed messages at the handler level, 20,000 through the plugin process.
+# A million fuzzed messages at the handler level (a worker process per core), 20,000 through
+# the plugin process.
 fuzz: $(STAMP)
 	$(PY) -m tests.fuzz.run --messages 1000000 --process 20000
 
