@@ -37,13 +37,15 @@ check-options-doc: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
-# A million fuzzed messages at the handler level, 20,000 through the plugin process.
+# A million fuzzed messages at the handler level (a worker process per core), 20,000 through
+# the plugin process.
 fuzz: $(STAMP)
 	$(PY) -m tests.fuzz.run --messages 1000000 --process 20000
 
-# SIGKILL at random kill points of the admin's plugin on the stand-in, restarting it each time.
+# SIGKILL at random kill points of the initiators' plugins on the stand-in, restarting them
+# each time: 1,000 intents over ten initiators (the intake bound is per member), 100 handshakes.
 crash: $(STAMP)
-	$(PY) -m tests.crash.run --intents 100 --handshakes 20
+	$(PY) -m tests.crash.run --intents 1000 --handshakes 100
 
 clean:
 	rm -rf $(VENV)

@@ -12,7 +12,7 @@ from handlers.frame.clock import ManualClock
 from handlers.intents import acks
 from handlers.wire.framing import MsgType
 from storage import intents as intent_store
-from tests.fuzz import mutate
+from tests.fuzz import mutate, run
 from tests.fuzz.harness import Harness
 
 
@@ -72,3 +72,12 @@ def test_the_judge_catches_a_handler_that_writes_and_then_refuses(harness, monke
                     ("INTENT_ACK", "replayed"))
     assert harness.tally.unexpected[unexpected:][0][1] == "refused, yet state changed"
     harness.tally.unexpected[unexpected:] = []
+
+
+def test_make_fuzz_adds_up_its_worker_processes():
+    """`make fuzz` splits the handler level over processes: every share is counted."""
+    out = []
+    assert run.handler_level(30, 0, out.append, workers=2)
+    assert out[0].startswith("handler level: 30 messages in ")
+    assert "2 worker processes" in out[0]
+    assert out[1] == "  crashes 0, error logs 0, unexpected state changes 0\n"
