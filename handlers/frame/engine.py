@@ -172,10 +172,17 @@ class Engine:
         sent = 0
         now = self.clock.now()
         for row in outbox.due(self.db.conn(), now):
+            # A shutdown may close the database during a long drain (many rows to offline
+            # members): stop before the next row, and after a send whose outcome can no
+            # longer be recorded (the row stays due: it is sent again after the restart).
+            if self._stopping.is_set():
+                break
             try:
                 self.lightning.call("sendcustommsg", {"node_id": row["peer_id"],
                                                       "msg": row["msg_hex"]})
             except (RpcError, OSError) as e:
+                if self._stopping.is_set():
+                    break
                 attempts = row["attempts"] + 1
                 give_up = attempts >= MAX_SEND_ATTEMPTS
                 retry_at = None if give_up else now + min(300, 5 * 2 ** row["attempts"])
@@ -184,6 +191,8 @@ class Engine:
                 log.warning("outbox.send_failed", peer_id=row["peer_id"], seq=row["seq"],
                             attempts=attempts, abandoned=give_up, error=str(e))
                 continue
+            if self._stopping.is_set():
+                break
             with self.db.transaction() as conn:
                 outbox.mark_sent(conn, row["seq"], now)
             sent += 1

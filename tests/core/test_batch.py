@@ -218,3 +218,33 @@ def test_a_drain_inside_a_batch_sends_nothing_before_the_commit(db, clock, confi
         engine.stop()
     assert seen_inside == [[], []]              # nothing left before the batch committed
     assert lightning.sent == ["8001", "8001"]   # and all of it after
+
+
+class _StopsDuringSend:
+    """lightningd that refuses every send, as to an offline member, and is told of a
+    shutdown while the second send is in flight."""
+    def __init__(self, engine_box):
+        self.box, self.calls = engine_box, 0
+
+    def call(self, method, params=None):
+        self.calls += 1
+        if self.calls == 2:
+            self.box["engine"]._stopping.set()
+        raise OSError("Connection refused")
+
+
+def test_a_shutdown_during_a_long_drain_stops_it_before_the_next_row(db, clock, config):
+    # Seen in the full crash run: a shutdown closed the database while the worker drained
+    # ~750 messages to offline members, and recording the next failure raised.
+    from storage import outbox
+    box = {}
+    lightning = _StopsDuringSend(box)
+    engine = box["engine"] = Engine(db, clock, lambda: config, lightning=lightning)
+    with db.transaction() as conn:
+        for _ in range(20):
+            outbox.add(conn, peer_id="02" + "11" * 32, msg_hex="8001", now=clock.now())
+    assert engine.drain_outbox() == 0
+    assert lightning.calls == 2                 # the drain stopped at the shutdown
+    rows = outbox.due(db.conn(), clock.now() + 10_000)
+    assert len(rows) == 20
+    assert sorted(r["attempts"] for r in rows) == [0] * 19 + [1]   # only the first recorded
