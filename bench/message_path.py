@@ -57,7 +57,8 @@ def _admit(node, count):
     admin.key, admin.node_id = node.key, node.id
     ctx = Context(db=db, dispatcher=Dispatcher(db, clock, lambda: config), lightning=admin,
                   clock=clock, config=lambda: config, hello_limiter=RateLimiter(clock, 1, 1),
-                  sync_limiter=RateLimiter(clock, 1, 1), full_sync_limiter=RateLimiter(clock, 1, 1))
+                  sync_limiter=RateLimiter(clock, 1, 1), full_sync_limiter=RateLimiter(clock, 1, 1),
+                  council_limiter=RateLimiter(clock, 1, 1))
     hive_id = db.conn().execute("SELECT hive_id FROM hive_meta").fetchone()[0]
     keys = [KeyOnlyLightning(f"sender{i}") for i in range(count)]
     for k in keys:

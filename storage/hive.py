@@ -3,10 +3,83 @@ and the handshake-session lookups the handshake handlers need."""
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
+from collections import OrderedDict
+
+
+# -- what every member message asks, cached until the hive's membership changes ----------
+_TRACKED = ("hive_meta", "hive_members", "hive_bans")
+_CACHE: OrderedDict = OrderedDict()     # (token, what) -> (version, value), a few connections
+_CACHE_CONNECTIONS = 64
+
+
+def membership_version(conn: sqlite3.Connection) -> tuple | None:
+    """A key that changes whenever the hive's identity, its members or its bans change:
+    a counter that temporary triggers on this connection move (inside the writer's
+    transaction, so a rollback moves it back too), and SQLite's data_version, which moves
+    when another connection commits. None when it cannot be known (no triggers yet and a
+    transaction is open, or the tables do not exist yet)."""
+    try:
+        row = conn.execute("SELECT token, n FROM temp.membership_changes").fetchone()
+    except sqlite3.OperationalError:
+        if conn.in_transaction or not _install(conn):
+            return None
+        row = conn.execute("SELECT token, n FROM temp.membership_changes").fetchone()
+    return row[0], row[1], conn.execute("PRAGMA data_version").fetchone()[0]
+
+
+def _install(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.execute("BEGIN")
+        conn.execute("CREATE TEMP TABLE membership_changes (token TEXT NOT NULL, n INTEGER NOT NULL)")
+        conn.execute("INSERT INTO temp.membership_changes VALUES (?, 0)", (secrets.token_hex(8),))
+        for table in _TRACKED:
+            for op in ("INSERT", "UPDATE", "DELETE"):
+                conn.execute(f"CREATE TEMP TRIGGER {table}_{op.lower()}_counted AFTER {op} "
+                             f"ON main.{table} BEGIN UPDATE membership_changes "
+                             f"SET n = n + 1; END")
+        conn.execute("COMMIT")
+        return True
+    except sqlite3.OperationalError:          # the schema is not there yet (before migrate)
+        conn.execute("ROLLBACK")
+        return False
+
+
+def _cached(conn: sqlite3.Connection, what, compute):
+    version = membership_version(conn)
+    if version is None:
+        return compute()
+    key = (version[0], what)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    value = compute()
+    _CACHE[key] = (version, value)
+    _CACHE.move_to_end(key)
+    while len(_CACHE) > _CACHE_CONNECTIONS * 4:
+        _CACHE.popitem(last=False)
+    return value
 
 
 def get_meta(conn: sqlite3.Connection) -> dict | None:
+    meta = _cached(conn, "meta", lambda: _get_meta(conn))
+    return None if meta is None else {**meta, "genesis": dict(meta["genesis"])}
+
+
+def sender_view(conn: sqlite3.Connection, tiers: tuple[str, ...]
+                ) -> tuple[dict | None, frozenset[str], frozenset[str]]:
+    """What authorizing a member message reads, in one look-up: the hive (not to be
+    changed), the banned ids (ban list or tier) and the ids of members in `tiers` not
+    banned. Cached until the membership changes."""
+    def compute():
+        return (_get_meta(conn), _banned(conn), frozenset(r[0] for r in conn.execute(
+            f"SELECT peer_id FROM hive_members WHERE state IN ({', '.join('?' for _ in tiers)}) "
+            f"AND peer_id NOT IN (SELECT peer_id FROM hive_bans)", tiers)))
+    return _cached(conn, ("sender_view", tiers), compute)
+
+
+def _get_meta(conn: sqlite3.Connection) -> dict | None:
     row = conn.execute("SELECT hive_id, name, admin_id, genesis, joined_at FROM hive_meta "
                        "WHERE id = 1").fetchone()
     if row is None:
@@ -50,10 +123,17 @@ def members(conn: sqlite3.Connection) -> list[dict]:
 def member_ids(conn: sqlite3.Connection, tiers: tuple[str, ...]) -> set[str]:
     """The ids of members in `tiers` and not in the ban list, without reading their
     admission records (asked for every member message)."""
-    marks = ", ".join("?" for _ in tiers)
-    return {r[0] for r in conn.execute(
-        f"SELECT peer_id FROM hive_members WHERE state IN ({marks}) "
-        f"AND peer_id NOT IN (SELECT peer_id FROM hive_bans)", tiers)}
+    return set(member_id_set(conn, tiers))
+
+
+def member_id_set(conn: sqlite3.Connection, tiers: tuple[str, ...]) -> frozenset[str]:
+    """`member_ids`, not to be changed: cached until the membership changes."""
+    def compute():
+        marks = ", ".join("?" for _ in tiers)
+        return frozenset(r[0] for r in conn.execute(
+            f"SELECT peer_id FROM hive_members WHERE state IN ({marks}) "
+            f"AND peer_id NOT IN (SELECT peer_id FROM hive_bans)", tiers))
+    return _cached(conn, ("ids", tiers), compute)
 
 
 def member(conn: sqlite3.Connection, peer_id: str) -> dict | None:
@@ -68,10 +148,13 @@ def _member(row) -> dict:
 
 
 def is_banned(conn: sqlite3.Connection, peer_id: str) -> bool:
-    return conn.execute("SELECT 1 FROM hive_bans WHERE peer_id = ?", (peer_id,)).fetchone() \
-        is not None or conn.execute(
-            "SELECT 1 FROM hive_members WHERE peer_id = ? AND state = 'banned'",
-            (peer_id,)).fetchone() is not None
+    return peer_id in _cached(conn, "banned", lambda: _banned(conn))
+
+
+def _banned(conn: sqlite3.Connection) -> frozenset[str]:
+    return frozenset(r[0] for r in conn.execute(
+        "SELECT peer_id FROM hive_bans UNION SELECT peer_id FROM hive_members "
+        "WHERE state = 'banned'"))
 
 
 def banned_ids(conn: sqlite3.Connection) -> set[str]:

@@ -6,7 +6,9 @@ import math
 import pytest
 from structlog.testing import capture_logs
 
-from handlers.hivemap import gossip
+from handlers.hivemap import gossip, sync
+from handlers.hivemap.buckets import prefix
+from handlers.hivemap.rules import chunk
 from handlers.wire import signing
 from handlers.hive import FULL_SYNC_BURST
 from handlers.wire.framing import MsgType, decode, encode
@@ -50,7 +52,7 @@ def big_view(tmp_path, clock):
 def test_a_full_view_of_100_members_reaches_an_empty_node_in_bounded_rounds(big_view, clock):
     a, e, keys, _ = big_view
     held = hivemap.all_entries(a.db.conn())
-    chunks = sum(1 for _ in gossip.chunk(held, lambda g, i, n: encode(
+    chunks = sum(1 for _ in chunk(held, lambda g, i, n: encode(
         MsgType.FULL_SYNC, {"entries": g, "chunk": i, "chunks": n})))
     assert chunks > FULL_SYNC_BURST           # more than a receiver takes at once
     bound = math.ceil(chunks / FULL_SYNC_BURST) + 2
@@ -163,10 +165,11 @@ def test_answered_hashes_are_remembered_in_a_bounded_lru(fleet_of_keys, monkeypa
 
 def test_a_digest_listing_a_member_twice_gets_no_answer(fleet_of_keys):
     a, keys = fleet_of_keys
-    twice = [{"peer_id": keys[0].node_id, "version": v, "timestamp": 1} for v in (1, 2)]
+    twice = [[prefix(keys[0].node_id), v, 1] for v in (1, 2)]
     before = a.snapshot()
     with capture_logs() as logs:
-        a.receive(keys[1].node_id, encode(MsgType.DIGEST, {"digests": twice}))
+        a.receive(keys[1].node_id, encode(MsgType.DIGEST, {"of": 1, "buckets": [0],
+                                                           "digests": twice}))
     assert [e["reason"] for e in logs if e["event"] == "gossip.refused"] == [
         "a member listed twice"]
     assert a.snapshot() == before
@@ -201,6 +204,7 @@ def test_a_burst_of_reconnections_costs_one_exchange_per_node(tmp_path, clock):
     clock.advance(a.config.sync_interval)
     gossip.on_tick(a.ctx)                        # a's new state reaches no one
     assert not any(views_equal(a, o) for o in others)
+    clock.advance(sync.SETTLE_SECONDS)           # a stays cut off a while
     a.lightning.connected = {o.node_id for o in others}
     for o in others:
         o.lightning.connected.add(a.node_id)

@@ -54,6 +54,7 @@ class Network:
         self.group: dict[str, int] = {}              # partition side; empty when whole
         self.sent: Counter = Counter()               # messages by type name, and "bytes"
         self._last: dict[tuple[str, str], float] = {}   # last delivery time per link
+        self.checked: dict = {}                      # checkmessage answers, shared
 
     def add(self, node) -> None:
         self.nodes[node.node_id] = node
