@@ -3,63 +3,14 @@ and the handshake-session lookups the handshake handlers need."""
 from __future__ import annotations
 
 import json
-import secrets
 import sqlite3
-from collections import OrderedDict
 
-
-# -- what every member message asks, cached until the hive's membership changes ----------
-_TRACKED = ("hive_meta", "hive_members", "hive_bans")
-_CACHE: OrderedDict = OrderedDict()     # (token, what) -> (version, value), a few connections
-_CACHE_CONNECTIONS = 64
-
-
-def membership_version(conn: sqlite3.Connection) -> tuple | None:
-    """A key that changes whenever the hive's identity, its members or its bans change:
-    a counter that temporary triggers on this connection move (inside the writer's
-    transaction, so a rollback moves it back too), and SQLite's data_version, which moves
-    when another connection commits. None when it cannot be known (no triggers yet and a
-    transaction is open, or the tables do not exist yet)."""
-    try:
-        row = conn.execute("SELECT token, n FROM temp.membership_changes").fetchone()
-    except sqlite3.OperationalError:
-        if conn.in_transaction or not _install(conn):
-            return None
-        row = conn.execute("SELECT token, n FROM temp.membership_changes").fetchone()
-    return row[0], row[1], conn.execute("PRAGMA data_version").fetchone()[0]
-
-
-def _install(conn: sqlite3.Connection) -> bool:
-    try:
-        conn.execute("BEGIN")
-        conn.execute("CREATE TEMP TABLE membership_changes (token TEXT NOT NULL, n INTEGER NOT NULL)")
-        conn.execute("INSERT INTO temp.membership_changes VALUES (?, 0)", (secrets.token_hex(8),))
-        for table in _TRACKED:
-            for op in ("INSERT", "UPDATE", "DELETE"):
-                conn.execute(f"CREATE TEMP TRIGGER {table}_{op.lower()}_counted AFTER {op} "
-                             f"ON main.{table} BEGIN UPDATE membership_changes "
-                             f"SET n = n + 1; END")
-        conn.execute("COMMIT")
-        return True
-    except sqlite3.OperationalError:          # the schema is not there yet (before migrate)
-        conn.execute("ROLLBACK")
-        return False
+from storage import changes
 
 
 def _cached(conn: sqlite3.Connection, what, compute):
-    version = membership_version(conn)
-    if version is None:
-        return compute()
-    key = (version[0], what)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0] == version:
-        return hit[1]
-    value = compute()
-    _CACHE[key] = (version, value)
-    _CACHE.move_to_end(key)
-    while len(_CACHE) > _CACHE_CONNECTIONS * 4:
-        _CACHE.popitem(last=False)
-    return value
+    """Cached until the hive's identity, its members or its bans change."""
+    return changes.cached(conn, "membership", what, compute)
 
 
 def get_meta(conn: sqlite3.Connection) -> dict | None:

@@ -16,9 +16,11 @@ class Item:
     fn: Callable[[], object]
     future: Future
     droppable: bool          # a peer message or notification, not an operator command
-    # Read-only work done ahead when the item is applied in a batch (on a helper thread,
-    # alongside the batch's other items): fetching answers its `fn` will ask for.
+    # Read-only work done ahead (on a helper thread, from the moment the item is queued,
+    # alongside the other items' and the worker's work): fetching answers its `fn` will
+    # ask for. `prepared` is that work under way.
     prepare: Callable[[], object] | None = None
+    prepared: Future | None = None
 
 
 class WorkQueue:

@@ -13,7 +13,7 @@ from handlers.membership import members as ms
 from handlers.wire import messages, signing
 from handlers.wire.framing import MsgType, encode
 from storage import hive as hive_store
-from storage import hivemap, outbox
+from storage import changes, hivemap, outbox
 
 log = structlog.get_logger("hive.gossip")
 
@@ -37,19 +37,14 @@ def queue_to(ctx, peers, *msgs) -> None:
 
 def our_hash(ctx) -> tuple[str, int]:
     """Our fleet hash and how many states it covers, from the digests alone (no state is
-    parsed), and computed again only when the database changed: every member asks for
-    it at every sync interval. Not kept inside a transaction, whose changes may yet be
-    rolled back without the change counters going back."""
+    parsed), and computed again only when a state changed: every member asks for it at
+    every sync interval."""
     conn = ctx.db.conn()
-    key = (id(conn), conn.total_changes, conn.execute("PRAGMA data_version").fetchone()[0])
-    cached = ctx.timers.get("fleet_hash")
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    digests = hivemap.digests(conn)
-    value = (fleet_hash(digests), len(digests))
-    if not conn.in_transaction:
-        ctx.timers["fleet_hash"] = (key, value)
-    return value
+
+    def compute():
+        digests = hivemap.digests(conn)
+        return fleet_hash(digests), len(digests)
+    return changes.cached(conn, "hivemap", "fleet_hash", compute)
 
 
 def our_hash_message(ctx) -> str:
@@ -181,14 +176,19 @@ def accept_entry(ctx, entry: dict, *, live: bool, members: set[str], hive_id: st
     reason = _before_signature(ctx, state, sig, live=live, members=members)
     if reason:
         return reason
-    if not signing.verify(ctx.lightning, peer, hive_id, "STATE", state, sig):
+    text = signing.canonical_json(state)       # encoded once: checked, then stored
+    if not signing.verify(ctx.lightning, peer, hive_id, "STATE", state, sig, canonical=text):
         return "not signed by the member it describes"
     # Our own state signed by us but newer than ours (we lost our database): taking it
     # lets our next broadcast continue above it instead of being refused by everyone.
-    with ctx.db.transaction() as conn:
-        if not hivemap.put_if_newer(conn, state, sig, ctx.clock.now()):
-            return "not newer than the version held"
-    return None
+    # One statement: inside the worker's batch it needs no savepoint of its own.
+    conn = ctx.db.conn()
+    if conn.in_transaction:
+        stored = hivemap.put_if_newer(conn, state, sig, ctx.clock.now(), text)
+    else:
+        with ctx.db.transaction() as c:
+            stored = hivemap.put_if_newer(c, state, sig, ctx.clock.now(), text)
+    return None if stored else "not newer than the version held"
 
 
 def prefetch_gossip(ctx, peer_id: str, entry: dict, auth) -> None:

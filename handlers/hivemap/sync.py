@@ -67,6 +67,11 @@ def on_state_hash(ctx, peer_id: str, theirs: dict, auth) -> None:
         return
     if not first_time(ctx, "hash_answered", peer_id, (ours, theirs["hash"])):
         return refuse(peer_id, "STATE_HASH", "already answered these hashes")
+    # One exchange at a time: a burst of hashes (members reconnecting after a cut) would
+    # each bring us the same entries. The exchange under way levels us with one of them;
+    # the others are compared at their next periodic STATE_HASH.
+    if not ctx.every("hash_exchange", SETTLE_SECONDS):
+        return log.debug("sync.exchange_under_way", peer_id=peer_id)
     digests = hivemap.digests(ctx.db.conn())
     of = bk.buckets_for(max(count, theirs["count"]))
     if of == 1:             # a small view: its listing costs less than a summary round

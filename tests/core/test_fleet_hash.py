@@ -1,5 +1,5 @@
 """Our fleet hash is kept between sync intervals and follows every change: our own
-writes, another connection's, and none kept from inside a transaction."""
+writes, another connection's, and a transaction's, which its rollback undoes."""
 from handlers.hivemap import gossip
 from handlers.hivemap.rules import fleet_hash
 from storage import hivemap

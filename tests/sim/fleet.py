@@ -172,8 +172,11 @@ class SimFleet:
 
     def lacking(self, targets: dict[str, tuple]) -> int:
         """How many (node, member) pairs hold an older state than `targets`."""
-        return sum(1 for n in self.nodes for p, t in targets.items()
-                   if (n.held(p) or (0,))[0] < t[0])
+        out = 0
+        for n in self.nodes:
+            held = {d["peer_id"]: d["version"] for d in hivemap.digests(n.db.conn())}
+            out += sum(1 for p, t in targets.items() if held.get(p, 0) < t[0])
+        return out
 
     def level(self) -> bool:
         return len({n.fleet_hash() for n in self.nodes}) == 1
