@@ -205,7 +205,7 @@ class Engine:
             if batch is None:
                 return
             batch = [i for i in batch if i.future.set_running_or_notify_cancel()]
-            if len(batch) == 1:
+            if len(batch) == 1 and not batch[0].droppable:
                 self._prepare(batch)
                 self._settle(batch[0], *_run(batch[0]))
             elif batch:
@@ -224,6 +224,14 @@ class Engine:
         messages wait in the outbox (sent after it), and log lines and observers run as
         after-commit callbacks; if the commit fails, none of the batch happened."""
         self._prepare(batch)
+        # What arrived while the batch was prepared joins it: one commit for more items.
+        while len(batch) < MAX_BATCH:
+            more = [i for i in self._queue.more(MAX_BATCH - len(batch))
+                    if i.future.set_running_or_notify_cancel()]
+            if not more:
+                break
+            self._prepare(more)
+            batch += more
         done = []
         try:
             with self.db.transaction():

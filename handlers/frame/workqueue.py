@@ -64,6 +64,15 @@ class WorkQueue:
                 batch.append(self._items.popleft())
             return batch
 
+    def more(self, limit: int) -> list[Item]:
+        """Without waiting: the droppable items at the head of the queue, up to `limit`
+        (what arrived while a batch of peer input was being prepared joins it)."""
+        with self._cv:
+            out = []
+            while len(out) < limit and self._items and self._items[0].droppable:
+                out.append(self._items.popleft())
+            return out
+
     def close(self) -> list[Item]:
         """Refuse further items and wake the worker; returns what was still waiting."""
         with self._cv:
