@@ -170,12 +170,14 @@ class SimFleet:
         by_id = {n.node_id: n for n in self.nodes}
         return {p: by_id[p].held(p) for p in peer_ids}
 
-    def lacking(self, targets: dict[str, tuple]) -> int:
-        """How many (node, member) pairs hold an older state than `targets`."""
-        out = 0
-        for n in self.nodes:
+    def lacking(self, targets: dict[str, tuple], nodes=None) -> list:
+        """The nodes (of `nodes`, all by default) that hold an older state than `targets`
+        of some member. Versions never go back: a node found complete stays so."""
+        out = []
+        for n in self.nodes if nodes is None else nodes:
             held = {d["peer_id"]: d["version"] for d in hivemap.digests(n.db.conn())}
-            out += sum(1 for p, t in targets.items() if held.get(p, 0) < t[0])
+            if any(held.get(p, 0) < t[0] for p, t in targets.items()):
+                out.append(n)
         return out
 
     def level(self) -> bool:

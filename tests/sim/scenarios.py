@@ -68,10 +68,12 @@ def _until_level(fleet, changed, limit: int, started: float, before=None,
     while unpublished() and fleet.clock.now() < deadline:
         fleet.run(CHECK_EVERY)
     targets = targets or fleet.latest(changed)
-    while fleet.lacking(targets) and fleet.clock.now() < deadline:
+    pending = fleet.lacking(targets)
+    while pending and fleet.clock.now() < deadline:
         fleet.run(CHECK_EVERY)
+        pending = fleet.lacking(targets, pending)
     took = fleet.clock.now() - started
-    done = not fleet.lacking(targets)
+    done = not pending
     return {"converged": done, "seconds": took if done else None,
             "rounds": math.ceil(took / sync) if done else None, "targets": targets}
 
