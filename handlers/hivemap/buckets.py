@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 
-from handlers.wire.signing import canonical_json
 
 PREFIX = 16            # hex characters of a member's id (after 02/03) naming it in a listing
 BUCKET_HASH = 8        # hex characters of a bucket's hash in a summary
@@ -48,9 +47,10 @@ def bucket_hashes(digests, of: int, salt: str) -> str:
     changes with the view, so two buckets that happen to collide do not stay hidden."""
     groups: list[list] = [[] for _ in range(of)]
     for row in listing(digests, of):
-        groups[bucket_of(row[0], of)].append(row)
-    return "".join(hashlib.sha256((salt + canonical_json(g)).encode()).hexdigest()[:BUCKET_HASH]
-                   for g in groups)
+        # canonical JSON of the row, written out directly (hex prefix, JSON numbers)
+        groups[bucket_of(row[0], of)].append('["%s",%s,%s]' % tuple(row))
+    return "".join(hashlib.sha256((salt + "[" + ",".join(g) + "]").encode()).hexdigest()
+                   [:BUCKET_HASH] for g in groups)
 
 
 def differing_buckets(ours: str, theirs: str) -> list[int]:
