@@ -124,3 +124,13 @@ def test_inconsistent_digests_are_refused_and_change_nothing(two_views, body, re
         a.receive(e, encode(MsgType.DIGEST, body))
     assert [x["reason"] for x in logs if x["event"] == "gossip.refused"] == [reason]
     assert a.snapshot() == before
+
+
+def test_the_periodic_hash_goes_to_three_members_in_turn_and_reaches_each(tmp_path, clock):
+    a = Side("a", tmp_path, clock)
+    connected = sorted("02%064x" % i for i in range(10))
+    rounds = [gossip.sync_partners(a.ctx, connected) for _ in range(4)]
+    assert all(len(r) == gossip.SYNC_FANOUT == len(set(r)) for r in rounds)
+    assert set().union(*rounds) == set(connected)          # 4 intervals x 3 cover all 10
+    assert gossip.sync_partners(a.ctx, connected[:2]) == connected[:2]
+    a.close()
