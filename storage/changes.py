@@ -53,6 +53,16 @@ def _install(conn: sqlite3.Connection) -> bool:
         return False
 
 
+def reset(conn: sqlite3.Connection) -> None:
+    """Forget this connection's counters and triggers (after a migration, which may have
+    rebuilt a table and its triggers with it); the next look-up installs them again."""
+    for tables in GROUPS.values():
+        for table in tables:
+            for op in ("insert", "update", "delete"):
+                conn.execute(f"DROP TRIGGER IF EXISTS temp.{table}_{op}_counted")
+    conn.execute("DROP TABLE IF EXISTS temp.change_counts")
+
+
 def cached(conn: sqlite3.Connection, group: str, what, compute):
     """`compute()`, or what it returned last for this connection if `group` has not
     changed since. The value is shared: callers must not change it."""

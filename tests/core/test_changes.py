@@ -4,6 +4,7 @@ connection's commits. Real SQLite, real admissions."""
 from handlers.membership.members import ACTIVE_TIERS
 from hive_sides import Side, form_hive
 from hivemap_fleet import admit
+from storage import changes
 from storage import hive as hive_store
 from storage.db import Database
 
@@ -32,3 +33,17 @@ def test_the_cached_view_follows_every_change(tmp_path, clock):
     assert hive_store.is_banned(conn, m.node_id) and not hive_store.is_banned(conn, b.node_id)
     a.close()
     b.close()
+
+
+def test_a_migration_resets_the_counters(tmp_path, clock):
+    """A migration may rebuild a table (its triggers go with it): the counters are set up
+    again, so a write after it still moves them."""
+    a = Side("a", tmp_path, clock)
+    conn = a.db.conn()
+    before = changes.version(conn, "membership")
+    assert before is not None
+    changes.reset(conn)                      # what migrate() does after migrating
+    form_hive(a)
+    assert changes.version(conn, "membership")[0] != before[0]      # set up again
+    assert hive_store.sender_view(conn, ACTIVE_TIERS)[2] == {a.node_id}
+    a.close()
