@@ -20,6 +20,10 @@ def _line(name: str, text: str) -> None:
     print(f"{name:34} {text}", flush=True)
 
 
+def base_n(steady: dict) -> int:
+    return steady["n"]
+
+
 def _took(result: dict) -> str:
     return f"{result['seconds']:.0f} s" if result["converged"] else "NOT converged"
 
@@ -65,21 +69,22 @@ def main() -> None:
 
     _line("planner cycle vs full listchannels", planner.line(planner.measure()))
 
-    last = None
+    base = None
     for n in (10, 100, 1000):
-        if n > fleet_sim.FEASIBLE:
-            _line(f"fleet simulation N={n}", "  n/a   " + fleet_sim.estimate(n, last))
-            continue
-        last = f = fleet_sim.run(n)
-        part, s = f["partition"], f["steady"]
-        healed = _took(part)
-        _line(f"fleet simulation N={n}",
-              f"{part['repair_bytes'] / max(1, part['differing_bytes']):6.1f}x  partition "
-              f"healed in {healed} (goal: 2 sync intervals = {2 * f['config'].sync_interval} "
-              f"s), sent/differing (goal <= 2); steady {s['bytes_per_member'] / 1024:.0f} KiB "
-              f"and {s['messages_per_member']:.0f} messages per member per heartbeat; one "
-              f"change {_took(f['one_change'])}; 5% loss {_took(f['loss'])}; "
-              f"{f['wall_seconds']:.0f} s wall")
+        f = fleet_sim.run(n)
+        part, s, one, lost = f["partition"], f["steady"], f["one_change"], f["loss"]
+        base = base or s
+        sync = f["config"].sync_interval
+        _line(f"fleet N={n}: partition heal", f"{part['repair_bytes'] / max(1, part['differing_bytes']):6.2f}x  "
+              f"{part['repair_bytes'] / 1024:,.0f} KiB sent for {part['differing_bytes'] / 1024:,.0f} "
+              f"KiB that differed (goal <= 2); healed in {_took(part)} (goal <= {2 * sync} s)")
+        _line(f"fleet N={n}: steady traffic", f"{s['bytes_per_member'] / (base['bytes_per_member'] * n / base_n(base)):6.2f}x  "
+              f"{s['bytes_per_member'] / 1024:,.0f} KiB, {s['messages_per_member']:,.0f} messages per "
+              f"member per heartbeat vs N={base_n(base)} scaled linearly (goal <= 1)"
+              + (f"; measured over {s['window']:.0f} s" if s["window"] < f["config"].heartbeat_interval else ""))
+        _line(f"fleet N={n}: one change, 5% loss", f"{one['repair_bytes'] / max(1, one['differing_bytes']):6.2f}x  "
+              f"sent/differing for one change (in {_took(one)}); {lost['repair_bytes'] / max(1, lost['differing_bytes']):.2f}x "
+              f"under 5% loss (in {_took(lost)}); {f['wall_seconds']:.0f} s wall, {f['cpu_seconds']:.0f} s CPU")
     print(f"\n{time.perf_counter() - started:.0f} s in all", flush=True)
 
 

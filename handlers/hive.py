@@ -30,7 +30,7 @@ from handlers.frame import errors, retention
 from handlers.frame.clock import SystemClock
 from handlers.frame.context import Context
 from handlers.frame.effects import Prefetching
-from handlers.frame.engine import MAX_BATCH, Engine
+from handlers.frame.engine import MAX_BATCH, MAX_QUEUE, Engine
 from handlers.frame.ratelimit import RateLimiter
 from handlers.frame.refusals import refusal_log
 from handlers.governance import actions as governance
@@ -101,8 +101,10 @@ class Hive:
             raise StartupError(f"hive-db-path: cannot use {snapshot.db_path}: {e}") from e
         self.db = db
         self.engine = Engine(db, self.clock, lambda: self.config, lightning)
-        # Signature checks of a burst of GOSSIP are asked ahead, side by side.
-        checks = None if lightning is None else Prefetching(lightning, keep=2 * MAX_BATCH)
+        # Signature checks of GOSSIP are asked ahead, side by side, as messages are queued:
+        # room for an answer per message the queue holds.
+        checks = None if lightning is None else Prefetching(lightning,
+                                                            keep=MAX_QUEUE + MAX_BATCH)
         self.ctx = Context(db=db, dispatcher=self.engine.dispatcher, lightning=checks,
                            clock=self.clock, config=lambda: self.config,
                            hello_limiter=RateLimiter(self.clock, HELLO_RATE, HELLO_BURST),

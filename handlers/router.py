@@ -19,7 +19,7 @@ from handlers.council import leave as council_leave
 from handlers.council import proposals as council
 from handlers.council import sync as council_sync
 from handlers.frame.refusals import refusal_log
-from handlers.hivemap import gossip
+from handlers.hivemap import gossip, sync
 from handlers.intents import acks as intent_acks
 from handlers.intents import locks as intents
 from handlers.membership import handshake
@@ -69,9 +69,9 @@ ROUTES = {
     MsgType.JOIN_REFUSED: Route(handshake.on_join_refused, "handshake"),
     MsgType.MEMBER_ADDED: Route(handshake.on_member_added, "handshake", messages.MEMBER_ADDED),
     MsgType.GOSSIP: Route(gossip.on_gossip, "gossip", messages.GOSSIP, gossip.prefetch_gossip),
-    MsgType.STATE_HASH: Route(gossip.on_state_hash, "gossip", messages.STATE_HASH),
-    MsgType.FULL_SYNC: Route(gossip.on_full_sync, "gossip", messages.FULL_SYNC),
-    MsgType.DIGEST: Route(gossip.on_digest, "gossip", messages.DIGEST),
+    MsgType.STATE_HASH: Route(sync.on_state_hash, "gossip", messages.STATE_HASH),
+    MsgType.FULL_SYNC: Route(sync.on_full_sync, "gossip", messages.FULL_SYNC),
+    MsgType.DIGEST: Route(sync.on_digest, "gossip", messages.DIGEST),
     MsgType.INTENT: Route(intents.on_intent, "intent", messages.INTENT_MSG),
     MsgType.INTENT_ABORT: Route(intents.on_intent_abort, "intent", messages.INTENT_ABORT_MSG),
     MsgType.PROPOSAL: Route(council.on_proposal, "council", messages.PROPOSAL_MSG),
@@ -88,13 +88,11 @@ ROUTES = {
 
 def authorize(ctx, peer_id: str) -> Authorized | str:
     """The sender may send member messages; else the reason it may not."""
-    conn = ctx.db.conn()
-    meta = hive_store.get_meta(conn)
+    meta, banned, members = hive_store.sender_view(ctx.db.conn(), ms.ACTIVE_TIERS)
     if meta is None:
         return "this node is not in a hive"
-    if hive_store.is_banned(conn, peer_id):
+    if peer_id in banned:
         return "sender is banned"
-    members = frozenset(ms.active_ids(conn))
     if peer_id not in members:
         return "sender is not a member"
     if ctx.node_id not in members:

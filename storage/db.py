@@ -6,6 +6,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 
+from storage import changes
 from storage.migrations import LATEST, MIGRATIONS
 
 
@@ -97,6 +98,8 @@ class Database:
                 c.execute("ROLLBACK")
                 raise
             c.execute("COMMIT")
+        if start < target:
+            changes.reset(c)        # a rebuilt table lost this connection's counters
         return start
 
     @contextmanager

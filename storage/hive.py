@@ -5,8 +5,32 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from storage import changes
+
+
+def _cached(conn: sqlite3.Connection, what, compute):
+    """Cached until the hive's identity, its members or its bans change."""
+    return changes.cached(conn, "membership", what, compute)
+
 
 def get_meta(conn: sqlite3.Connection) -> dict | None:
+    meta = _cached(conn, "meta", lambda: _get_meta(conn))
+    return None if meta is None else {**meta, "genesis": dict(meta["genesis"])}
+
+
+def sender_view(conn: sqlite3.Connection, tiers: tuple[str, ...]
+                ) -> tuple[dict | None, frozenset[str], frozenset[str]]:
+    """What authorizing a member message reads, in one look-up: the hive (not to be
+    changed), the banned ids (ban list or tier) and the ids of members in `tiers` not
+    banned. Cached until the membership changes."""
+    def compute():
+        return (_get_meta(conn), _banned(conn), frozenset(r[0] for r in conn.execute(
+            f"SELECT peer_id FROM hive_members WHERE state IN ({', '.join('?' for _ in tiers)}) "
+            f"AND peer_id NOT IN (SELECT peer_id FROM hive_bans)", tiers)))
+    return _cached(conn, ("sender_view", tiers), compute)
+
+
+def _get_meta(conn: sqlite3.Connection) -> dict | None:
     row = conn.execute("SELECT hive_id, name, admin_id, genesis, joined_at FROM hive_meta "
                        "WHERE id = 1").fetchone()
     if row is None:
@@ -50,10 +74,17 @@ def members(conn: sqlite3.Connection) -> list[dict]:
 def member_ids(conn: sqlite3.Connection, tiers: tuple[str, ...]) -> set[str]:
     """The ids of members in `tiers` and not in the ban list, without reading their
     admission records (asked for every member message)."""
-    marks = ", ".join("?" for _ in tiers)
-    return {r[0] for r in conn.execute(
-        f"SELECT peer_id FROM hive_members WHERE state IN ({marks}) "
-        f"AND peer_id NOT IN (SELECT peer_id FROM hive_bans)", tiers)}
+    return set(member_id_set(conn, tiers))
+
+
+def member_id_set(conn: sqlite3.Connection, tiers: tuple[str, ...]) -> frozenset[str]:
+    """`member_ids`, not to be changed: cached until the membership changes."""
+    def compute():
+        marks = ", ".join("?" for _ in tiers)
+        return frozenset(r[0] for r in conn.execute(
+            f"SELECT peer_id FROM hive_members WHERE state IN ({marks}) "
+            f"AND peer_id NOT IN (SELECT peer_id FROM hive_bans)", tiers))
+    return _cached(conn, ("ids", tiers), compute)
 
 
 def member(conn: sqlite3.Connection, peer_id: str) -> dict | None:
@@ -68,10 +99,13 @@ def _member(row) -> dict:
 
 
 def is_banned(conn: sqlite3.Connection, peer_id: str) -> bool:
-    return conn.execute("SELECT 1 FROM hive_bans WHERE peer_id = ?", (peer_id,)).fetchone() \
-        is not None or conn.execute(
-            "SELECT 1 FROM hive_members WHERE peer_id = ? AND state = 'banned'",
-            (peer_id,)).fetchone() is not None
+    return peer_id in _cached(conn, "banned", lambda: _banned(conn))
+
+
+def _banned(conn: sqlite3.Connection) -> frozenset[str]:
+    return frozenset(r[0] for r in conn.execute(
+        "SELECT peer_id FROM hive_bans UNION SELECT peer_id FROM hive_members "
+        "WHERE state = 'banned'"))
 
 
 def banned_ids(conn: sqlite3.Connection) -> set[str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from storage import changes
+
 
 def get(conn: sqlite3.Connection, peer_id: str) -> dict | None:
     row = conn.execute("SELECT state_json, signature FROM hive_state WHERE peer_id = ?",
@@ -21,10 +23,12 @@ def held(conn: sqlite3.Connection, peer_id: str) -> tuple[int, int, str] | None:
 
 def digests(conn: sqlite3.Connection) -> list[dict]:
     """`{peer_id, version, timestamp}` of every state held, by peer_id: what the fleet hash
-    covers, read without the states themselves. Timestamps are integers on the wire; the
+    covers, read without the states themselves (cached until a state changes: not to be
+    changed). Timestamps are integers on the wire; the
     column's REAL affinity stores them as floats, so they are read back as integers."""
-    return [{"peer_id": r[0], "version": r[1], "timestamp": int(r[2])} for r in conn.execute(
-        "SELECT peer_id, version, timestamp FROM hive_state ORDER BY peer_id")]
+    return changes.cached(conn, "hivemap", "digests", lambda: [
+        {"peer_id": r[0], "version": r[1], "timestamp": int(r[2])} for r in conn.execute(
+            "SELECT peer_id, version, timestamp FROM hive_state ORDER BY peer_id")])
 
 
 def all_entries(conn: sqlite3.Connection) -> list[dict]:
@@ -32,10 +36,12 @@ def all_entries(conn: sqlite3.Connection) -> list[dict]:
         "SELECT state_json, signature FROM hive_state ORDER BY peer_id")]
 
 
-def put_if_newer(conn: sqlite3.Connection, state: dict, sig: str, now: float) -> bool:
+def put_if_newer(conn: sqlite3.Connection, state: dict, sig: str, now: float,
+                 state_json: str | None = None) -> bool:
     """Store a member's state unless we hold the same or a newer one, in the total order
     (version, timestamp, signature), checked by SQLite in the same statement: versions
-    never go back, and two different states of one version settle the same everywhere."""
+    never go back, and two different states of one version settle the same everywhere.
+    `state_json`: the state as JSON, when the caller has it already."""
     cur = conn.execute(
         """INSERT INTO hive_state (peer_id, version, timestamp, state_json, signature, updated_at)
            VALUES (?, ?, ?, ?, ?, ?)
@@ -45,7 +51,7 @@ def put_if_newer(conn: sqlite3.Connection, state: dict, sig: str, now: float) ->
            WHERE (excluded.version, excluded.timestamp, excluded.signature)
                  > (hive_state.version, hive_state.timestamp, hive_state.signature)""",
         (state["peer_id"], state["version"], state["timestamp"],
-         json.dumps(state, sort_keys=True), sig, now))
+         state_json or json.dumps(state, sort_keys=True), sig, now))
     return cur.rowcount == 1
 
 

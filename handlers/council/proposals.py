@@ -233,8 +233,15 @@ def tally(ctx, pid: str, *, broadcast_decision: bool = True) -> bool:
         store.decide(c, pid, ctx.clock.now(), len(yes), len(eligible))
     apply.settle(ctx, row["target"])
     if broadcast_decision:
-        broadcast(ctx, encode(MsgType.DECISION,
-                              {"decision": {"proposal": row["record"], "votes": yes}}))
+        # At most MAX_VOTES fit one message; beyond 399 voters the majority does not (the
+        # members still decide from the VOTE messages they receive: README, known limits).
+        if majority_quorum(len(eligible)) > messages.MAX_VOTES:
+            log.warning("council.decision_not_broadcast", proposal_id=pid, votes=len(yes),
+                        reason=f"a majority of {len(eligible)} voters does not fit one message")
+        else:
+            proof = sorted(yes, key=lambda v: v["voter"])[:messages.MAX_VOTES]
+            broadcast(ctx, encode(MsgType.DECISION,
+                                  {"decision": {"proposal": row["record"], "votes": proof}}))
     return True
 
 

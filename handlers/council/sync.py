@@ -59,12 +59,13 @@ def _proofs(ctx) -> list[dict]:
     # of an earlier ban, nor a later ban shrink it).
     for p in sorted(decided, key=lambda p: (p["decided_at"], p["proposal_id"])):
         yes = [v for v in store.votes(conn, p["proposal_id"]) if v["choice"] == "yes"]
-        items.append({"decisions": {"proposal": p["record"], "votes": yes}})
+        items.append({"decisions": {"proposal": p["record"], "votes": yes[:messages.MAX_VOTES]}})
     items += [{"leaves": signed} for signed in leaves]
     for p in store.proposals(conn):
         if view.status_of(conn, p, now) == "open":
-            items.append({"open": {"proposal": p["record"],
-                                   "votes": store.votes(conn, p["proposal_id"])}})
+            # yes votes first: at most MAX_VOTES fit one item (README, known limits)
+            votes = sorted(store.votes(conn, p["proposal_id"]), key=lambda v: v["choice"] != "yes")
+            items.append({"open": {"proposal": p["record"], "votes": votes[:messages.MAX_VOTES]}})
     return items
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Callable
 
 import structlog
@@ -68,14 +68,24 @@ class Engine:
         if self._stopping.is_set():
             fut.set_exception(RuntimeError("cl-hive is shutting down"))
             return fut
+        item = Item(fn, fut, droppable, prepare)
+        if prepare is not None:
+            # Started now, not when the worker takes the item: its round trips to
+            # lightningd overlap the worker's work on the items ahead of it.
+            try:
+                item.prepared = self._preparers.submit(prepare)
+            except RuntimeError:            # shutting down: the item does its own work
+                item.prepared = None
         try:
-            dropped = self._queue.put(Item(fn, fut, droppable, prepare))
+            dropped = self._queue.put(item)
         except RuntimeError as e:
             fut.set_exception(e)
             return fut
         if dropped is not None:
             self.dropped += 1
             dropped.future.cancel()
+            if dropped.prepared is not None:
+                dropped.prepared.cancel()
             if self._drop_log.allow("queue_full"):
                 log.warning("engine.queue_full", waiting=len(self._queue),
                             dropped_total=self.dropped)
@@ -204,7 +214,8 @@ class Engine:
             if batch is None:
                 return
             batch = [i for i in batch if i.future.set_running_or_notify_cancel()]
-            if len(batch) == 1:
+            if len(batch) == 1 and not batch[0].droppable:
+                self._prepare(batch)
                 self._settle(batch[0], *_run(batch[0]))
             elif batch:
                 self._run_batch(batch)
@@ -222,6 +233,14 @@ class Engine:
         messages wait in the outbox (sent after it), and log lines and observers run as
         after-commit callbacks; if the commit fails, none of the batch happened."""
         self._prepare(batch)
+        # What arrived while the batch was prepared joins it: one commit for more items.
+        while len(batch) < MAX_BATCH:
+            more = [i for i in self._queue.more(MAX_BATCH - len(batch))
+                    if i.future.set_running_or_notify_cancel()]
+            if not more:
+                break
+            self._prepare(more)
+            batch += more
         done = []
         try:
             with self.db.transaction():
@@ -236,21 +255,18 @@ class Engine:
             self._settle(item, result, error)
 
     def _prepare(self, batch: list[Item]) -> None:
-        """Run the batch's `prepare` steps side by side (their lightningd round trips
-        overlap) and wait for them. A step that fails only loses its head start: the item
-        does the work itself."""
-        steps = []
+        """Wait for the items' `prepare` steps, started when they were queued (their
+        lightningd round trips overlap each other and the worker's earlier work). A step
+        that fails only loses its head start: the item does the work itself."""
         for item in batch:
-            if item.prepare is not None:
-                try:
-                    steps.append(self._preparers.submit(item.prepare))
-                except RuntimeError:        # shutting down: each item does its own work
-                    break
-        for step in steps:
+            if item.prepared is None:
+                continue
             try:
-                step.result()
+                item.prepared.result()
             except (RpcError, OSError) as e:
                 log.debug("engine.prepare_failed", error=str(e))
+            except CancelledError:
+                pass
             except Exception as e:
                 log.warning("engine.prepare_failed", error=repr(e), exc_info=True)
 

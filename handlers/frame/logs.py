@@ -50,7 +50,8 @@ def configure(sink, level: int = logging.INFO, log_file: str | None = None) -> N
     """Route structlog and stdlib logging to `sink` (and `log_file`). Call after pyln's
     `Plugin()` exists: it installs its own root handler, which this replaces."""
     structlog.configure(
-        processors=_SHARED + [
+        # Level first: a debug line below the level costs a check, not the whole chain.
+        processors=[structlog.stdlib.filter_by_level] + _SHARED + [
             structlog.processors.ExceptionRenderer(
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,

@@ -16,9 +16,11 @@ class Item:
     fn: Callable[[], object]
     future: Future
     droppable: bool          # a peer message or notification, not an operator command
-    # Read-only work done ahead when the item is applied in a batch (on a helper thread,
-    # alongside the batch's other items): fetching answers its `fn` will ask for.
+    # Read-only work done ahead (on a helper thread, from the moment the item is queued,
+    # alongside the other items' and the worker's work): fetching answers its `fn` will
+    # ask for. `prepared` is that work under way.
     prepare: Callable[[], object] | None = None
+    prepared: Future | None = None
 
 
 class WorkQueue:
@@ -61,6 +63,15 @@ class WorkQueue:
                     and self._items[0].droppable:
                 batch.append(self._items.popleft())
             return batch
+
+    def more(self, limit: int) -> list[Item]:
+        """Without waiting: the droppable items at the head of the queue, up to `limit`
+        (what arrived while a batch of peer input was being prepared joins it)."""
+        with self._cv:
+            out = []
+            while len(out) < limit and self._items and self._items[0].droppable:
+                out.append(self._items.popleft())
+            return out
 
     def close(self) -> list[Item]:
         """Refuse further items and wake the worker; returns what was still waiting."""

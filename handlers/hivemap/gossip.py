@@ -1,30 +1,19 @@
-"""The HiveMap's messages: GOSSIP (a member's own signed state), STATE_HASH (the fleet
-hash, for anti-entropy), DIGEST (what a view holds, per member) and FULL_SYNC (entries, in
-chunks).
-
-Anti-entropy is stateless: every message is answered on its own merits, so there is no
-per-peer lifecycle to persist. A differing STATE_HASH is answered with our DIGEST; a DIGEST
-with the entries its sender lacks or holds older (no more chunks than the receiver takes
-at once: a FULL_SYNC budget per peer mirrors the receiver's) and, when the sender holds
-something newer, our own DIGEST so that it sends those. The exchange ends when both hashes
-match; what did not fit goes at the next sync interval, and only what still differs. What
-a FULL_SYNC teaches us is not passed on at once (each member's periodic sync picks it up),
-so a member that makes news at will cannot make the others multiply it. An entry is only
-ever taken if it is its member's own signature over a newer version, so a sync can
-neither forge nor roll back a state, and it never adds, removes or re-tiers a member.
+"""The HiveMap's own state and GOSSIP: each member broadcasts its signed state, and takes
+a peer's only if it is that member's own signature over a newer version. The anti-entropy
+messages (STATE_HASH, DIGEST, FULL_SYNC) are in `sync.py`; what they share is here (the
+fleet hash, the entry checks, the pairs of hashes answered).
 """
 from __future__ import annotations
 
 import structlog
 
 from handlers.frame.refusals import refusal_log
-from handlers.hivemap.rules import (Recent, chunk, differences, digest, fleet_hash,
-                                   should_broadcast, summarize)
+from handlers.hivemap.rules import Recent, fleet_hash, should_broadcast, summarize
 from handlers.membership import members as ms
 from handlers.wire import messages, signing
 from handlers.wire.framing import MsgType, encode
 from storage import hive as hive_store
-from storage import hivemap, outbox
+from storage import changes, hivemap, outbox
 
 log = structlog.get_logger("hive.gossip")
 
@@ -32,46 +21,38 @@ FUTURE_SKEW = 600            # seconds a member's clock may run ahead of ours
 MAX_LIVE_AGE = 3600          # a GOSSIP older than this is stale (a FULL_SYNC may be older)
 MAX_VERSION_JUMP = 100_000   # a version this far past the one we hold is refused
 MAX_REMEMBERED = 1024        # (kind, peer) pairs of hashes remembered as answered (LRU)
+SYNC_FANOUT = 3              # members sent our STATE_HASH each sync interval
 
 
-def _refuse(peer_id, msg, reason, **extra):
+def refuse(peer_id, msg, reason, **extra):
     refusal_log(log, "gossip.refused", peer_id, msg=msg, reason=reason, **extra)
 
 
-def _queue(ctx, peers, *msgs) -> None:
+def queue_to(ctx, peers, *msgs) -> None:
     with ctx.db.transaction() as conn:
         for peer in peers:
             for msg_hex in msgs:
                 outbox.add(conn, peer_id=peer, msg_hex=msg_hex, now=ctx.clock.now())
 
 
-def _our_hash(ctx) -> tuple[str, int]:
+def our_hash(ctx) -> tuple[str, int]:
     """Our fleet hash and how many states it covers, from the digests alone (no state is
-    parsed), and computed again only when the database changed: every member asks for
-    it at every sync interval. Not kept inside a transaction, whose changes may yet be
-    rolled back without the change counters going back."""
+    parsed), and computed again only when a state changed: every member asks for it at
+    every sync interval."""
     conn = ctx.db.conn()
-    key = (id(conn), conn.total_changes, conn.execute("PRAGMA data_version").fetchone()[0])
-    cached = ctx.timers.get("fleet_hash")
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    digests = hivemap.digests(conn)
-    value = (fleet_hash(digests), len(digests))
-    if not conn.in_transaction:
-        ctx.timers["fleet_hash"] = (key, value)
-    return value
+
+    def compute():
+        digests = hivemap.digests(conn)
+        return fleet_hash(digests), len(digests)
+    return changes.cached(conn, "hivemap", "fleet_hash", compute)
 
 
-def _our_hash_message(ctx) -> str:
-    ours, count = _our_hash(ctx)
+def our_hash_message(ctx) -> str:
+    ours, count = our_hash(ctx)
     return encode(MsgType.STATE_HASH, {"hash": ours, "count": count})
 
 
-def _digest_message(states) -> str:
-    return encode(MsgType.DIGEST, {"digests": digest(states)[:messages.MAX_DIGESTS]})
-
-
-def _first_time(ctx, kind: str, peer_id: str, pair: tuple) -> bool:
+def first_time(ctx, kind: str, peer_id: str, pair: tuple) -> bool:
     """Whether this pair of hashes (ours, theirs) was not handled yet for `kind` with this
     peer within a sync interval: views that cannot merge (a member list that differs)
     would otherwise make two nodes answer each other forever. Records it."""
@@ -84,16 +65,6 @@ def _first_time(ctx, kind: str, peer_id: str, pair: tuple) -> bool:
         return False
     table.put((kind, peer_id), (pair, now))
     return True
-
-
-def _full_sync_budget(ctx, peer_id: str, wanted: int) -> int:
-    """How many of `wanted` FULL_SYNC chunks to send `peer_id` now: its receiving bucket
-    (ctx.full_sync_limiter: a burst, then one a second) would drop the rest, so we keep a
-    bucket of the same shape for what we send it."""
-    n = 0
-    while n < wanted and ctx.full_sync_limiter.allow("to:" + peer_id):
-        n += 1
-    return n
 
 
 # -- our own state: the scheduler's tick --------------------------------------------------
@@ -138,7 +109,20 @@ def on_tick(ctx) -> None:
     if now - ctx.timers.get("last_sync", 0.0) >= ctx.config().sync_interval:
         ctx.timers["last_sync"] = now
         connected = connected if connected is not None else ms.connected_members(ctx, members)
-        _queue(ctx, connected, _our_hash_message(ctx))
+        queue_to(ctx, sync_partners(ctx, connected), our_hash_message(ctx))
+
+
+def sync_partners(ctx, connected: list[str]) -> list[str]:
+    """The SYNC_FANOUT connected members our periodic STATE_HASH goes to this interval, in
+    turn (from a place set by our id, so members do not all pick the same ones). Every
+    exchange levels both sides, so a few per interval carry a change across the fleet in
+    a few intervals while the cost per member stays the same at any size; GOSSIP is what
+    carries changes at once."""
+    if len(connected) <= SYNC_FANOUT:
+        return list(connected)
+    turn = ctx.timers.get("sync_turn", int(ctx.node_id[2:10], 16))
+    ctx.timers["sync_turn"] = turn + SYNC_FANOUT
+    return [connected[(turn + i) % len(connected)] for i in range(SYNC_FANOUT)]
 
 
 def _broadcast(ctx, hive_id, summary, last, reason, connected) -> None:
@@ -216,14 +200,19 @@ def accept_entry(ctx, entry: dict, *, live: bool, members: set[str], hive_id: st
     reason = _before_signature(ctx, state, sig, live=live, members=members)
     if reason:
         return reason
-    if not signing.verify(ctx.lightning, peer, hive_id, "STATE", state, sig):
+    text = signing.canonical_json(state)       # encoded once: checked, then stored
+    if not signing.verify(ctx.lightning, peer, hive_id, "STATE", state, sig, canonical=text):
         return "not signed by the member it describes"
     # Our own state signed by us but newer than ours (we lost our database): taking it
     # lets our next broadcast continue above it instead of being refused by everyone.
-    with ctx.db.transaction() as conn:
-        if not hivemap.put_if_newer(conn, state, sig, ctx.clock.now()):
-            return "not newer than the version held"
-    return None
+    # One statement: inside the worker's batch it needs no savepoint of its own.
+    conn = ctx.db.conn()
+    if conn.in_transaction:
+        stored = hivemap.put_if_newer(conn, state, sig, ctx.clock.now(), text)
+    else:
+        with ctx.db.transaction() as c:
+            stored = hivemap.put_if_newer(c, state, sig, ctx.clock.now(), text)
+    return None if stored else "not newer than the version held"
 
 
 def prefetch_gossip(ctx, peer_id: str, entry: dict, auth) -> None:
@@ -239,7 +228,7 @@ def on_gossip(ctx, peer_id: str, entry: dict, auth) -> None:
     meta, members = auth.meta, auth.members
     reason = accept_entry(ctx, entry, live=True, members=members, hive_id=meta["hive_id"])
     if reason:
-        return _refuse(peer_id, "GOSSIP", reason, about=entry["state"]["peer_id"],
+        return refuse(peer_id, "GOSSIP", reason, about=entry["state"]["peer_id"],
                        version=entry["state"]["version"])
     # Debug, not info: routine traffic (every member, every heartbeat), a line per member
     # per interval at info would grow with the fleet. Logged once committed: the worker
@@ -247,78 +236,6 @@ def on_gossip(ctx, peer_id: str, entry: dict, auth) -> None:
     ctx.db.after_commit(lambda: log.debug("gossip.accepted", peer_id=peer_id,
                                           about=entry["state"]["peer_id"],
                                           version=entry["state"]["version"]))
-
-
-def on_state_hash(ctx, peer_id: str, theirs: dict, auth) -> None:
-    if not ctx.sync_limiter.allow(peer_id):
-        return _refuse(peer_id, "STATE_HASH", "rate limited")
-    ours, count = _our_hash(ctx)
-    if theirs["hash"] == ours:
-        log.debug("sync.in_sync", peer_id=peer_id)
-        return
-    if not _first_time(ctx, "digest_sent", peer_id, (ours, theirs["hash"])):
-        return _refuse(peer_id, "STATE_HASH", "already answered these hashes")
-    _queue(ctx, [peer_id], _digest_message(hivemap.digests(ctx.db.conn())))
-    log.info("sync.diverged", peer_id=peer_id, ours=ours, theirs=theirs["hash"],
-             entries=count)
-
-
-def on_digest(ctx, peer_id: str, msg: dict, auth) -> None:
-    # A DIGEST may cost FULL_SYNC chunks: its own bucket of the STATE_HASH shape.
-    if not ctx.sync_limiter.allow("digest:" + peer_id):
-        return _refuse(peer_id, "DIGEST", "rate limited")
-    members, theirs = auth.members, msg["digests"]
-    if len({d["peer_id"] for d in theirs}) != len(theirs):
-        return _refuse(peer_id, "DIGEST", "a member listed twice")
-    (ours, _), their_hash = _our_hash(ctx), fleet_hash(theirs)
-    if their_hash == ours:
-        log.debug("sync.in_sync", peer_id=peer_id)
-        return
-    entries = hivemap.all_entries(ctx.db.conn())
-    if not _first_time(ctx, "digest_answered", peer_id, (ours, their_hash)):
-        return _refuse(peer_id, "DIGEST", "already answered these hashes")
-    they_lack, we_lack = differences(entries, theirs, members)
-    needed, pushed = 0, []
-    if they_lack:
-        needed = len(chunk(they_lack, _full_sync_chunk))
-        pushed = chunk(they_lack, _full_sync_chunk,
-                       max_chunks=_full_sync_budget(ctx, peer_id, needed))
-    # They hold states we lack: our digest makes them send those (once per pair of views).
-    reply = [_digest_message(e["state"] for e in entries)] if we_lack and _first_time(
-        ctx, "digest_sent", peer_id, (ours, their_hash)) else []
-    _queue(ctx, [peer_id], *pushed, *reply)
-    log.info("sync.digest", peer_id=peer_id, they_lack=len(they_lack), we_lack=len(we_lack),
-             chunks=len(pushed), deferred_chunks=needed - len(pushed))
-
-
-def on_full_sync(ctx, peer_id: str, sync: dict, auth) -> None:
-    if not ctx.full_sync_limiter.allow(peer_id):
-        return _refuse(peer_id, "FULL_SYNC", "rate limited")
-    meta, members = auth.meta, auth.members
-    # Only members' entries, and none for a member listed twice (an honest sender lists
-    # each once): the work of a message is bounded by the size of the hive.
-    seen: dict[str, int] = {}
-    for entry in sync["entries"]:
-        seen[entry["state"]["peer_id"]] = seen.get(entry["state"]["peer_id"], 0) + 1
-    usable = [e for e in sync["entries"]
-              if e["state"]["peer_id"] in members and seen[e["state"]["peer_id"]] == 1]
-    taken, refused = 0, {}
-    if len(usable) < len(sync["entries"]):
-        refused["not a member, or listed twice"] = len(sync["entries"]) - len(usable)
-    for entry in usable:
-        reason = accept_entry(ctx, entry, live=False, members=members, hive_id=meta["hive_id"])
-        if reason is None:
-            taken += 1
-        else:
-            refused[reason] = refused.get(reason, 0) + 1
-    # What we learned is not offered on at once: the periodic sync carries it to the
-    # members that lack it, so news a member makes at will is not multiplied.
-    log.info("sync.merged", peer_id=peer_id, chunk=sync["chunk"], chunks=sync["chunks"],
-             taken=taken, refused=refused)
-
-
-def _full_sync_chunk(group, i, n) -> str:
-    return encode(MsgType.FULL_SYNC, {"entries": group, "chunk": i, "chunks": n})
 
 
 def on_member_connected(ctx, peer_id: str) -> None:
@@ -332,7 +249,7 @@ def on_member_connected(ctx, peer_id: str) -> None:
         return
     if not ctx.every("reconnect_hash", ctx.config().sync_interval):
         return log.debug("sync.reconnect_deferred", peer_id=peer_id)
-    _queue(ctx, [peer_id], _our_hash_message(ctx))
+    queue_to(ctx, [peer_id], our_hash_message(ctx))
 
 
 # -- hive-topology ------------------------------------------------------------------------

@@ -24,8 +24,12 @@ def digest(states) -> list[dict]:
 
 def fleet_hash(states) -> str:
     """SHA-256 (hex) of the canonical JSON of the digest: equal for equal views, whatever
-    order they were built in; a DIGEST hashes to its sender's fleet hash."""
-    return hashlib.sha256(canonical_json(digest(states)).encode()).hexdigest()
+    order they were built in. Written out directly (the same text as `canonical_json`:
+    hex ids, numbers as JSON writes them): every member computes it for every change."""
+    rows = sorted((s["peer_id"], s["timestamp"], s["version"]) for s in states)
+    text = "[" + ",".join('{"peer_id":"%s","timestamp":%s,"version":%s}' % r
+                          for r in rows) + "]"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def differences(ours: list[dict], theirs: list[dict], members: set[str]

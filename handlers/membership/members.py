@@ -49,6 +49,11 @@ def active_ids(conn) -> set[str]:
     return hive_store.member_ids(conn, ACTIVE_TIERS)
 
 
+def active_id_set(conn) -> frozenset[str]:
+    """`active_ids`, not to be changed (asked for every member message)."""
+    return hive_store.member_id_set(conn, ACTIVE_TIERS)
+
+
 def connected_members(ctx, members: set[str] | None = None) -> list[str]:
     """Active members other than us that lightningd reports connected."""
     if members is None:

@@ -159,11 +159,33 @@ GOSSIP = SIGNED_STATE
 STATE_HASH = {"hash": hex_str(64), "count": integer(0, 100_000)}
 FULL_SYNC = {"entries": list_of(record(SIGNED_STATE), 1000), "chunk": integer(0, 9999),
              "chunks": integer(1, 9999)}
-# What a view holds, one {peer_id, version, timestamp} per member: 500 fit one message.
-# A hive may have up to 1,000 members; a DIGEST lists only 500 (README, known limits).
-MAX_DIGESTS = 500
-DIGEST = {"digests": list_of(record({"peer_id": node_id, "version": integer(1, MAX_VERSION),
-                                     "timestamp": TIMESTAMP}), MAX_DIGESTS)}
+# DIGEST (docs/PROTOCOL.md §5): a summary (`hashes`: one 8-hex hash per bucket) or a
+# listing (`buckets` listed whole, one [id prefix, version, timestamp] per member in them).
+# Up to 1,000 members (hive-max-members) fit one listing: about 40 bytes each.
+MAX_DIGESTS = 1000
+MAX_BUCKETS = 1024
+
+
+def hex_blocks(block: int, max_blocks: int) -> Check:
+    """Lowercase hex, a whole number of `block`-character blocks, at most `max_blocks`."""
+    def check(v):
+        if not isinstance(v, str) or len(v) % block or len(v) > block * max_blocks \
+                or not _HEX.fullmatch(v):
+            raise ValueError(f"expected hex in blocks of {block}, at most {max_blocks}")
+        return v
+    return check
+
+
+def digest_row(v):
+    if not isinstance(v, list) or len(v) != 3:
+        raise ValueError("expected [id prefix, version, timestamp]")
+    return [hex_str(16)(v[0]), integer(1, MAX_VERSION)(v[1]), TIMESTAMP(v[2])]
+
+
+DIGEST = {"of": integer(1, MAX_BUCKETS), "salt": optional(hex_str(16)),
+          "hashes": optional(hex_blocks(8, MAX_BUCKETS)),
+          "buckets": optional(list_of(integer(0, MAX_BUCKETS - 1), MAX_BUCKETS)),
+          "digests": optional(list_of(digest_row, MAX_DIGESTS))}
 
 # Intent locks (docs/PROTOCOL.md §6), each signed by its initiator. The lock's timing
 # travels in the record, within the bounds of the options that set it.
@@ -224,9 +246,9 @@ SIGNED_PROPOSAL = {**PROPOSAL, "sig": zbase}
 VOTE = {"proposal_id": REF, "voter": node_id, "choice": one_of(*CHOICES),
         "voted_at": TIMESTAMP}
 SIGNED_VOTE = {**VOTE, "sig": zbase}
-# At most 100 yes votes travel in one decision: enough for up to 199 voters (README,
-# known limits).
-MAX_VOTES = 100
+# At most 200 votes travel in one decision (62,771 bytes with the longest reason; 208
+# fit): a majority of up to 399 voters (README, known limits).
+MAX_VOTES = 200
 # A proposal with the votes that decide it: the promotion record, the ban record.
 DECISION = {"proposal": record(SIGNED_PROPOSAL), "votes": list_of(record(SIGNED_VOTE), MAX_VOTES)}
 # A member's own word that it leaves, bound to its admission.

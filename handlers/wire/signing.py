@@ -34,11 +34,14 @@ def sign(lightning, hive_id: str, kind: str, fields: dict) -> str:
                           {"message": signed_string(hive_id, kind, fields)})["zbase"]
 
 
-def verify(lightning, pubkey: str, hive_id: str, kind: str, fields: dict, zbase: str) -> bool:
+def verify(lightning, pubkey: str, hive_id: str, kind: str, fields: dict, zbase: str,
+           canonical: str | None = None) -> bool:
     """True only if `zbase` is `pubkey`'s signature over exactly these fields. The expected
-    key is always passed, so lightningd never looks the signer up in its graph."""
+    key is always passed, so lightningd never looks the signer up in its graph.
+    `canonical`: `canonical_json(fields)`, when the caller has it already."""
     try:
-        res = lightning.call("checkmessage", _check(pubkey, hive_id, kind, fields, zbase))
+        res = lightning.call("checkmessage", _check(pubkey, hive_id, kind, fields, zbase,
+                                                    canonical))
     except RpcError as e:
         # lightningd rejects malformed zbase with -32602: a bad signature, not a fault.
         if isinstance(e.error, dict) and e.error.get("code") == -32602:
@@ -55,5 +58,7 @@ def prefetch(lightning, pubkey: str, hive_id: str, kind: str, fields: dict, zbas
         lightning.prefetch("checkmessage", _check(pubkey, hive_id, kind, fields, zbase))
 
 
-def _check(pubkey, hive_id, kind, fields, zbase) -> dict:
-    return {"message": signed_string(hive_id, kind, fields), "zbase": zbase, "pubkey": pubkey}
+def _check(pubkey, hive_id, kind, fields, zbase, canonical=None) -> dict:
+    message = signed_string(hive_id, kind, fields) if canonical is None else \
+        f"{PROTOCOL}/{VERSION}|{hive_id}|{kind}|{canonical}"
+    return {"message": message, "zbase": zbase, "pubkey": pubkey}

@@ -1,5 +1,5 @@
 """Our fleet hash is kept between sync intervals and follows every change: our own
-writes, another connection's, and none kept from inside a transaction."""
+writes, another connection's, and a transaction's, which its rollback undoes."""
 from handlers.hivemap import gossip
 from handlers.hivemap.rules import fleet_hash
 from storage import hivemap
@@ -22,20 +22,20 @@ def _truth(db):
 
 def test_the_kept_hash_follows_every_change(db, config):
     ctx = _Ctx(db)
-    assert gossip._our_hash(ctx) == (_truth(db), 0)
+    assert gossip.our_hash(ctx) == (_truth(db), 0)
     with db.transaction() as conn:
         _put(conn, 1, 1)
-    assert gossip._our_hash(ctx) == (_truth(db), 1)
+    assert gossip.our_hash(ctx) == (_truth(db), 1)
     other = Database(config.db_path)                 # another connection writes
     with other.transaction() as conn:
         _put(conn, 1, 2)
     other.close()
-    assert gossip._our_hash(ctx) == (_truth(db), 1)
+    assert gossip.our_hash(ctx) == (_truth(db), 1)
     try:
         with db.transaction() as conn:
             _put(conn, 2, 1)
-            inside = gossip._our_hash(ctx)
+            inside = gossip.our_hash(ctx)
             raise RuntimeError("rolled back")
     except RuntimeError:
         pass
-    assert inside[1] == 2 and gossip._our_hash(ctx) == (_truth(db), 1)
+    assert inside[1] == 2 and gossip.our_hash(ctx) == (_truth(db), 1)

@@ -5,7 +5,7 @@ import random
 import pytest
 from structlog.testing import capture_logs
 
-from handlers.hivemap import gossip
+from handlers.hivemap import gossip, sync
 from handlers.wire import messages, signing
 from handlers.hive import SYNC_BURST
 from handlers.hivemap.rules import chunk, fleet_hash, should_broadcast, summarize
@@ -279,6 +279,7 @@ def test_anti_entropy_converges_after_divergence(fleet, clock):
                 s.outgoing(o)      # dropped
     hashes = {fleet_hash(e["state"] for e in hivemap.all_entries(s.db.conn())) for s in fleet}
     assert len(hashes) > 1
+    clock.advance(sync.SETTLE_SECONDS)     # the cut lasted: the states are no longer in flight
     # Heal: a reconnects to b, and b to c (a and c stay apart): anti-entropy alone brings
     # everyone level, news crossing one hop per sync interval.
     a.lightning.connected, c.lightning.connected = {b.node_id}, {b.node_id}

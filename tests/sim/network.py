@@ -10,6 +10,7 @@ in flight across it is lost. Healing reconnects the links and each side gets lig
 from __future__ import annotations
 
 import heapq
+import json
 import random
 from collections import Counter
 
@@ -53,7 +54,12 @@ class Network:
         self.links: dict[str, set[str]] = {}
         self.group: dict[str, int] = {}              # partition side; empty when whole
         self.sent: Counter = Counter()               # messages by type name, and "bytes"
+        self.bytes: Counter = Counter()              # bytes by type name
+        self.gossip_bytes: Counter = Counter()       # GOSSIP bytes by sender
+        self.lost_gossip: Counter = Counter()        # GOSSIP bytes lost, by sender
+        self.old_before = None   # when set, GOSSIP of states made by then is counted apart
         self._last: dict[tuple[str, str], float] = {}   # last delivery time per link
+        self.checked: dict = {}                      # checkmessage answers, shared
 
     def add(self, node) -> None:
         self.nodes[node.node_id] = node
@@ -75,9 +81,19 @@ class Network:
         if not self.up(src, dst):
             raise RpcError("sendcustommsg", {"node_id": dst},
                            {"code": -1, "message": "peer is not connected"})
-        self.sent[MsgType(peek(msg_hex)).name] += 1
-        self.sent["bytes"] += len(msg_hex) // 2
+        name, size = MsgType(peek(msg_hex)).name, len(msg_hex) // 2
+        self.sent[name] += 1
+        self.sent["bytes"] += size
+        self.bytes[name] += size
+        if name == "GOSSIP":
+            self.gossip_bytes[src] += size
+            if self.old_before is not None and json.loads(bytes.fromhex(msg_hex[12:]))[
+                    "state"]["timestamp"] <= self.old_before:
+                self.bytes["GOSSIP made before the mark"] += size
         copies = 0 if self.rng.random() < self.loss else 1
+        if not copies and name == "GOSSIP":
+            self.bytes["GOSSIP lost"] += size
+            self.lost_gossip[src] += size
         if copies and self.rng.random() < self.duplicate:
             copies = 2
         for _ in range(copies):

@@ -23,22 +23,28 @@ CHECK_EVERY = 2.0
 PERIODIC = "STATE_HASH"          # sent every sync interval whatever changed
 
 
-def _counted(fleet) -> Counter:
-    return Counter(fleet.network.sent)
+def _counted(fleet) -> tuple[Counter, Counter, Counter, Counter]:
+    n = fleet.network
+    return Counter(n.sent), Counter(n.bytes), Counter(n.gossip_bytes), Counter(n.lost_gossip)
 
 
-def _since(fleet, before: Counter) -> Counter:
-    return fleet.network.sent - before
+def _since(fleet, before) -> Counter:
+    return fleet.network.sent - before[0]
 
 
-def steady(fleet) -> dict:
+def steady(fleet, window: float | None = None) -> dict:
+    """Traffic per member per heartbeat interval. `window`: simulate only that many
+    seconds and scale to the interval (heartbeats are spread evenly over it), for fleets
+    too large to run a whole interval in a benchmark."""
+    heartbeat = fleet.config.heartbeat_interval
+    window = window or heartbeat
     before, t0 = _counted(fleet), time.perf_counter()
-    fleet.run(fleet.config.heartbeat_interval)
+    fleet.run(window)
     sent = _since(fleet, before)
-    n = len(fleet.nodes)
-    return {"messages_per_member": sum(v for k, v in sent.items() if k != "bytes") / n,
-            "bytes_per_member": sent["bytes"] / n, "by_type": dict(sent),
-            "level": fleet.level(), "wall_seconds": time.perf_counter() - t0}
+    n, scale = len(fleet.nodes), heartbeat / window
+    return {"messages_per_member": sum(v for k, v in sent.items() if k != "bytes") * scale / n,
+            "bytes_per_member": sent["bytes"] * scale / n, "by_type": dict(sent),
+            "window": window, "level": fleet.level(), "wall_seconds": time.perf_counter() - t0}
 
 
 def change(fleet, node) -> None:
@@ -48,7 +54,8 @@ def change(fleet, node) -> None:
     gossip.channels_changed(node.ctx)
 
 
-def _until_level(fleet, changed, limit: int, started: float, before=None) -> dict:
+def _until_level(fleet, changed, limit: int, started: float, before=None,
+                 targets=None) -> dict:
     """Run until every node holds the changed members' newest states; what it took from
     `started`. `before`: the versions they held before changing, when they have yet to
     publish (each does at its own next tick)."""
@@ -60,41 +67,46 @@ def _until_level(fleet, changed, limit: int, started: float, before=None) -> dic
         return before is not None and any(now[p][0] <= before[p][0] for p in changed)
     while unpublished() and fleet.clock.now() < deadline:
         fleet.run(CHECK_EVERY)
-    targets = fleet.latest(changed)
-    while fleet.lacking(targets) and fleet.clock.now() < deadline:
+    targets = targets or fleet.latest(changed)
+    pending = fleet.lacking(targets)
+    while pending and fleet.clock.now() < deadline:
         fleet.run(CHECK_EVERY)
+        pending = fleet.lacking(targets, pending)
     took = fleet.clock.now() - started
-    done = not fleet.lacking(targets)
+    done = not pending
     return {"converged": done, "seconds": took if done else None,
             "rounds": math.ceil(took / sync) if done else None, "targets": targets}
 
 
 def _differing(fleet, targets) -> int:
     """Bytes of what differed: for each node, each newest state it lacked, as it travels."""
-    entries = {p: hivemap.get(node.db.conn(), p) for node in fleet.nodes
-               for p in targets if node.node_id == p}
-    sizes = {p: entry_bytes(e) for p, e in entries.items()}
-    return sum(sizes[p] for n in fleet.nodes for p, t in targets.items()
-               if (n.held(p) or (0,))[0] < t[0])
+    by_id = {n.node_id: n for n in fleet.nodes}
+    sizes = {p: entry_bytes(hivemap.get(by_id[p].db.conn(), p)) for p in targets}
+    total = 0
+    for n in fleet.nodes:
+        held = {d["peer_id"]: d["version"] for d in hivemap.digests(n.db.conn())}
+        total += sum(sizes[p] for p, t in targets.items() if held.get(p, 0) < t[0])
+    return total
 
 
-def _report(fleet, before, result, differing_bytes, t0) -> dict:
+def _report(fleet, before, result, differing_bytes, t0, changed=None) -> dict:
+    """What the window sent to bring every node level: all of it but the periodic
+    STATE_HASH (sent whatever changed) and new heartbeats of members (steady traffic that
+    happens to fall in the window: `steady` counts it). `changed`: the members whose
+    GOSSIP counts; None: the GOSSIP of states made before the window (sends the outbox
+    retried after a cut) counts."""
     sent = _since(fleet, before)
+    by_type = fleet.network.bytes - before[1]
+    gossip = fleet.network.gossip_bytes - before[2]
     repair = sum(v for k, v in sent.items() if k not in ("bytes", PERIODIC))
-    # What the whole window carried but the periodic STATE_HASH (sent whatever changed);
-    # other members' heartbeats falling in the window are in it too.
-    repair_bytes = sent["bytes"] - _periodic_bytes(fleet, sent)
+    repair_bytes = sum(v for k, v in by_type.items()
+                       if k not in (PERIODIC, "GOSSIP", "GOSSIP lost"))
+    if changed is not None:        # (else the GOSSIP made before the mark is in by_type)
+        repair_bytes += sum(gossip[p] for p in changed)
     return {**{k: v for k, v in result.items() if k != "targets"},
             "by_type": dict(sent), "repair_messages": repair,
             "repair_bytes": repair_bytes, "differing_bytes": differing_bytes,
             "level": fleet.level(), "wall_seconds": time.perf_counter() - t0}
-
-
-def _periodic_bytes(fleet, sent) -> int:
-    # A STATE_HASH has one size (a hash and a count): counted apart from the repair.
-    from handlers.wire.framing import MsgType, encode
-    one = len(encode(MsgType.STATE_HASH, {"hash": "0" * 64, "count": len(fleet.nodes)})) // 2
-    return sent[PERIODIC] * one
 
 
 def one_change(fleet, limit: int = 10) -> dict:
@@ -104,10 +116,13 @@ def one_change(fleet, limit: int = 10) -> dict:
     change(fleet, node)
     result = _until_level(fleet, [node.node_id], limit, started, before=held)
     entry = hivemap.get(node.db.conn(), node.node_id)
-    return _report(fleet, before, result, entry_bytes(entry) * (len(fleet.nodes) - 1), t0)
+    return _report(fleet, before, result, entry_bytes(entry) * (len(fleet.nodes) - 1), t0,
+                   [node.node_id])
 
 
 def partition(fleet, limit: int = 10) -> dict:
+    """Converged when every node holds what every member held at the heal (the changes
+    and the heartbeats each side missed); what differed is all of that."""
     n = len(fleet.nodes)
     cut, rest = fleet.nodes[:n // 3], fleet.nodes[n // 3:]
     fleet.network.partition([x.node_id for x in cut], [x.node_id for x in rest])
@@ -116,12 +131,17 @@ def partition(fleet, limit: int = 10) -> dict:
     for node in changed:
         change(fleet, node)
     fleet.run(2 * fleet.config.sync_interval)
-    targets = fleet.latest([x.node_id for x in changed])
+    ids = [x.node_id for x in fleet.nodes]
+    targets = fleet.latest(ids)
     differing = _differing(fleet, targets)
     before, t0, started = _counted(fleet), time.perf_counter(), fleet.clock.now()
-    fleet.network.heal()
-    result = _until_level(fleet, [x.node_id for x in changed], limit, started)
-    return _report(fleet, before, result, differing, t0)
+    fleet.network.old_before = started
+    try:
+        fleet.network.heal()
+        result = _until_level(fleet, ids, limit, started, targets=targets)
+        return _report(fleet, before, result, differing, t0)
+    finally:
+        fleet.network.old_before = None
 
 
 def loss(fleet, rate: float = 0.05, limit: int = 10) -> dict:
@@ -137,6 +157,9 @@ def loss(fleet, rate: float = 0.05, limit: int = 10) -> dict:
         result = _until_level(fleet, ids, limit, started, before=held)
         differing = sum(entry_bytes(hivemap.get(x.db.conn(), x.node_id)) for x in changed) \
             * (len(fleet.nodes) - 1)
-        return _report(fleet, before, result, differing, t0)
+        # and the other members' heartbeats lost meanwhile, which anti-entropy repairs too
+        lost = fleet.network.lost_gossip - before[3]
+        differing += sum(v for p, v in lost.items() if p not in ids)
+        return _report(fleet, before, result, differing, t0, ids)
     finally:
         fleet.network.loss = 0.0
