@@ -104,7 +104,7 @@ def on_tick(ctx) -> None:
     if fresh:
         connected = connected if connected is not None else ms.connected_members(ctx, members)
         to = [p for p in connected if p in fresh]
-        _queue(ctx, to, _our_hash_message(ctx))
+        queue_to(ctx, to, our_hash_message(ctx))
         log.info("sync.new_member_hash", to=len(to), new_members=len(fresh))
     if now - ctx.timers.get("last_sync", 0.0) >= ctx.config().sync_interval:
         ctx.timers["last_sync"] = now
