@@ -104,7 +104,12 @@ def on_tick(ctx) -> None:
     if fresh:
         connected = connected if connected is not None else ms.connected_members(ctx, members)
         to = [p for p in connected if p in fresh]
-        queue_to(ctx, to, our_hash_message(ctx))
+        # Our state as we hold it (not a new version) goes with the hash: a hash exchange
+        # leaves out states younger than the settling time and takes one exchange at a
+        # time, so a newcomer would otherwise wait for the periodic sync to learn ours.
+        ours = hivemap.get(ctx.db.conn(), ctx.node_id)
+        first = [encode(MsgType.GOSSIP, ours)] if ours is not None else []
+        queue_to(ctx, to, *first, our_hash_message(ctx))
         log.info("sync.new_member_hash", to=len(to), new_members=len(fresh))
     if now - ctx.timers.get("last_sync", 0.0) >= ctx.config().sync_interval:
         ctx.timers["last_sync"] = now
