@@ -66,9 +66,12 @@ def test_saturation_tags_each_clboss_and_the_richest_member_opens_after_approval
                        what="x saturated and tagged on every member")
     assert open_tag(b, x) == "lnfee, open"
     fleet.wait_for(lambda: len(planned(b)) == 1, timeout=60, what="b to propose the open")
+    # Each member's latest plan may be of a later cycle than b's proposal (b's open under
+    # way changes what the next cycle proposes); whichever plan proposes, it names the same
+    # assignment (determinism on one HiveMap is tested on three members in tests/core).
     plans = [plan(n) for n in (a, b, c)]
-    assert {tuple((p["target"], p["assignee"]) for p in pl["proposals"]) for pl in plans} == \
-        {((e.id, b.id),)}
+    assert {tuple((p["target"], p["assignee"]) for p in pl["proposals"]) for pl in plans} \
+        - {()} == {((e.id, b.id),)}
     assert planned(a) == [] and planned(c) == []
     [act] = planned(b)
     assert (act["target"], act["amount_sat"], act["state"]) == \
