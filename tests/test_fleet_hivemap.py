@@ -67,7 +67,7 @@ def _split_change_heal(fleet, nodes, split, heal):
     # Both ends of each new channel must have broadcast it before the heal, or a late
     # broadcast (d's, say) can land after the views agreed and the capacities lag behind.
     fleet.wait_for(lambda: capacities(a, a, b) == [1_000_000] * 2 and
-                   capacities(c, c, d) == [2_000_000] * 2, timeout=15,
+                   capacities(c, c, d) == [2_000_000] * 2, timeout=45,
                    what="both sides to broadcast their new channels during the partition")
     assert versions(a)[c.id] == before[c.id]          # the other side's news did not cross
     assert versions(c)[a.id] == before[a.id]
