@@ -24,6 +24,7 @@ import structlog
 
 from handlers.bridge import breaker
 from handlers.bridge.pool import FAILED, REFUSED, CallOutcome, CallPool
+from handlers.frame import errors
 from handlers.frame.clock import unix
 
 log = structlog.get_logger("hive.bridge")
@@ -36,6 +37,8 @@ STATUS_METHOD = {REVENUE: "revenue-status", CLBOSS: "clboss-status"}
 MIN_REVENUE_VERSION = (1, 4, 0)
 HIVE_STRATEGY_REMOVED = (3, 0, 0)
 CLBOSS_TAGS = ("lnfee", "open", "close", "balance")
+# The work each companion does for the hive: an action of these kinds runs through it.
+NEEDED_BY = {"rebalance": REVENUE, "clboss_ignore": CLBOSS}
 
 Check = Callable[[object], "str | None"]
 
@@ -76,6 +79,22 @@ def body_error(result) -> str | None:
         if result.get("status") == "error" or "error" in result:
             return str(result.get("error") or result.get("message") or "status: error")
     return None
+
+
+def require(ctx, kind: str) -> None:
+    """Refuse, with COMPANION_UNAVAILABLE, an operator's decision to run work of `kind`
+    now when the companion it runs through would refuse the call: approving it would
+    only record a failure, and the action can be approved again once the companion is
+    back. Handler tests without a bridge (ctx.bridge None) check nothing here; the
+    executor refuses there instead."""
+    name = NEEDED_BY.get(kind)
+    if name is None or ctx.bridge is None:
+        return
+    why = ctx.bridge.available(ctx, name)
+    if why is not None:
+        raise errors.OperatorError(f"{kind} runs through {name}, which cannot be called now: "
+                                   f"{why}", errors.COMPANION_UNAVAILABLE, companion=name,
+                                   reason=why)
 
 
 @dataclass

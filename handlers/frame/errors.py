@@ -16,7 +16,7 @@ HANDSHAKE_BUSY = 4485
 TOO_MANY_INTENTS = 4486
 ACTION_NOT_PENDING = 4487
 NOT_ALLOWED = 4488           # this node's tier lacks the right (handlers.membership.rights)
-# 4489 is left for the planner's first code.
+COMPANION_UNAVAILABLE = 4489  # the command needs cl-revenue-ops or CLBoss, which cannot be called now
 JOIN_REFUSED = 4490          # the admin refused our HELLO, with a reason code
 JOIN_FAILED = 4491           # the handshake failed (a message from the admin did not check)
 TIMEOUT = 4492               # no answer in time (the handshake, or hive-join's `timeout`)

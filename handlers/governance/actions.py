@@ -8,6 +8,7 @@ import secrets
 import structlog
 from pyln.client import RpcException
 
+from handlers.bridge import companions
 from handlers.frame import errors
 from handlers.frame.clock import unix
 from handlers.governance import execution, oracle
@@ -111,8 +112,10 @@ def _load_for_decision(ctx, action_id, verb):
 
 
 def approve(ctx, action_id) -> dict:
-    """The operator approves: the action executes once (a second approve is refused)."""
-    _load_for_decision(ctx, action_id, "approved")
+    """The operator approves: the action executes once (a second approve is refused).
+    Refused while the companion it runs through cannot be called (it stays awaiting)."""
+    inst = _load_for_decision(ctx, action_id, "approved")
+    companions.require(ctx, inst.data.get("kind"))
     now = ctx.clock.now()
     with ctx.db.transaction() as conn:
         out = ctx.dispatcher.fire(KIND, action_id, "approve", now=now,

@@ -147,6 +147,8 @@ AS_ADMIN = [
     ("hive-approve-action", {"id": "REJECTED"}, errors.ACTION_NOT_PENDING),
     ("hive-reject-action", {"id": "REJECTED"}, errors.ACTION_NOT_PENDING),
     ("hive-backup", {"destination": "cl-hive.db"}, errors.INVALID_PARAMS),
+    # A clboss_ignore runs through CLBoss, which this node does not have.
+    ("hive-approve-action", {"id": "WAITING"}, errors.COMPANION_UNAVAILABLE),
 ]
 
 
@@ -160,10 +162,16 @@ def test_each_refusal_has_its_code(node):
     node.call("hive-intent", {"type": "channel_open", "target": T2, "amount_sat": 5})
     rejected = node.call("hive-propose-action", {"kind": "clboss_ignore", "target": T1})["id"]
     node.call("hive-reject-action", {"id": rejected})
+    waiting = node.call("hive-propose-action", {"kind": "clboss_ignore", "target": T2})["id"]
+    ids = {"REJECTED": rejected, "WAITING": waiting}
     for name, params, code in AS_ADMIN:
-        params = {k: rejected if v == "REJECTED" else v for k, v in params.items()}
+        params = {k: ids.get(v, v) for k, v in params.items()}
         err = node.error(name, params)
         assert err["code"] == code, (name, params, err)
+    # The refused approval left the action awaiting, with why in the error's data.
+    assert node.call("hive-action", {"id": waiting})["state"] == "awaiting_approval"
+    err = node.error("hive-approve-action", {"id": waiting})
+    assert err["data"]["companion"] == "clboss" and "not detected" in err["data"]["reason"]
     # Every command appears in the tables or answers on a fresh node (the read-only ones).
     tabled = {name for name, _, _ in OUTSIDE + AS_ADMIN}
     assert set(node.commands) - tabled == {
