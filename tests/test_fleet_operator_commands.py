@@ -30,7 +30,7 @@ def test_the_cl_hive_entry_runs_the_plugin_as_reckless_would(fleet):
 
 
 def test_the_plain_cl_hive_entry_logs_as_plugin_cl_hive(fleet):
-    # `cl-hive` (a link to cl-hive.py) is for --plugin= users: lightningd names the log
+    # `cl-hive` (it runs cl-hive.py) is for --plugin= users: lightningd names the log
     # lines after the file it started.
     a, = fleet.nodes(1, plugins=[ROOT / "cl-hive"])
     assert a.rpc.call("hive-status")["version"]
