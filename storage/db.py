@@ -171,3 +171,8 @@ class Database:
             conns, self._all = self._all, []
         for c in conns:
             c.close()
+
+
+def integrity_check(conn: sqlite3.Connection) -> list[str]:
+    """SQLite's full integrity check of any connection's database: ['ok'] when sound."""
+    return [r[0] for r in conn.execute("PRAGMA integrity_check")]

@@ -45,6 +45,13 @@ def trim_finished(conn: sqlite3.Connection, initiator: str, keep: int,
         (initiator, *finished, announced_before, keep)).rowcount
 
 
+def states_by(conn: sqlite3.Connection, initiator: str) -> dict[str, str]:
+    """intent_id -> state of every intent lock `initiator` announced (for checks from
+    outside the plugin: plain tuples, whatever the connection's row factory)."""
+    return {r[0]: r[1] for r in conn.execute(
+        "SELECT intent_id, state FROM intent_locks WHERE initiator = ?", (initiator,))}
+
+
 def in_state(conn: sqlite3.Connection, state: str) -> list[dict]:
     return _rows(conn.execute(
         "SELECT lock_id, intent_id, intent_type, target, initiator, state, data "

@@ -20,6 +20,14 @@ _STATE_FIELDS = ("state", "deadline", "deadline_trigger", "created_at", "state_s
                  "version", "data")
 
 
+def all_states(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """(kind, state) of every machine instance in every machine table."""
+    out = []
+    for table in dict.fromkeys(t for t, _ in MACHINE_TABLES.values()):
+        out += [(r[0], r[1]) for r in conn.execute(f"SELECT kind, state FROM {table}")]
+    return out
+
+
 class StaleWrite(RuntimeError):
     """The row changed since it was read; the write was not applied."""
 

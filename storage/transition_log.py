@@ -51,6 +51,13 @@ def query(conn: sqlite3.Connection, *, kind: str | None = None, instance_id: str
     return _rows(conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)))
 
 
+def instances_fired(conn: sqlite3.Connection, kind: str, trigger: str) -> list[str]:
+    """The instance id of every logged transition of `kind` by `trigger`, once per time
+    it fired (a crash check counts executions with it)."""
+    return [r[0] for r in conn.execute(
+        "SELECT instance_id FROM transition_log WHERE kind = ? AND trigger = ?", (kind, trigger))]
+
+
 def cutoff(conn: sqlite3.Connection) -> float:
     """Rows older than this have been pruned by retention (0: none yet)."""
     row = conn.execute("SELECT cutoff FROM log_retention WHERE id = 1").fetchone()

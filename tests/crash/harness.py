@@ -28,6 +28,8 @@ from pyln.client import RpcError
 
 from handlers.intents.locks import MAX_INTENTS_PER_WINDOW
 from machines import SPECS
+from storage import db, machine_rows, transition_log
+from storage import intents as intents_store
 from tests.standin.node import NodeFault
 
 CRASHING = Path(__file__).resolve().parent / "crashing_plugin.py"
@@ -35,8 +37,6 @@ FAST = {"hive-tick-seconds": 1, "hive-intent-hold-seconds": 5,
         "hive-intent-expire-seconds": 30}
 FINAL = ("executed", "failed", "aborted", "expired")
 PER_INITIATOR = MAX_INTENTS_PER_WINDOW - 20
-TABLES = ("intent_locks", "hive_members", "handshake_sessions", "pending_actions",
-          "circuit_breakers", "contribution_throttles")
 
 
 class Victim:
@@ -118,8 +118,7 @@ class Victim:
         """Our own intents' states, read from the database (a dead plugin has no RPC)."""
         conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30)
         try:
-            return dict(conn.execute("SELECT intent_id, state FROM intent_locks "
-                                     "WHERE initiator = ?", (self.id,)).fetchall())
+            return intents_store.states_by(conn, self.id)
         finally:
             conn.close()
 
@@ -127,18 +126,14 @@ class Victim:
 def _db_checks(path: str, me: str, acknowledged: set[str]) -> dict:
     conn = sqlite3.connect(path)
     try:
-        integrity = conn.execute("PRAGMA integrity_check").fetchall()
-        locks = dict(conn.execute("SELECT intent_id, state FROM intent_locks "
-                                  "WHERE initiator = ?", (me,)).fetchall())
-        starts = collections.Counter(r[0] for r in conn.execute(
-            "SELECT instance_id FROM transition_log WHERE kind = 'intent_lock' "
-            "AND trigger = 'start_execution'"))
-        states = []
-        for table in TABLES:
-            states += conn.execute(f"SELECT kind, state FROM {table}").fetchall()
+        integrity = db.integrity_check(conn)
+        locks = intents_store.states_by(conn, me)
+        starts = collections.Counter(transition_log.instances_fired(
+            conn, "intent_lock", "start_execution"))
+        states = machine_rows.all_states(conn)
     finally:
         conn.close()
-    return {"integrity": [r[0] for r in integrity],
+    return {"integrity": integrity,
             "lost": sorted(acknowledged - set(locks)),
             "unfinished": sorted(i for i in acknowledged if locks.get(i) not in FINAL),
             "starts": starts,
