@@ -51,3 +51,10 @@ def in_states(conn: sqlite3.Connection, states: tuple[str, ...]) -> list[dict]:
     return decoded(conn.execute(f"SELECT {_COLUMNS} FROM pending_actions "
                                 f"WHERE state IN ({marks}) ORDER BY created_at", states),
                    "data")
+
+
+def executed_on(conn: sqlite3.Connection, kind: str, target: str) -> bool:
+    """Whether an action of `kind` on `target` has executed (e.g. the operator's
+    clboss_ignore, whose tag the planner must leave in place)."""
+    return conn.execute("SELECT 1 FROM pending_actions WHERE action_type = ? AND target = ? "
+                        "AND state = 'executed' LIMIT 1", (kind, target)).fetchone() is not None

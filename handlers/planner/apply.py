@@ -1,6 +1,6 @@
 """What a member does with a plan: store the saturation verdicts and bring its own CLBoss
 in line (the `open` tag on every saturated target; on release, only the tag cl-hive added
-comes off, through the gateway), and, when it is the assignee, propose the planned open
+comes off, through the gateway, and not while the operator's clboss_ignore wants it), and, when it is the assignee, propose the planned open
 as a pending action. Tags CLBoss could not take now are retried at the next cycle."""
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pyln.client import RpcException
 from handlers.bridge import clboss
 from handlers.bridge.companions import CLBOSS
 from handlers.governance import actions as governance
+from storage import governance as governance_store
 from storage import planner as store
 
 log = structlog.get_logger("hive.planner")
@@ -40,9 +41,14 @@ def sync_tags(ctx, plan: dict) -> None:
         return
     for target, row in rows.items():
         if row["released"]:
-            if row["tagged"]:
+            # An operator's clboss_ignore on the same target wants the tag for good.
+            kept = governance_store.executed_on(ctx.db.conn(), "clboss_ignore", target)
+            if row["tagged"] and not kept:
                 clboss.remove_tag(ctx, target, clboss.OPEN, _untagged(ctx, target))
             else:
+                if kept:
+                    log.info("planner.tag_kept", target=target,
+                             reason="an executed clboss_ignore action wants it")
                 with ctx.db.transaction() as conn:
                     store.forget(conn, target)
         elif not row["tagged"]:

@@ -244,6 +244,23 @@ def test_saturation_tags_clboss_and_release_removes_only_our_tag(fleet):
     assert store.saturation_rows(b.db.conn()) == {}
 
 
+def test_a_release_leaves_the_tag_an_operators_clboss_ignore_wants(fleet):
+    a, b, c = fleet
+    hivemap(fleet, [5_000_000, 9_000_000, 2_000_000])
+    plan_now(b)
+    b.settle()
+    act = b.propose(target=X, amount=None, kind="clboss_ignore")
+    actions.approve(b.ctx, act["id"])
+    b.settle()
+    assert actions.view(b.ctx, act["id"])["state"] == "executed"
+    b.lightning.graph.channels += [(X, Z, 700_000), (X, W, 313_400)]      # 14.9%: released
+    plan = plan_now(b)
+    b.settle()
+    assert plan["targets"][0]["change"] == "released"
+    assert b.lightning.call("clboss-status")["unmanaged"][X] == "open"
+    assert store.saturation_rows(b.db.conn()) == {}
+
+
 def test_the_executor_refuses_a_saturated_target(fleet):
     a, b, c = fleet
     hivemap(fleet, [5_000_000, 9_000_000, 2_000_000])
