@@ -57,6 +57,10 @@ SPEC = MachineSpec(
              guards=("is_remote", "within_lock_window")),
         Rule("abort_received", ("pending", "outranked", "gathering", "committed"), "aborted",
              guards=("is_remote",)),
+        # Its initiator was banned: the hive no longer coordinates with it, so its intent
+        # stops holding the target here (one it committed already runs out at its expiry).
+        Rule("initiator_banned", ("pending", "outranked", "gathering"), "aborted",
+             guards=("is_remote",)),
         Rule("start_execution", ("committed",), "executing",
              guards=("is_local", "within_lock_window")),
         Rule("execution_succeeded", ("executing",), "executed"),

@@ -52,6 +52,15 @@ def states_by(conn: sqlite3.Connection, initiator: str) -> dict[str, str]:
         "SELECT intent_id, state FROM intent_locks WHERE initiator = ?", (initiator,))}
 
 
+def by_initiator_in(conn: sqlite3.Connection, initiator: str,
+                    states: tuple[str, ...]) -> list[dict]:
+    marks = ", ".join("?" for _ in states)
+    return _rows(conn.execute(
+        f"SELECT lock_id, intent_id, intent_type, target, initiator, state, data "
+        f"FROM intent_locks WHERE initiator = ? AND state IN ({marks}) ORDER BY created_at",
+        (initiator, *states)))
+
+
 def in_state(conn: sqlite3.Connection, state: str) -> list[dict]:
     return _rows(conn.execute(
         "SELECT lock_id, intent_id, intent_type, target, initiator, state, data "

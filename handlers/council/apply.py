@@ -12,6 +12,7 @@ import structlog
 from handlers.bridge import clboss
 from handlers.council.records import admission_ref
 from handlers.hivemap import gossip
+from handlers.intents import locks as intents
 from handlers.membership import members as ms
 from storage import council as store
 from storage import hive as hive_store
@@ -100,6 +101,7 @@ def _effects(ctx, peer_id: str, trigger: str, proof: dict | None) -> None:
             # Its HiveMap state goes now, not at the next tick's pruning.
             hivemap.forget_except(conn, {m["peer_id"] for m in ms.active_members(conn)})
         gossip.status_event(ctx)
+        intents.on_initiator_banned(ctx, peer_id)
         if ctx.bridge is not None:
             clboss.release(ctx, peer_id)
         log.info("council.banned", target=peer_id, proposal_id=proof["proposal_id"],

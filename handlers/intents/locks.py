@@ -338,6 +338,27 @@ def on_intent_abort(ctx, peer_id: str, msg: dict, auth) -> None:
         acks.ack_next(ctx, meta["hive_id"], intent["intent_type"], intent["target"])
 
 
+def on_initiator_banned(ctx, peer_id: str) -> int:
+    """A member was banned: its intents not committed yet stop holding their targets
+    here, and our acknowledgement of each is free again (the next rival on the target may
+    have it). Returns how many were aborted."""
+    freed = []
+    with ctx.db.transaction() as conn:
+        for row in store.by_initiator_in(conn, peer_id, SPEC.groups["uncommitted"]):
+            out = ctx.dispatcher.fire(KIND, row["lock_id"], "initiator_banned",
+                                      context={"initiator": peer_id})
+            if out.ok:
+                acks.release(conn, row["lock_id"])
+                freed.append(row)
+    meta = hive_store.get_meta(ctx.db.conn())
+    for row in freed:
+        if meta is not None:
+            acks.ack_next(ctx, meta["hive_id"], row["intent_type"], row["target"])
+    if freed:
+        log.info("intent.initiator_banned", initiator=peer_id, aborted=len(freed))
+    return len(freed)
+
+
 def listing(ctx) -> dict:
     return {"intents": [
         {"lock_id": r["lock_id"], "intent_id": r["intent_id"], "type": r["intent_type"],

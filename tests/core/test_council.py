@@ -7,7 +7,10 @@ from structlog.testing import capture_logs
 
 from council_sides import hive, promote, tiers
 from handlers.council import apply, leave, proposals, score, view
+from handlers.frame import errors
 from handlers.hivemap import gossip
+from handlers.intents import acks
+from handlers.intents import locks as intents
 from handlers.membership import handshake, members, rights
 from handlers.wire.framing import MsgType, decode, encode
 from hive_sides import pump
@@ -95,6 +98,29 @@ def test_a_ban_by_votes_takes_effect_on_every_node(council, clock):
     assert [decode(m)[1]["reason"] for m in a.outgoing(d)] == ["banned"]
     assert a.snapshot() == before
     assert [e["reason"] for e in logs if e["event"] == "handshake.refused"] == ["banned"]
+
+
+def test_a_banned_members_uncommitted_intent_frees_its_target_everywhere(council):
+    a, b, c, d = council
+    target = "02" + "77" * 32
+    theirs = intents.announce(c.ctx, "channel_open", target, 100_000)
+    pump(*council)
+    for s in (a, b):      # held here, and our word given to it
+        assert acks.promised(s.ctx, "channel_open", target) == theirs["lock_id"]
+        with pytest.raises(RpcException) as e:
+            intents.announce(s.ctx, "channel_open", target, 100_000)
+        assert e.value.code == errors.TARGET_HELD
+    ban = proposals.open_ban_proposal(a.ctx, c.node_id, "opens behind our backs")
+    pump(*council)
+    proposals.vote(b.ctx, ban["proposal_id"], "yes")
+    pump(*council)
+    for s in (a, b, d):
+        assert s.members()[c.node_id] == "banned"
+        [row] = [i for i in intents.listing(s.ctx)["intents"]
+                 if i["lock_id"] == theirs["lock_id"]]
+        assert row["state"] == "aborted"
+        assert acks.promised(s.ctx, "channel_open", target) is None
+    assert intents.announce(a.ctx, "channel_open", target, 100_000)["state"] == "pending"
 
 
 def test_an_unban_ends_in_left_and_lifts_the_ban_list(council):
