@@ -43,12 +43,25 @@ def install(bridge) -> None:
 # -- what asks for a policy ------------------------------------------------------------------
 def on_member_outcome(ctx, outcome) -> None:
     """A dispatcher observer: a member admitted (or readmitted) gets the fleet policy; a
-    member banned or gone is released."""
-    if outcome.kind != MEMBER_KIND or outcome.instance_id == ctx.node_id:
+    member banned or gone is released. When we ourselves leave or are banned, every
+    member we manage is released (we are no longer in the fleet whose fees are zero),
+    and when we are readmitted, every active member is admitted again."""
+    if outcome.kind != MEMBER_KIND:
         return
-    if outcome.trigger == "create" or (outcome.dest in ACTIVE and outcome.source in GONE):
+    came = outcome.dest in ACTIVE and outcome.source in GONE
+    went = outcome.dest in GONE and outcome.source not in GONE
+    if outcome.instance_id == ctx.node_id:
+        if went:
+            for row in store.fee_policies(ctx.db.conn()):
+                release_member(ctx, row["peer_id"])
+        elif came:
+            for m in active_members(ctx.db.conn()):
+                if m["peer_id"] != ctx.node_id:
+                    admit_member(ctx, m["peer_id"])
+        return
+    if outcome.trigger == "create" or came:
         admit_member(ctx, outcome.instance_id)
-    elif outcome.dest in GONE and outcome.source not in GONE:
+    elif went:
         release_member(ctx, outcome.instance_id)
 
 

@@ -4,7 +4,9 @@ import pytest
 
 from bridge_sides import BridgeSide
 from handlers.bridge import fees
-from hive_sides import form_hive
+from handlers.council import leave
+from handlers.membership import handshake, members
+from hive_sides import form_hive, pump
 from storage import bridge as store
 
 OPTS = {"hive-bridge-check-seconds": 30, "hive-bridge-timeout-seconds": 15}
@@ -155,3 +157,28 @@ def test_releasing_a_member_we_never_managed_changes_nothing(make_fleet):
     a.settle()
     assert store.fee_policy(a.db.conn(), stranger) is None
     assert stranger not in a.lightning.models["cl-revenue-ops"].policies
+
+
+def test_a_node_that_leaves_releases_every_member_it_managed(make_fleet):
+    a, b, c = formed(make_fleet(3))
+    assert policy(b, a)["strategy"] == "hive" and policy(b, c)["strategy"] == "hive"
+    assert leave.leave(b.ctx)["left"] is True
+    b.settle()
+    assert policy(b, a)["strategy"] == "passive" and policy(b, c)["strategy"] == "passive"
+    assert row(b, a)["wanted"] == "released" and row(b, c)["wanted"] == "released"
+    assert policy_calls(b, "delete") == []
+
+
+def test_a_node_that_rejoins_admits_every_member_again(make_fleet, clock):
+    a, b, c = formed(make_fleet(3))
+    leave.leave(b.ctx)
+    pump(a, b, c)
+    b.settle()
+    assert policy(b, a)["strategy"] == "passive"
+    clock.advance(60)
+    ticket = members.invite(a.ctx, None, None, None)["ticket"]
+    handshake.start_join(b.ctx, ticket, None)
+    pump(a, b, c)
+    b.settle()
+    assert policy(b, a)["strategy"] == "hive" and policy(b, c)["strategy"] == "hive"
+    assert row(b, a)["wanted"] == "fleet" and row(b, c)["wanted"] == "fleet"
