@@ -8,7 +8,8 @@ from __future__ import annotations
 import structlog
 
 from handlers.frame.refusals import refusal_log
-from handlers.hivemap.rules import Recent, fleet_hash, should_broadcast, summarize
+from handlers.hivemap.rules import (Recent, fleet_hash, fleet_hash_of_rows, should_broadcast,
+                                    summarize)
 from handlers.membership import members as ms
 from handlers.wire import messages, signing
 from handlers.wire.framing import MsgType, encode
@@ -42,8 +43,8 @@ def our_hash(ctx) -> tuple[str, int]:
     conn = ctx.db.conn()
 
     def compute():
-        digests = hivemap.digests(conn)
-        return fleet_hash(digests), len(digests)
+        rows = hivemap.digest_rows(conn)
+        return fleet_hash_of_rows(rows), len(rows)
     return changes.cached(conn, "hivemap", "fleet_hash", compute)
 
 
@@ -76,9 +77,7 @@ def on_tick(ctx) -> None:
     members = ms.active_ids(conn)
     if ctx.node_id not in members:
         return
-    with ctx.db.transaction() as c:
-        if hivemap.forget_except(c, members):       # states of banned or departed members
-            log.info("gossip.pruned")
+    _prune(ctx, members)
     now = ctx.clock.now()
     connected = None
     # listpeerchannels and listfunds are costly on a big node: read them when a channel
@@ -115,6 +114,20 @@ def on_tick(ctx) -> None:
         ctx.timers["last_sync"] = now
         connected = connected if connected is not None else ms.connected_members(ctx, members)
         queue_to(ctx, sync_partners(ctx, connected), our_hash_message(ctx))
+
+
+def _prune(ctx, members: set[str]) -> None:
+    """Drop the states of banned or departed members, once per change of the membership:
+    a state is only ever taken from a member, so until the membership changes there is
+    nothing new to drop (a DELETE over every member's id on every tick cost 1.5 ms at
+    1,000 members)."""
+    def prune():
+        with ctx.db.transaction() as c:
+            dropped = hivemap.forget_except(c, members)
+        if dropped:
+            log.info("gossip.pruned", states=dropped)
+        return dropped
+    changes.cached(ctx.db.conn(), "membership", "hivemap_pruned", prune)
 
 
 def sync_partners(ctx, connected: list[str]) -> list[str]:

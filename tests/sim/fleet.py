@@ -20,7 +20,7 @@ from handlers.frame.engine import Engine
 from handlers.frame.ratelimit import RateLimiter
 from handlers.hive import MESSAGE_BURST, MESSAGE_RATE
 from handlers.hivemap import gossip
-from handlers.hivemap.rules import fleet_hash, summarize
+from handlers.hivemap.rules import fleet_hash_of_rows, summarize
 from handlers.membership import members as membership
 from handlers.wire import signing
 from handlers.wire.framing import peek
@@ -87,7 +87,7 @@ class SimNode(Side):
         return hivemap.held(self.db.conn(), peer_id)
 
     def fleet_hash(self) -> str:
-        return fleet_hash(hivemap.digests(self.db.conn()))
+        return fleet_hash_of_rows(hivemap.digest_rows(self.db.conn()))
 
 
 def channels(rng: random.Random, count: int) -> list[dict]:
@@ -170,14 +170,20 @@ class SimFleet:
         by_id = {n.node_id: n for n in self.nodes}
         return {p: by_id[p].held(p) for p in peer_ids}
 
-    def lacking(self, targets: dict[str, tuple], nodes=None) -> list:
-        """The nodes (of `nodes`, all by default) that hold an older state than `targets`
-        of some member. Versions never go back: a node found complete stays so."""
-        out = []
-        for n in self.nodes if nodes is None else nodes:
-            held = {d["peer_id"]: d["version"] for d in hivemap.digests(n.db.conn())}
-            if any(held.get(p, 0) < t[0] for p, t in targets.items()):
-                out.append(n)
+    def lacking(self, targets: dict[str, tuple], pending: dict | None = None) -> dict:
+        """Each node that holds an older state than `targets` of some member, with those
+        members: {node: [member, ...]}. `pending`: what an earlier call returned; versions
+        never go back, so only what a node lacked then is looked up again (one indexed
+        query per node, not a scan of its whole view: at 1,000 members a scan of every
+        node at every check cost more than the simulation itself)."""
+        if pending is None:
+            pending = {n: list(targets) for n in self.nodes}
+        out = {}
+        for n, peers in pending.items():
+            held = hivemap.versions(n.db.conn(), peers)
+            still = [p for p in peers if held.get(p, 0) < targets[p][0]]
+            if still:
+                out[n] = still
         return out
 
     def level(self) -> bool:
