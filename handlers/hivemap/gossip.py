@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import structlog
 
+from handlers.frame import logs
 from handlers.frame.refusals import refusal_log
 from handlers.hivemap.rules import (Recent, fleet_hash, fleet_hash_of_rows, should_broadcast,
                                     summarize)
@@ -16,7 +17,8 @@ from handlers.wire.framing import MsgType, encode
 from storage import hive as hive_store
 from storage import changes, hivemap, outbox
 
-log = structlog.get_logger("hive.gossip")
+log_name = "hive.gossip"
+log = structlog.get_logger(log_name)
 
 FUTURE_SKEW = 600            # seconds a member's clock may run ahead of ours
 MAX_LIVE_AGE = 3600          # a GOSSIP older than this is stale (a FULL_SYNC may be older)
@@ -251,9 +253,10 @@ def on_gossip(ctx, peer_id: str, entry: dict, auth) -> None:
     # Debug, not info: routine traffic (every member, every heartbeat), a line per member
     # per interval at info would grow with the fleet. Logged once committed: the worker
     # may apply a burst of messages in one transaction.
-    ctx.db.after_commit(lambda: log.debug("gossip.accepted", peer_id=peer_id,
-                                          about=entry["state"]["peer_id"],
-                                          version=entry["state"]["version"]))
+    if logs.debug_enabled(log_name):
+        ctx.db.after_commit(lambda: log.debug("gossip.accepted", peer_id=peer_id,
+                                              about=entry["state"]["peer_id"],
+                                              version=entry["state"]["version"]))
 
 
 def on_member_connected(ctx, peer_id: str) -> None:

@@ -42,11 +42,18 @@ class SimLightning(KeyOnlyLightning):
         super().__init__(seed)
         self.network = network
         self.calls = _Forget()
+        self._peers = None          # (the `connected` it was built from, listpeers)
 
     def call(self, method, params=None):
         if method == "sendcustommsg":
             self.network.send(self.node_id, params["node_id"], params["msg"])
             return {}
+        if method == "listpeers" and not params:
+            # Asked at every broadcast and sync: built again only when the peers
+            # connected changed, not 1,000 entries each time.
+            if self._peers is None or self._peers[0] != self.connected:
+                self._peers = (frozenset(self.connected), super().call(method, params))
+            return self._peers[1]
         if method == "checkmessage":
             # A pure function of its arguments: each distinct signature is really checked
             # once for the whole fleet, not once per receiver (N times the same answer).
