@@ -225,13 +225,9 @@ def accept_entry(ctx, entry: dict, *, live: bool, members: set[str], hive_id: st
         return "not signed by the member it describes"
     # Our own state signed by us but newer than ours (we lost our database): taking it
     # lets our next broadcast continue above it instead of being refused by everyone.
-    # One statement: inside the worker's batch it needs no savepoint of its own.
-    conn = ctx.db.conn()
-    if conn.in_transaction:
-        stored = hivemap.put_if_newer(conn, state, sig, ctx.clock.now(), text)
-    else:
-        with ctx.db.transaction() as c:
-            stored = hivemap.put_if_newer(c, state, sig, ctx.clock.now(), text)
+    # One statement: inside the worker's batch it needs no savepoint of its own, and
+    # outside one it commits on its own (autocommit), with no BEGIN and COMMIT around it.
+    stored = hivemap.put_if_newer(ctx.db.conn(), state, sig, ctx.clock.now(), text)
     return None if stored else "not newer than the version held"
 
 
