@@ -50,14 +50,20 @@ def bucket_hashes(rows, of: int, salt: str) -> str:
     """One BUCKET_HASH-character hash per bucket, concatenated: sha256 of the salt and the
     canonical JSON of the bucket's listing. The salt (from the sender's fleet hash)
     changes with the view, so two buckets that happen to collide do not stay hidden.
-    (Every member computes this for each differing STATE_HASH: written for speed.)"""
+    (Every member computes this for each differing STATE_HASH: each bucket's few rows are
+    sorted apart, not the whole view.)"""
     groups: list[list] = [[] for _ in range(of)]
-    for p, v, ts, _ in _rows_by_prefix(rows):
-        # canonical JSON of the row, written out directly (hex prefix, JSON numbers)
-        groups[int(p[:8], 16) * of >> 32].append('["%s",%s,%s]' % (p, v, ts))
+    for pid, ts, v in rows:
+        p = pid[2:2 + PREFIX]
+        groups[int(p[:8], 16) * of >> 32].append((p, v, ts))
     sha = hashlib.sha256
-    return "".join(sha((salt + "[" + ",".join(g) + "]").encode()).hexdigest()[:BUCKET_HASH]
-                   for g in groups)
+    out = []
+    for g in groups:
+        g.sort()
+        # canonical JSON of the listing, written out directly (hex prefix, JSON numbers)
+        text = salt + "[" + ",".join(['["%s",%s,%s]' % r for r in g]) + "]"
+        out.append(sha(text.encode()).hexdigest()[:BUCKET_HASH])
+    return "".join(out)
 
 
 def differing_buckets(ours: str, theirs: str) -> list[int]:

@@ -76,7 +76,7 @@ def on_tick(ctx) -> None:
     meta = hive_store.get_meta(conn)
     if meta is None:
         return
-    members = ms.active_ids(conn)
+    members = ms.active_id_set(conn)        # read only here: the cached set, not a copy
     if ctx.node_id not in members:
         return
     _prune(ctx, members)
@@ -118,7 +118,7 @@ def on_tick(ctx) -> None:
         queue_to(ctx, sync_partners(ctx, connected), our_hash_message(ctx))
 
 
-def _prune(ctx, members: set[str]) -> None:
+def _prune(ctx, members) -> None:
     """Drop the states of banned or departed members, once per change of the membership:
     a state is only ever taken from a member, so until the membership changes there is
     nothing new to drop (a DELETE over every member's id on every tick cost 1.5 ms at
@@ -262,7 +262,9 @@ def on_member_connected(ctx, peer_id: str) -> None:
     states once per member. So the first member to connect within a sync interval gets our
     hash; the others are compared at the periodic STATE_HASH (within one sync interval)."""
     conn = ctx.db.conn()
-    if hive_store.get_meta(conn) is None or peer_id not in ms.active_ids(conn):
+    # The cached member set, not a copy: a healed cut brings one notification per member
+    # that came back (hundreds at once in a large fleet).
+    if peer_id not in ms.active_id_set(conn) or hive_store.get_meta(conn) is None:
         return
     if not ctx.every("reconnect_hash", ctx.config().sync_interval):
         return log.debug("sync.reconnect_deferred", peer_id=peer_id)
