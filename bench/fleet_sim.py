@@ -12,7 +12,11 @@ changes on both sides, then healed; 5% message loss. For each: seconds and sync 
 the heartbeats made meanwhile) against the bytes of the states that differed (for the
 heal, every state a side missed; under loss, the changes and the heartbeats lost). Goals: converged
 within two sync intervals of healing; at most 2x the differing bytes; per-member traffic
-no more than linear in N. Prints figures; asserts nothing.
+no more than linear in N. "level" is whether every node's fleet hash is the same at the
+end of the scenario: at 1,000 members about 3.3 heartbeats a second are always in flight,
+so the views are never all the same at one instant (the convergence above is what counts).
+Prints figures; asserts nothing. N = 1,000 handles about 1.6 million messages through the
+real handlers (10 to 12 CPU minutes on a 2-core VM).
 Run: `python -m bench.fleet_sim [N ...]` (default 10 100 1000).
 """
 from __future__ import annotations

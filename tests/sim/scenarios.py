@@ -82,7 +82,11 @@ def _differing(fleet, targets) -> int:
     """Bytes of what differed: for each node, each newest state it lacked, as it travels."""
     by_id = {n.node_id: n for n in fleet.nodes}
     sizes = {p: entry_bytes(hivemap.get(by_id[p].db.conn(), p)) for p in targets}
-    return sum(sizes[p] for lacked in fleet.lacking(targets).values() for p in lacked)
+    total = 0
+    for n in fleet.nodes:
+        held = hivemap.versions(n.db.conn(), targets)
+        total += sum(sizes[p] for p, t in targets.items() if held.get(p, 0) < t[0])
+    return total
 
 
 def _report(fleet, before, result, differing_bytes, t0, changed=None) -> dict:
