@@ -16,7 +16,7 @@ no more than linear in N. "level" is whether every node's fleet hash is the same
 end of the scenario: at 1,000 members about 3.3 heartbeats a second are always in flight,
 so the views are never all the same at one instant (the convergence above is what counts).
 Prints figures; asserts nothing. N = 1,000 handles about 1.6 million messages through the
-real handlers (10 to 12 CPU minutes on a 2-core VM).
+real handlers (11 to 12 CPU minutes on a 2-core VM: 642 to 691 s).
 Run: `python -m bench.fleet_sim [N ...]` (default 10 100 1000).
 """
 from __future__ import annotations
