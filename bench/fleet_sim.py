@@ -15,8 +15,8 @@ within two sync intervals of healing; at most 2x the differing bytes; per-member
 no more than linear in N. "level" is whether every node's fleet hash is the same at the
 end of the scenario: at 1,000 members about 3.3 heartbeats a second are always in flight,
 so the views are never all the same at one instant (the convergence above is what counts).
-Prints figures; asserts nothing. N = 1,000 handles about 1.6 million messages through the
-real handlers (11 to 12 CPU minutes on a 2-core VM: 642 to 691 s).
+Prints figures; asserts nothing. N = 1,000 handles 1.6 to 1.8 million messages through
+the real handlers (11 to 12 CPU minutes on a 2-core VM: 642 to 695 s).
 Run: `python -m bench.fleet_sim [N ...]` (default 10 100 1000).
 """
 from __future__ import annotations
