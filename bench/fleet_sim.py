@@ -12,11 +12,16 @@ changes on both sides, then healed; 5% message loss. For each: seconds and sync 
 the heartbeats made meanwhile) against the bytes of the states that differed (for the
 heal, every state a side missed; under loss, the changes and the heartbeats lost). Goals: converged
 within two sync intervals of healing; at most 2x the differing bytes; per-member traffic
-no more than linear in N. Prints figures; asserts nothing.
+no more than linear in N. "level" is whether every node's fleet hash is the same at the
+end of the scenario: at 1,000 members about 3.3 heartbeats a second are always in flight,
+so the views are never all the same at one instant (the convergence above is what counts).
+Prints figures; asserts nothing. N = 1,000 handles 1.6 to 1.8 million messages through
+the real handlers (11 to 12 CPU minutes on a 2-core VM: 642 to 695 s).
 Run: `python -m bench.fleet_sim [N ...]` (default 10 100 1000).
 """
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import time
@@ -32,6 +37,9 @@ def run(n: int) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     fleet = SimFleet(n)
     formed = time.perf_counter() - t0
+    # The formed fleet (a thousand nodes' handlers, caches and connections) is never
+    # garbage: kept out of the collector's scans, which otherwise grow with the heap.
+    gc.freeze()
     # Everyone's first sync (the seeded fleet is level already: above STEADY_FULL, one
     # tick is enough to start every node's timers).
     fleet.run(fleet.config.sync_interval if n <= STEADY_FULL else fleet.config.tick_seconds)
@@ -50,6 +58,7 @@ def run(n: int) -> dict:
         return out
     finally:
         fleet.close()
+        gc.unfreeze()
 
 
 def lines(r: dict) -> list[str]:

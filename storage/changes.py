@@ -23,14 +23,18 @@ def version(conn: sqlite3.Connection, group: str) -> tuple | None:
     """A key that changes whenever a table of `group` changes; None when it cannot be
     known here (no triggers yet and a transaction is open, or no schema yet)."""
     try:
-        row = conn.execute("SELECT token, n FROM temp.change_counts WHERE grp = ?",
-                           (group,)).fetchone()
+        return _read(conn, group)
     except sqlite3.OperationalError:
         if conn.in_transaction or not _install(conn):
             return None
-        row = conn.execute("SELECT token, n FROM temp.change_counts WHERE grp = ?",
-                           (group,)).fetchone()
-    return row[0], row[1], conn.execute("PRAGMA data_version").fetchone()[0]
+        return _read(conn, group)
+
+
+def _read(conn: sqlite3.Connection, group: str) -> tuple:
+    # One statement (asked for every member message): the counter and data_version.
+    row = conn.execute("SELECT token, n, (SELECT data_version FROM pragma_data_version) "
+                       "FROM temp.change_counts WHERE grp = ?", (group,)).fetchone()
+    return row[0], row[1], row[2]
 
 
 def _install(conn: sqlite3.Connection) -> bool:

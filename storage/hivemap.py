@@ -21,14 +21,25 @@ def held(conn: sqlite3.Connection, peer_id: str) -> tuple[int, int, str] | None:
     return None if row is None else (row[0], row[1], row[2])
 
 
-def digests(conn: sqlite3.Connection) -> list[dict]:
-    """`{peer_id, version, timestamp}` of every state held, by peer_id: what the fleet hash
-    covers, read without the states themselves (cached until a state changes: not to be
-    changed). Timestamps are integers on the wire; the
-    column's REAL affinity stores them as floats, so they are read back as integers."""
-    return changes.cached(conn, "hivemap", "digests", lambda: [
-        {"peer_id": r[0], "version": r[1], "timestamp": int(r[2])} for r in conn.execute(
-            "SELECT peer_id, version, timestamp FROM hive_state ORDER BY peer_id")])
+def digest_rows(conn: sqlite3.Connection) -> list[tuple[str, int, int]]:
+    """`(peer_id, timestamp, version)` of every state held, by peer_id: what the fleet hash
+    and the DIGEST cover, read without the states themselves, as tuples (cached until a
+    state changes: not to be changed). Timestamps are integers on the wire; the column's
+    REAL affinity stores them as floats, so they are read back as integers."""
+    def compute():
+        cur = conn.cursor()
+        cur.row_factory = None          # plain tuples: 1,000 sqlite3.Row objects cost more
+        return cur.execute("SELECT peer_id, CAST(timestamp AS INTEGER), version "
+                           "FROM hive_state ORDER BY peer_id").fetchall()
+    return changes.cached(conn, "hivemap", "digest_rows", compute)
+
+
+def versions(conn: sqlite3.Connection, peer_ids) -> dict[str, int]:
+    """The version held of each of `peer_ids` held (one indexed look-up each)."""
+    ids = list(peer_ids)
+    marks = ", ".join("?" for _ in ids) or "''"
+    return {r[0]: r[1] for r in conn.execute(
+        f"SELECT peer_id, version FROM hive_state WHERE peer_id IN ({marks})", ids)}
 
 
 def all_entries(conn: sqlite3.Connection) -> list[dict]:

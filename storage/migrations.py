@@ -292,6 +292,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             tagged INTEGER NOT NULL DEFAULT 0,
             released INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID""",
     ]),
+    (13, "the HiveMap's digests read from an index alone", [
+        # The fleet hash and the DIGEST read (peer_id, version, timestamp) of every state,
+        # again after each change: at 1,000 members, from the index alone, without a
+        # look-up of each row (and its state) in the table.
+        "CREATE INDEX hive_state_digest ON hive_state (peer_id, version, timestamp)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -203,8 +203,9 @@ class Engine:
                 continue
             if self._stopping.is_set():
                 break
-            with self.db.transaction() as conn:
-                outbox.mark_sent(conn, row["seq"], now)
+            # One statement outside any transaction commits on its own (autocommit): no
+            # BEGIN and COMMIT around it, for every message a broadcast sends.
+            outbox.mark_sent(self.db.conn(), row["seq"], now)
             sent += 1
         return sent
 

@@ -33,24 +33,37 @@ def buckets_for(count: int) -> int:
     return of
 
 
-def listing(digests, of: int, buckets=None) -> list[list]:
-    """`[[prefix, version, timestamp], ...]` of the digests in `buckets` (all if None),
-    sorted by prefix."""
+def _rows_by_prefix(rows) -> list[tuple[str, int, int, str]]:
+    """`(prefix, version, timestamp, peer_id)` of each digest row, sorted as listed."""
+    return sorted((pid[2:2 + PREFIX], v, ts, pid) for pid, ts, v in rows)
+
+
+def listing(rows, of: int, buckets=None) -> list[list]:
+    """`[[prefix, version, timestamp], ...]` of the rows (`(peer_id, timestamp, version)`,
+    as storage.hivemap.digest_rows reads them) in `buckets` (all if None), by prefix."""
     wanted = None if buckets is None else set(buckets)
-    return sorted([prefix(d["peer_id"]), d["version"], d["timestamp"]] for d in digests
-                  if wanted is None or bucket_of(prefix(d["peer_id"]), of) in wanted)
+    return [[p, v, ts] for p, v, ts, _ in _rows_by_prefix(rows)
+            if wanted is None or int(p[:8], 16) * of >> 32 in wanted]
 
 
-def bucket_hashes(digests, of: int, salt: str) -> str:
+def bucket_hashes(rows, of: int, salt: str) -> str:
     """One BUCKET_HASH-character hash per bucket, concatenated: sha256 of the salt and the
     canonical JSON of the bucket's listing. The salt (from the sender's fleet hash)
-    changes with the view, so two buckets that happen to collide do not stay hidden."""
+    changes with the view, so two buckets that happen to collide do not stay hidden.
+    (Every member computes this for each differing STATE_HASH: each bucket's few rows are
+    sorted apart, not the whole view.)"""
     groups: list[list] = [[] for _ in range(of)]
-    for row in listing(digests, of):
-        # canonical JSON of the row, written out directly (hex prefix, JSON numbers)
-        groups[bucket_of(row[0], of)].append('["%s",%s,%s]' % tuple(row))
-    return "".join(hashlib.sha256((salt + "[" + ",".join(g) + "]").encode()).hexdigest()
-                   [:BUCKET_HASH] for g in groups)
+    for pid, ts, v in rows:
+        p = pid[2:2 + PREFIX]
+        groups[int(p[:8], 16) * of >> 32].append((p, v, ts))
+    sha = hashlib.sha256
+    out = []
+    for g in groups:
+        g.sort()
+        # canonical JSON of the listing, written out directly (hex prefix, JSON numbers)
+        text = salt + "[" + ",".join(['["%s",%s,%s]' % r for r in g]) + "]"
+        out.append(sha(text.encode()).hexdigest()[:BUCKET_HASH])
+    return "".join(out)
 
 
 def differing_buckets(ours: str, theirs: str) -> list[int]:
@@ -58,7 +71,7 @@ def differing_buckets(ours: str, theirs: str) -> list[int]:
     return [i for i in range(len(theirs) // n) if ours[i * n:(i + 1) * n] != theirs[i * n:(i + 1) * n]]
 
 
-def compare(our_digests, their_rows: list[list], of: int, buckets, members: set[str],
+def compare(our_rows, their_rows: list[list], of: int, buckets, members: set[str],
             settled_before: float) -> tuple[list[str], list[int]]:
     """Within `buckets` (which `their_rows` list whole): the members whose state we hold
     and they lack or hold older, and the buckets in which they hold a member's state
@@ -68,10 +81,10 @@ def compare(our_digests, their_rows: list[list], of: int, buckets, members: set[
     by_prefix = {prefix(m): m for m in members}
     theirs = {r[0]: (r[1], r[2]) for r in their_rows}
     mine = {}
-    for d in our_digests:
-        p = prefix(d["peer_id"])
+    for pid, ts, v in our_rows:
+        p = prefix(pid)
         if bucket_of(p, of) in wanted:
-            mine[p] = (d["version"], d["timestamp"], d["peer_id"])
+            mine[p] = (v, ts, pid)
     they_lack = sorted(m[2] for p, m in mine.items() if m[2] in members
                        and m[1] <= settled_before and theirs.get(p, (0, 0)) < m[:2])
     we_lack = sorted({bucket_of(p, of) for p, t in theirs.items()

@@ -26,7 +26,13 @@ def fleet_hash(states) -> str:
     """SHA-256 (hex) of the canonical JSON of the digest: equal for equal views, whatever
     order they were built in. Written out directly (the same text as `canonical_json`:
     hex ids, numbers as JSON writes them): every member computes it for every change."""
-    rows = sorted((s["peer_id"], s["timestamp"], s["version"]) for s in states)
+    return fleet_hash_of_rows(sorted((s["peer_id"], s["timestamp"], s["version"])
+                                     for s in states))
+
+
+def fleet_hash_of_rows(rows) -> str:
+    """`fleet_hash` of `(peer_id, timestamp, version)` rows already sorted by peer_id (as
+    storage.hivemap.digest_rows reads them: no dict per member)."""
     text = "[" + ",".join('{"peer_id":"%s","timestamp":%s,"version":%s}' % r
                           for r in rows) + "]"
     return hashlib.sha256(text.encode()).hexdigest()

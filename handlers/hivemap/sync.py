@@ -40,10 +40,10 @@ def _full_sync_budget(ctx, peer_id: str, wanted: int) -> int:
     return n
 
 
-def _listings(digests, of: int, buckets) -> list[str]:
+def _listings(rows, of: int, buckets) -> list[str]:
     """DIGEST listings of `buckets`, whole buckets per message, at most MAX_DIGESTS rows
     each (one message for up to 1,000 members)."""
-    rows = bk.listing(digests, of, buckets)
+    rows = bk.listing(rows, of, buckets)
     by_bucket: dict[int, list] = {b: [] for b in buckets}
     for r in rows:
         by_bucket[bk.bucket_of(r[0], of)].append(r)
@@ -72,14 +72,14 @@ def on_state_hash(ctx, peer_id: str, theirs: dict, auth) -> None:
     # the others are compared at their next periodic STATE_HASH.
     if not ctx.every("hash_exchange", SETTLE_SECONDS):
         return log.debug("sync.exchange_under_way", peer_id=peer_id)
-    digests = hivemap.digests(ctx.db.conn())
+    rows = hivemap.digest_rows(ctx.db.conn())
     of = bk.buckets_for(max(count, theirs["count"]))
     if of == 1:             # a small view: its listing costs less than a summary round
-        msgs = _listings(digests, 1, [0])
+        msgs = _listings(rows, 1, [0])
     else:
         salt = ours[:16]
         msgs = [encode(MsgType.DIGEST, {"of": of, "salt": salt,
-                                        "hashes": bk.bucket_hashes(digests, of, salt)})]
+                                        "hashes": bk.bucket_hashes(rows, of, salt)})]
     queue_to(ctx, [peer_id], *msgs)
     log.info("sync.diverged", peer_id=peer_id, ours=ours, theirs=theirs["hash"],
              entries=count, buckets=of)
@@ -109,8 +109,8 @@ def on_digest(ctx, peer_id: str, msg: dict, auth) -> None:
 
 def _on_summary(ctx, peer_id: str, msg: dict) -> None:
     ours, _ = our_hash(ctx)
-    digests = hivemap.digests(ctx.db.conn())
-    differ = bk.differing_buckets(bk.bucket_hashes(digests, msg["of"], msg["salt"]),
+    rows = hivemap.digest_rows(ctx.db.conn())
+    differ = bk.differing_buckets(bk.bucket_hashes(rows, msg["of"], msg["salt"]),
                                   msg["hashes"])
     if not differ:
         log.debug("sync.in_sync", peer_id=peer_id)
@@ -118,7 +118,7 @@ def _on_summary(ctx, peer_id: str, msg: dict) -> None:
     pair = (ours, hashlib.sha256((msg["salt"] + msg["hashes"]).encode()).hexdigest())
     if not first_time(ctx, "summary_answered", peer_id, pair):
         return refuse(peer_id, "DIGEST", "already answered these hashes")
-    queue_to(ctx, [peer_id], *_listings(digests, msg["of"], differ))
+    queue_to(ctx, [peer_id], *_listings(rows, msg["of"], differ))
     log.info("sync.summary", peer_id=peer_id, buckets=msg["of"], differing=len(differ))
 
 
@@ -128,8 +128,8 @@ def _on_listing(ctx, peer_id: str, msg: dict, members) -> None:
     listed = hashlib.sha256(repr((of, msg["buckets"], msg["digests"])).encode()).hexdigest()
     if not first_time(ctx, "listing_answered", peer_id, (ours, listed)):
         return refuse(peer_id, "DIGEST", "already answered these hashes")
-    digests = hivemap.digests(ctx.db.conn())
-    they_lack, we_lack = bk.compare(digests, msg["digests"], of, msg["buckets"], members,
+    rows = hivemap.digest_rows(ctx.db.conn())
+    they_lack, we_lack = bk.compare(rows, msg["digests"], of, msg["buckets"], members,
                                     settled_before=ctx.now() - SETTLE_SECONDS)
     needed, pushed = 0, []
     if they_lack:
@@ -139,7 +139,7 @@ def _on_listing(ctx, peer_id: str, msg: dict, members) -> None:
         pushed = chunk(entries, _full_sync_chunk,
                        max_chunks=_full_sync_budget(ctx, peer_id, needed))
     # They hold states we lack: our listing of those buckets makes them send them.
-    reply = _listings(digests, of, we_lack) if we_lack else []
+    reply = _listings(rows, of, we_lack) if we_lack else []
     queue_to(ctx, [peer_id], *pushed, *reply)
     log.info("sync.digest", peer_id=peer_id, they_lack=len(they_lack),
              we_lack_buckets=len(we_lack), chunks=len(pushed),

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.usefixtures("every_refusal_logged")
 
 
 def digests(n, version=1):
-    return [{"peer_id": "02" + hashlib.sha256(b"%d" % i).hexdigest(), "version": version,
-             "timestamp": 1_700_000_000 + i} for i in range(n)]
+    """`(peer_id, timestamp, version)` rows, as storage.hivemap.digest_rows reads them."""
+    return [("02" + hashlib.sha256(b"%d" % i).hexdigest(), 1_700_000_000 + i, version)
+            for i in range(n)]
 
 
 def test_a_summary_and_a_listing_of_1000_members_each_fit_one_message():
@@ -38,23 +39,23 @@ def test_a_summary_and_a_listing_of_1000_members_each_fit_one_message():
 
 def test_views_that_differ_in_one_member_differ_in_one_bucket_only():
     view = digests(1000)
-    changed = [dict(d) for d in view]
-    changed[417]["version"] = 2
+    changed = list(view)
+    changed[417] = (view[417][0], view[417][1], 2)
     of = bk.buckets_for(len(view))
     salt = "cd" * 8
     differ = bk.differing_buckets(bk.bucket_hashes(view, of, salt),
                                   bk.bucket_hashes(changed, of, salt))
-    assert differ == [bk.bucket_of(bk.prefix(view[417]["peer_id"]), of)]
-    members = {d["peer_id"] for d in view}
+    assert differ == [bk.bucket_of(bk.prefix(view[417][0]), of)]
+    members = {d[0] for d in view}
     theirs = bk.listing(view, of, differ)
     assert 0 < len(theirs) < 12                     # a bucket holds a few members
     they_lack, we_lack = bk.compare(changed, theirs, of, differ, members,
                                     settled_before=2_000_000_000)
-    assert (they_lack, we_lack) == ([view[417]["peer_id"]], [])
+    assert (they_lack, we_lack) == ([view[417][0]], [])
     assert bk.compare(view, bk.listing(changed, of, differ), of, differ, members,
                       settled_before=2_000_000_000) == ([], differ)
     # younger than the settling time: on its way, neither pushed nor asked for
-    young = changed[417]["timestamp"] - 1
+    young = changed[417][1] - 1
     assert bk.compare(changed, theirs, of, differ, members, settled_before=young) == ([], [])
 
 

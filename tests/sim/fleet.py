@@ -2,7 +2,10 @@
 SQLite database (in memory: no disk sync to wait for), the real handlers and rate
 limiters, and a node key whose signmessage/checkmessage are real secp256k1 computed as
 lightningd computes them (the stand-in's key code: a forgery is refused exactly as
-lightningd refuses it). Sends go through the engine's own outbox drain into the simulated
+lightningd refuses it). Each distinct check is computed once for the whole fleet
+(`Network.checked`): with that, signing and checking are a small part of the cost at
+1,000 members (the handlers' SQLite and parsing are most of it), so no faster stand-in
+signer is used. Sends go through the engine's own outbox drain into the simulated
 network (`network.py`); a node's tick is the HiveMap's tick (`gossip.on_tick`).
 
 The hive is formed by seeding, not by N handshakes: one database receives the genesis,
@@ -20,7 +23,7 @@ from handlers.frame.engine import Engine
 from handlers.frame.ratelimit import RateLimiter
 from handlers.hive import MESSAGE_BURST, MESSAGE_RATE
 from handlers.hivemap import gossip
-from handlers.hivemap.rules import fleet_hash, summarize
+from handlers.hivemap.rules import fleet_hash_of_rows, summarize
 from handlers.membership import members as membership
 from handlers.wire import signing
 from handlers.wire.framing import peek
@@ -42,11 +45,18 @@ class SimLightning(KeyOnlyLightning):
         super().__init__(seed)
         self.network = network
         self.calls = _Forget()
+        self._peers = None          # (the `connected` it was built from, listpeers)
 
     def call(self, method, params=None):
         if method == "sendcustommsg":
             self.network.send(self.node_id, params["node_id"], params["msg"])
             return {}
+        if method == "listpeers" and not params:
+            # Asked at every broadcast and sync: built again only when the peers
+            # connected changed, not 1,000 entries each time.
+            if self._peers is None or self._peers[0] != self.connected:
+                self._peers = (frozenset(self.connected), super().call(method, params))
+            return self._peers[1]
         if method == "checkmessage":
             # A pure function of its arguments: each distinct signature is really checked
             # once for the whole fleet, not once per receiver (N times the same answer).
@@ -87,7 +97,7 @@ class SimNode(Side):
         return hivemap.held(self.db.conn(), peer_id)
 
     def fleet_hash(self) -> str:
-        return fleet_hash(hivemap.digests(self.db.conn()))
+        return fleet_hash_of_rows(hivemap.digest_rows(self.db.conn()))
 
 
 def channels(rng: random.Random, count: int) -> list[dict]:
@@ -170,14 +180,29 @@ class SimFleet:
         by_id = {n.node_id: n for n in self.nodes}
         return {p: by_id[p].held(p) for p in peer_ids}
 
-    def lacking(self, targets: dict[str, tuple], nodes=None) -> list:
-        """The nodes (of `nodes`, all by default) that hold an older state than `targets`
-        of some member. Versions never go back: a node found complete stays so."""
-        out = []
-        for n in self.nodes if nodes is None else nodes:
-            held = {d["peer_id"]: d["version"] for d in hivemap.digests(n.db.conn())}
-            if any(held.get(p, 0) < t[0] for p, t in targets.items()):
-                out.append(n)
+    def lacking(self, targets: dict[str, tuple], pending: dict | None = None) -> dict:
+        """Each node that holds an older state than `targets` of some member, with those
+        members: {node: [member, ...]}. `pending`: what an earlier call returned; versions
+        never go back, so only what a node lacked then is looked up again (one indexed
+        query per node, not a scan of its whole view: at 1,000 members a scan of every
+        node at every check cost more than the simulation itself)."""
+        if pending is None:
+            pending = {n: list(targets) for n in self.nodes}
+        out = {}
+        for n, peers in pending.items():
+            if not peers:
+                continue
+            conn = n.db.conn()
+            # Still lacking the first member it lacked: pending, whatever the rest (one
+            # look-up for most nodes at most checks).
+            first = hivemap.held(conn, peers[0])
+            if first is None or first[0] < targets[peers[0]][0]:
+                out[n] = peers
+                continue
+            held = hivemap.versions(conn, peers)
+            still = [p for p in peers if held.get(p, 0) < targets[p][0]]
+            if still:
+                out[n] = still
         return out
 
     def level(self) -> bool:

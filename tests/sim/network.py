@@ -19,6 +19,9 @@ from pyln.client import RpcError
 from handlers.wire.framing import MsgType, peek
 
 
+_NAMES = {t.value: t.name for t in MsgType}
+
+
 class Scheduler:
     """Events in simulated time, in order, moving one ManualClock forward."""
 
@@ -81,7 +84,9 @@ class Network:
         if not self.up(src, dst):
             raise RpcError("sendcustommsg", {"node_id": dst},
                            {"code": -1, "message": "peer is not connected"})
-        name, size = MsgType(peek(msg_hex)).name, len(msg_hex) // 2
+        kind = peek(msg_hex)
+        name = _NAMES.get(kind) or MsgType(kind).name
+        size = len(msg_hex) // 2
         self.sent[name] += 1
         self.sent["bytes"] += size
         self.bytes[name] += size

@@ -84,7 +84,7 @@ def _differing(fleet, targets) -> int:
     sizes = {p: entry_bytes(hivemap.get(by_id[p].db.conn(), p)) for p in targets}
     total = 0
     for n in fleet.nodes:
-        held = {d["peer_id"]: d["version"] for d in hivemap.digests(n.db.conn())}
+        held = hivemap.versions(n.db.conn(), targets)
         total += sum(sizes[p] for p, t in targets.items() if held.get(p, 0) < t[0])
     return total
 
