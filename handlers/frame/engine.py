@@ -12,8 +12,9 @@ from __future__ import annotations
 import functools
 import threading
 from collections import Counter
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from typing import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
+from typing import Callable, ContextManager
 
 import structlog
 from pyln.client import RpcError, RpcException
@@ -33,13 +34,12 @@ MAX_QUEUE = 2000
 # Peer items the worker applies in one transaction (one commit synced to disk): enough to
 # amortize the sync under a burst, few enough that each waits little for the commit.
 MAX_BATCH = 64
-# Threads that fetch a batch's signature checks ahead, so their round trips overlap.
-PREPARE_THREADS = 4
 
 
 class Engine:
     def __init__(self, db, clock, config: Callable[[], object], lightning,
-                 max_queue: int = MAX_QUEUE):
+                 max_queue: int = MAX_QUEUE,
+                 gather: Callable[[], ContextManager] = nullcontext):
         self.db = db
         self.clock = clock
         self.config = config
@@ -49,8 +49,9 @@ class Engine:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hive-reader")
-        self._preparers = ThreadPoolExecutor(max_workers=PREPARE_THREADS,
-                                             thread_name_prefix="hive-prepare")
+        # The block a batch's `prepare` steps run in: what they ask lightningd ahead is
+        # asked when it ends, all at once (effects.Prefetching.gather).
+        self.gather = gather
         self._tick_lock = threading.Lock()
         self._tick_queued = False
         self.on_tick: list[Callable[[], None]] = []    # more work for each tick
@@ -69,13 +70,6 @@ class Engine:
             fut.set_exception(RuntimeError("cl-hive is shutting down"))
             return fut
         item = Item(fn, fut, droppable, prepare)
-        if prepare is not None:
-            # Started now, not when the worker takes the item: its round trips to
-            # lightningd overlap the worker's work on the items ahead of it.
-            try:
-                item.prepared = self._preparers.submit(prepare)
-            except RuntimeError:            # shutting down: the item does its own work
-                item.prepared = None
         try:
             dropped = self._queue.put(item)
         except RuntimeError as e:
@@ -84,8 +78,6 @@ class Engine:
         if dropped is not None:
             self.dropped += 1
             dropped.future.cancel()
-            if dropped.prepared is not None:
-                dropped.prepared.cancel()
             if self._drop_log.allow("queue_full"):
                 log.warning("engine.queue_full", waiting=len(self._queue),
                             dropped_total=self.dropped)
@@ -141,7 +133,6 @@ class Engine:
         for item in self._queue.close():
             item.future.set_exception(RuntimeError("cl-hive is shutting down"))
         self._reader.shutdown(wait=False, cancel_futures=True)
-        self._preparers.shutdown(wait=False, cancel_futures=True)
         per_thread = timeout / max(1, len(self._threads))
         for t in self._threads:
             t.join(per_thread)
@@ -255,20 +246,26 @@ class Engine:
             self._settle(item, result, error)
 
     def _prepare(self, batch: list[Item]) -> None:
-        """Wait for the items' `prepare` steps, started when they were queued (their
-        lightningd round trips overlap each other and the worker's earlier work). A step
-        that fails only loses its head start: the item does the work itself."""
-        for item in batch:
-            if item.prepared is None:
-                continue
-            try:
-                item.prepared.result()
-            except (RpcError, OSError) as e:
-                log.debug("engine.prepare_failed", error=str(e))
-            except CancelledError:
-                pass
-            except Exception as e:
-                log.warning("engine.prepare_failed", error=repr(e), exc_info=True)
+        """The items' `prepare` steps, one after another, inside `gather`: the questions
+        they ask lightningd ahead (a signature check per GOSSIP) go out together when it
+        ends, so a burst costs one round trip, not one per message. A step that fails,
+        or asking that fails, only loses the head start: the item does the work itself."""
+        steps = [item.prepare for item in batch if item.prepare is not None]
+        if not steps:
+            return
+        try:
+            with self.gather():
+                for step in steps:
+                    try:
+                        step()
+                    except (RpcError, OSError) as e:
+                        log.debug("engine.prepare_failed", error=str(e))
+                    except Exception as e:
+                        log.warning("engine.prepare_failed", error=repr(e), exc_info=True)
+        except (RpcError, OSError) as e:
+            log.debug("engine.prepare_failed", error=str(e))
+        except Exception as e:
+            log.warning("engine.prepare_failed", error=repr(e), exc_info=True)
 
     @staticmethod
     def _settle(item: Item, result, error) -> None:

@@ -221,8 +221,9 @@ def accept_entry(ctx, entry: dict, *, live: bool, members: set[str], hive_id: st
 
 
 def prefetch_gossip(ctx, peer_id: str, entry: dict, auth) -> None:
-    """Ahead of `on_gossip`, on a helper thread, reading only: ask lightningd the
-    signature check that `on_gossip` will make, if its cheaper checks pass (now)."""
+    """Ahead of `on_gossip`, for the whole batch before any of it is applied, reading
+    only: ask lightningd the signature check that `on_gossip` will make, if its cheaper
+    checks pass (now)."""
     if _before_signature(ctx, entry["state"], entry["sig"], live=True,
                          members=auth.members) is None:
         signing.prefetch(ctx.lightning, entry["state"]["peer_id"], auth.meta["hive_id"],

@@ -126,24 +126,77 @@ def _gossip(key, hive_id, version, clock, **kw):
                                                timestamp=int(clock.now()), peers=2, **kw))
 
 
-def test_a_bursts_signature_checks_are_asked_ahead_once_each(pair, clock):
+class _Pipelined:
+    """lightningd's answers (real secp256k1, KeyOnlyLightning), and the door's many-calls
+    path, which records each burst it is asked."""
+
+    def __init__(self, inner):
+        self.inner, self.bursts = inner, []
+
+    def call(self, method, params=None):
+        return self.inner.call(method, params)
+
+    def call_many(self, method, params_list):
+        self.bursts.append((method, len(params_list)))
+        return [self.inner.call(method, p) for p in params_list]
+
+
+def _through_the_engine(a, clock, door, messages):
+    """Apply `messages` ((peer, payload) pairs) as one batch, through an engine whose
+    `gather` is that of a Prefetching over `door`."""
+    a.ctx.lightning = checks = Prefetching(door, keep=128)
+    engine = Engine(a.db, clock, a.ctx.config, lightning=None, gather=checks.gather)
+    release, held = threading.Event(), threading.Event()
+    engine.submit(lambda: (held.set(), release.wait(10)))
+    engine.start()
+    try:
+        assert held.wait(5)
+        incoming = [router.Incoming(a.ctx, peer, msg) for peer, msg in messages]
+        futures = [engine.submit(i.handle, droppable=True, prepare=i.prefetch)
+                   for i in incoming]
+        release.set()
+        for f in futures:
+            f.result(timeout=5)
+    finally:
+        engine.stop()
+
+
+def test_a_bursts_signature_checks_are_asked_together_once_each(pair, clock):
     a, b = pair
     hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
     keys = admit(a, (a,), 5)
-    burst = [(k.node_id, _gossip(k, hive_id, 1, clock)) for k in keys]
+    door = _Pipelined(a.lightning)
     a.lightning.calls.clear()
-    incoming = [router.Incoming(a.ctx, peer, msg) for peer, msg in burst]
-    threads = [threading.Thread(target=i.prefetch) for i in incoming]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert a.lightning.calls.count("checkmessage") == 5         # asked ahead, side by side
-    for i in incoming:
-        i.handle()
+    _through_the_engine(a, clock, door, [(k.node_id, _gossip(k, hive_id, 1, clock))
+                                         for k in keys])
+    assert door.bursts == [("checkmessage", 5)]                 # one burst for the batch
     assert a.lightning.calls.count("checkmessage") == 5         # and not asked again
     assert {e["state"]["peer_id"] for e in hivemap.all_entries(a.db.conn())} \
         == {k.node_id for k in keys}
+
+
+class _BurstsFail(_Pipelined):
+    def __init__(self, inner, error):
+        super().__init__(inner)
+        self.error = error
+
+    def call_many(self, method, params_list):
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [OSError("connection refused"), ValueError("a fault")])
+def test_a_burst_whose_asking_failed_is_applied_each_asking_itself(pair, clock, error):
+    a, b = pair
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    keys = admit(a, (a,), 3)
+    a.lightning.calls.clear()
+    with capture_logs() as logs:
+        _through_the_engine(a, clock, _BurstsFail(a.lightning, error),
+                            [(k.node_id, _gossip(k, hive_id, 1, clock)) for k in keys])
+    assert a.lightning.calls.count("checkmessage") == 3         # each handler asked
+    assert len(hivemap.all_entries(a.db.conn())) == 3
+    assert [e["log_level"] for e in logs if e["event"] == "engine.prepare_failed"] \
+        == ["debug" if isinstance(error, OSError) else "warning"]
 
 
 def test_nothing_is_asked_ahead_for_a_stranger_or_an_entry_not_newer(pair, clock, tmp_path):
