@@ -234,6 +234,23 @@ def test_json_depth_skips_strings_with_escaped_quotes_and_counts_the_rest():
     assert framing.json_depth('{"unterminated [[[[') == 1
     assert framing.json_depth("]]]") == 0
     assert framing.json_depth("[" * 40) == 40
+    # Without a backslash the quotes split strings from the rest; the same depths.
+    assert framing.json_depth('{"a":"[[[{{{","b":[[1]]}') == 3
+    assert framing.json_depth('{"a":1,"b":"]]]}}}"}') == 1
+
+
+def test_json_depth_is_the_same_with_or_without_escapes_to_look_for():
+    import random
+    rng = random.Random(7)
+    for _ in range(2000):
+        text = "".join(rng.choice('[]{}"ab,:') for _ in range(rng.randrange(40)))
+        # The regular expression's answer, the one that handles escapes, is the reference.
+        brackets = framing._NOT_BRACKET.sub("", framing._STRING.sub("", text))
+        depth, expected = 0, 0
+        for c in brackets:
+            depth += 1 if c in "[{" else -1
+            expected = max(expected, depth)
+        assert framing.json_depth(text) == expected, text
 
 
 class _Sends:
