@@ -6,7 +6,6 @@ import functools
 import os
 import sqlite3
 from concurrent.futures import Future
-from contextlib import nullcontext
 
 import structlog
 from pyln.client import RpcError, RpcException
@@ -101,11 +100,11 @@ class Hive:
             db.close()
             raise StartupError(f"hive-db-path: cannot use {snapshot.db_path}: {e}") from e
         self.db = db
-        # Signature checks of a burst of GOSSIP are asked ahead, all at once, before the
-        # worker applies it: room for an answer per message of a batch.
-        checks = None if lightning is None else Prefetching(lightning, keep=2 * MAX_BATCH)
+        # Signature checks of a burst of GOSSIP are asked ahead, all at once, while the
+        # worker applies the burst before it: room for the answers of a few batches.
+        checks = None if lightning is None else Prefetching(lightning, keep=4 * MAX_BATCH)
         self.engine = Engine(db, self.clock, lambda: self.config, lightning,
-                             gather=checks.gather if checks is not None else nullcontext)
+                             **({} if checks is None else {"gather": checks.gather}))
         self.ctx = Context(db=db, dispatcher=self.engine.dispatcher, lightning=checks,
                            clock=self.clock, config=lambda: self.config,
                            hello_limiter=RateLimiter(self.clock, HELLO_RATE, HELLO_BURST),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Callable, Protocol
 
@@ -144,15 +145,23 @@ class Prefetching:
             self._keep([(method, params)], [self.inner.call(method, params)])
 
     @contextmanager
-    def gather(self):
+    def gather(self, asker=None):
         """The questions `prefetch` is given on this thread inside the block are asked
-        together when it ends: on one connection when the door offers `call_many`.
-        Raises what asking raised (RpcError, OSError): no answer is then kept."""
+        together when it ends: on one connection when the door offers `call_many`, on
+        the `asker` executor when given (else here). Yields an `Asked`, whose `wait`
+        returns once the answers are kept, or raises what asking raised (RpcError,
+        OSError): no answer is then kept."""
+        asked = Asked()
         self._local.gathered = gathered = []
         try:
-            yield
+            yield asked
         finally:
             self._local.gathered = None
+        if gathered:
+            asked.future = asker.submit(self._ask_all, gathered) if asker is not None \
+                else _done(self._ask_all, gathered)
+
+    def _ask_all(self, gathered) -> None:
         for method in {m for m, _ in gathered}:
             asked = [(m, p) for m, p in gathered if m == method]
             if hasattr(self.inner, "call_many"):
@@ -174,3 +183,22 @@ class Prefetching:
                     self._ready[self._key(method, params)] = answer
             while len(self._ready) > self.keep:
                 self._ready.popitem(last=False)
+
+
+class Asked:
+    """The asking of a gathered burst of questions (`Prefetching.gather`)."""
+    future: Future | None = None
+
+    def wait(self) -> None:
+        if self.future is not None:
+            self.future.result()
+
+
+def _done(fn, *args) -> Future:
+    """`fn(*args)` run here, as a finished Future (its result or its exception)."""
+    fut: Future = Future()
+    try:
+        fut.set_result(fn(*args))
+    except Exception as e:      # kept for `wait`, which raises it where it is awaited
+        fut.set_exception(e)
+    return fut

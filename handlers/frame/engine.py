@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import Callable, ContextManager
 
@@ -36,10 +36,14 @@ MAX_QUEUE = 2000
 MAX_BATCH = 64
 
 
+def _no_gather(_asker) -> ContextManager:
+    return nullcontext()
+
+
 class Engine:
     def __init__(self, db, clock, config: Callable[[], object], lightning,
                  max_queue: int = MAX_QUEUE,
-                 gather: Callable[[], ContextManager] = nullcontext):
+                 gather: Callable[[ThreadPoolExecutor], ContextManager] = _no_gather):
         self.db = db
         self.clock = clock
         self.config = config
@@ -50,8 +54,9 @@ class Engine:
         self._threads: list[threading.Thread] = []
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hive-reader")
         # The block a batch's `prepare` steps run in: what they ask lightningd ahead is
-        # asked when it ends, all at once (effects.Prefetching.gather).
+        # asked when it ends, all at once, on the asking thread (Prefetching.gather).
         self.gather = gather
+        self._asker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hive-ask")
         self._tick_lock = threading.Lock()
         self._tick_queued = False
         self.on_tick: list[Callable[[], None]] = []    # more work for each tick
@@ -133,6 +138,7 @@ class Engine:
         for item in self._queue.close():
             item.future.set_exception(RuntimeError("cl-hive is shutting down"))
         self._reader.shutdown(wait=False, cancel_futures=True)
+        self._asker.shutdown(wait=False, cancel_futures=True)
         per_thread = timeout / max(1, len(self._threads))
         for t in self._threads:
             t.join(per_thread)
@@ -200,15 +206,26 @@ class Engine:
         return sent
 
     def _work(self) -> None:
+        ahead = None            # the next batch of peer input, its questions already out
         while True:
-            batch = self._queue.get_batch(MAX_BATCH)
-            if batch is None:
-                return
-            batch = [i for i in batch if i.future.set_running_or_notify_cancel()]
+            if ahead is None:
+                batch = self._queue.get_batch(MAX_BATCH)
+                if batch is None:
+                    return
+                batch = _started(batch)
+                asked = self._prepare(batch)
+            else:
+                (batch, asked), ahead = ahead, None
             if len(batch) == 1 and not batch[0].droppable:
-                self._prepare(batch)
+                self._await(asked)
                 self._settle(batch[0], *_run(batch[0]))
             elif batch:
+                # The peer input queued behind this batch is prepared now: lightningd
+                # answers its questions while this batch waits for its own and is applied.
+                following = _started(self._queue.more(MAX_BATCH))
+                if following:
+                    ahead = (following, self._prepare(following))
+                self._await(asked)
                 self._run_batch(batch)
             if self._stopping.is_set():
                 continue
@@ -223,15 +240,6 @@ class Engine:
         is rolled back alone. Nothing acts on what an item changed before the commit:
         messages wait in the outbox (sent after it), and log lines and observers run as
         after-commit callbacks; if the commit fails, none of the batch happened."""
-        self._prepare(batch)
-        # What arrived while the batch was prepared joins it: one commit for more items.
-        while len(batch) < MAX_BATCH:
-            more = [i for i in self._queue.more(MAX_BATCH - len(batch))
-                    if i.future.set_running_or_notify_cancel()]
-            if not more:
-                break
-            self._prepare(more)
-            batch += more
         done = []
         try:
             with self.db.transaction():
@@ -245,16 +253,17 @@ class Engine:
         for item, result, error in done:
             self._settle(item, result, error)
 
-    def _prepare(self, batch: list[Item]) -> None:
+    def _prepare(self, batch: list[Item]):
         """The items' `prepare` steps, one after another, inside `gather`: the questions
         they ask lightningd ahead (a signature check per GOSSIP) go out together when it
-        ends, so a burst costs one round trip, not one per message. A step that fails,
-        or asking that fails, only loses the head start: the item does the work itself."""
+        ends, on the asking thread, so a burst costs one round trip, not one per message.
+        Returns what `_await` waits for. A step that fails, or asking that fails, only
+        loses the head start: the item does the work itself."""
         steps = [item.prepare for item in batch if item.prepare is not None]
         if not steps:
-            return
+            return None
         try:
-            with self.gather():
+            with self.gather(self._asker) as asked:
                 for step in steps:
                     try:
                         step()
@@ -262,7 +271,21 @@ class Engine:
                         log.debug("engine.prepare_failed", error=str(e))
                     except Exception as e:
                         log.warning("engine.prepare_failed", error=repr(e), exc_info=True)
-        except (RpcError, OSError) as e:
+            return asked
+        except (RpcError, OSError, RuntimeError) as e:     # RuntimeError: shutting down
+            log.debug("engine.prepare_failed", error=str(e))
+        except Exception as e:
+            log.warning("engine.prepare_failed", error=repr(e), exc_info=True)
+        return None
+
+    @staticmethod
+    def _await(asked) -> None:
+        """Until the answers to a batch's questions are kept (or asking failed)."""
+        if asked is None:
+            return
+        try:
+            asked.wait()
+        except (RpcError, OSError, CancelledError) as e:
             log.debug("engine.prepare_failed", error=str(e))
         except Exception as e:
             log.warning("engine.prepare_failed", error=repr(e), exc_info=True)
@@ -277,6 +300,11 @@ class Engine:
     def _schedule(self) -> None:
         while not self._stopping.wait(self.config().tick_seconds):
             self.schedule_tick()
+
+
+def _started(items: list[Item]) -> list[Item]:
+    """The items taken off the queue that were not cancelled meanwhile (now running)."""
+    return [i for i in items if i.future.set_running_or_notify_cancel()]
 
 
 def _run(item: Item, savepoint=None) -> tuple[object, BaseException | None]:

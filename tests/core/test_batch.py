@@ -175,6 +175,46 @@ def test_a_bursts_signature_checks_are_asked_together_once_each(pair, clock):
         == {k.node_id for k in keys}
 
 
+def test_the_next_batchs_questions_are_asked_while_this_batch_is_applied(
+        pair, clock, monkeypatch):
+    from handlers.frame import engine as engine_module
+    monkeypatch.setattr(engine_module, "MAX_BATCH", 3)
+    a, b = pair
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    keys = admit(a, (a,), 4)
+    second_asked = threading.Event()
+
+    class Door(_Pipelined):
+        def call_many(self, method, params_list):
+            answers = super().call_many(method, params_list)
+            if len(self.bursts) == 2:
+                second_asked.set()
+            return answers
+    door = Door(a.lightning)
+    a.ctx.lightning = checks = Prefetching(door, keep=128)
+    engine = Engine(a.db, clock, a.ctx.config, lightning=None, gather=checks.gather)
+    release, held, waited = threading.Event(), threading.Event(), []
+    engine.submit(lambda: (held.set(), release.wait(10)))
+    engine.start()
+    try:
+        assert held.wait(5)
+        # The first batch: an item that waits for the second batch's questions, and two
+        # GOSSIP; the second batch: two more. Were they asked only once the first batch
+        # is applied, the wait would run out.
+        futures = [engine.submit(lambda: waited.append(second_asked.wait(5)), droppable=True)]
+        for k in keys:
+            i = router.Incoming(a.ctx, k.node_id, _gossip(k, hive_id, 1, clock))
+            futures.append(engine.submit(i.handle, droppable=True, prepare=i.prefetch))
+        release.set()
+        for f in futures:
+            f.result(timeout=10)
+    finally:
+        engine.stop()
+    assert waited == [True]
+    assert door.bursts == [("checkmessage", 2), ("checkmessage", 2)]
+    assert len(hivemap.all_entries(a.db.conn())) == 4
+
+
 class _BurstsFail(_Pipelined):
     def __init__(self, inner, error):
         super().__init__(inner)
