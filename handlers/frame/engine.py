@@ -3,6 +3,11 @@ triggers race. Hooks, RPC commands and the scheduler's ticks all become queue it
 After each item the worker drains the outbox (messages are sent only after the state
 change that caused them has committed).
 
+Peer input queued in a row is applied as a batch, in one transaction. Its `prepare`
+steps run first, on the worker, and gather what the batch will ask lightningd (the
+signature checks of GOSSIP); an asking thread sends those questions together while the
+worker applies the batch before it, so lightningd is never idle waiting for us.
+
 The worker can be held up by a slow call to lightningd or a companion (each has a
 timeout, see `effects`), so the queue is bounded (`workqueue`), ticks coalesce (at most
 one waits), and read-only commands run on a reader thread of their own: SQLite gives
