@@ -215,6 +215,24 @@ def test_the_next_batchs_questions_are_asked_while_this_batch_is_applied(
     assert len(hivemap.all_entries(a.db.conn())) == 4
 
 
+def test_a_door_without_many_calls_is_asked_each_question_once(pair, clock):
+    a, b = pair
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    keys = admit(a, (a,), 3)
+    asked_on = []
+
+    class OneByOne:         # lightningd's answers, without the many-calls path
+        def call(self, method, params=None):
+            asked_on.append((method, threading.current_thread().name))
+            return a.lightning.call(method, params)
+    _through_the_engine(a, clock, OneByOne(), [(k.node_id, _gossip(k, hive_id, 1, clock))
+                                               for k in keys])
+    checks = [thread for method, thread in asked_on if method == "checkmessage"]
+    assert len(checks) == 3                                     # once each,
+    assert all(t.startswith("hive-ask") for t in checks)        # all asked ahead
+    assert len(hivemap.all_entries(a.db.conn())) == 3
+
+
 class _BurstsFail(_Pipelined):
     def __init__(self, inner, error):
         super().__init__(inner)
