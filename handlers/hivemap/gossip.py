@@ -222,9 +222,9 @@ def accept_entry(ctx, entry: dict, *, live: bool, members: set[str], hive_id: st
 
 
 def prefetch_gossip(ctx, peer_id: str, entry: dict, auth) -> None:
-    """Ahead of `on_gossip`, for the whole batch before any of it is applied, reading
-    only: ask lightningd the signature check that `on_gossip` will make, if its cheaper
-    checks pass (now)."""
+    """Ahead of `on_gossip`, as the worker prepares the message's batch (before the
+    batch is applied), reading only: ask lightningd the signature check that `on_gossip`
+    will make, if its cheaper checks pass (now; `on_gossip` makes them again)."""
     state = entry["state"]
     if _before_signature(ctx, state, entry["sig"], live=True, members=auth.members) is None:
         signing.prefetch(ctx.lightning, state["peer_id"], auth.meta["hive_id"], "STATE",
