@@ -10,7 +10,9 @@ import signal
 import sys
 from pathlib import Path
 
+import structlog
 from pyln.client import Plugin, RpcException
+from pyln.client.plugin import hook_fallbacks
 
 from handlers.frame import config as cfg
 from handlers.frame import effects, logs, replies
@@ -21,6 +23,7 @@ from handlers.hive import Hive, StartupError
 
 
 _answer = replies.answer
+log = structlog.get_logger("hive.plugin")
 
 
 class HivePlugin(Plugin):
@@ -28,7 +31,14 @@ class HivePlugin(Plugin):
     parameter, and a fault is a cl-hive error code with the traceback in the log only
     (pyln would answer both with -32600 and a traceback)."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.direct_hooks = {}      # hook name -> fn(params) -> its answer
+
     def _dispatch_request(self, request) -> None:
+        direct = self.direct_hooks.get(request.method)
+        if direct is not None and isinstance(request.params, dict):
+            return self._answer_hook(direct, request)
         method = self.methods.get(request.method)
         if method is None or not request.method.startswith("hive-"):
             return super()._dispatch_request(request)
@@ -42,6 +52,17 @@ class HivePlugin(Plugin):
             replies.fail(request, e)
         except Exception as e:    # answered with a code; logged once, with the traceback
             replies.fail(request, replies.internal_fault(request.method, e))
+
+    def _answer_hook(self, direct, request) -> None:
+        """A hook called for every peer message, answered without pyln's per-call work
+        (binding its parameters by signature, recording a stack trace with the answer):
+        the same answer, and on a fault the same fallback pyln would give."""
+        try:
+            result = direct(request.params)
+        except Exception as e:      # never reached by a peer's input (the hive takes all)
+            log.error("hook.failed", hook=request.method, error=repr(e), exc_info=True)
+            result = hook_fallbacks[request.method]
+        self._write_locked({"jsonrpc": "2.0", "id": request.id, "result": result})
 
     def command(self, name: str):
         """Register an asynchronous command whose docstring follows its parameters in
@@ -88,6 +109,9 @@ def build(hive=None) -> Plugin:
     def on_custommsg(peer_id, payload, plugin, **kwargs):
         hive.on_custommsg(peer_id, payload)
         return {"result": "continue"}
+    # Every peer message comes through here: answered directly (HivePlugin._answer_hook).
+    plugin.direct_hooks["custommsg"] = lambda params: on_custommsg(
+        params["peer_id"], params["payload"], plugin)
 
     @plugin.subscribe("connect")
     def on_connect(plugin, **kwargs):

@@ -30,7 +30,7 @@ from handlers.frame import errors, retention
 from handlers.frame.clock import SystemClock
 from handlers.frame.context import Context
 from handlers.frame.effects import Prefetching
-from handlers.frame.engine import MAX_BATCH, MAX_QUEUE, Engine
+from handlers.frame.engine import MAX_BATCH, Engine
 from handlers.frame.ratelimit import RateLimiter
 from handlers.frame.refusals import refusal_log
 from handlers.governance import actions as governance
@@ -100,11 +100,11 @@ class Hive:
             db.close()
             raise StartupError(f"hive-db-path: cannot use {snapshot.db_path}: {e}") from e
         self.db = db
-        self.engine = Engine(db, self.clock, lambda: self.config, lightning)
-        # Signature checks of GOSSIP are asked ahead, side by side, as messages are queued:
-        # room for an answer per message the queue holds.
-        checks = None if lightning is None else Prefetching(lightning,
-                                                            keep=MAX_QUEUE + MAX_BATCH)
+        # Signature checks of a burst of GOSSIP are asked ahead, all at once, while the
+        # worker applies the burst before it: room for the answers of a few batches.
+        checks = None if lightning is None else Prefetching(lightning, keep=4 * MAX_BATCH)
+        self.engine = Engine(db, self.clock, lambda: self.config, lightning,
+                             **({} if checks is None else {"gather": checks.gather}))
         self.ctx = Context(db=db, dispatcher=self.engine.dispatcher, lightning=checks,
                            clock=self.clock, config=lambda: self.config,
                            hello_limiter=RateLimiter(self.clock, HELLO_RATE, HELLO_BURST),

@@ -136,10 +136,11 @@ def on_message(ctx, peer_id: str, payload_hex: str, parsed: dict | None = None) 
 
 
 def prefetch(ctx, peer_id: str, payload_hex: str) -> dict | None:
-    """Off the worker, ahead of `on_message` for a burst of messages: what the handler
-    will ask lightningd (a signature check), asked now so the round trips overlap. It
-    changes nothing and refuses nothing: a message that fails a check here is left for
-    `on_message` to refuse, and only an authorized member's message costs a question.
+    """Ahead of `on_message`, for a burst of messages before any is applied: what the
+    handler will ask lightningd (a signature check), gathered so that the burst's
+    questions are asked together (engine `gather`). It changes nothing and refuses
+    nothing: a message that fails a check here is left for `on_message` to refuse, and
+    only an authorized member's message costs a question.
     Returns the parsed message, for `on_message`'s `parsed`."""
     msg_type = peek(payload_hex)
     route = None if msg_type is None else ROUTES.get(MsgType(msg_type))
@@ -157,8 +158,8 @@ def prefetch(ctx, peer_id: str, payload_hex: str) -> dict | None:
 
 
 class Incoming:
-    """One peer message on its way through the worker: what `prefetch` parsed (on a
-    helper thread, when the message is applied in a batch) is not parsed again."""
+    """One peer message on its way through the worker: what `prefetch` parsed (when the
+    message is applied in a batch) is not parsed again."""
 
     def __init__(self, ctx, peer_id: str, payload_hex: str):
         self.ctx, self.peer_id, self.payload_hex = ctx, peer_id, payload_hex

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Callable, Protocol
 
 from pyln.client import LightningRpc, RpcError
+
+from handlers.frame import pipelined
 
 RPC_TIMEOUT = -32000        # our code for "no answer in time" (not one lightningd uses)
 # Calls that wait on a peer or on funding: connect (lightningd's own connect timeout is
@@ -70,6 +74,15 @@ class ThreadLocalRpc:
                 "code": RPC_TIMEOUT,
                 "message": f"no answer from lightningd within {seconds:g} seconds"}) from None
 
+    def call_many(self, method: str, params_list: list[dict]) -> list:
+        """The same call for each params, on one connection (pipelined.call_many): each
+        answer is a result dict or the RpcError lightningd (or the timeout) gave."""
+        seconds = self.timeout(method)
+        return pipelined.call_many(self.socket_path, method, params_list, seconds,
+                                   lambda params: RpcError(method, params, {
+                                       "code": RPC_TIMEOUT, "message": "no answer from "
+                                       f"lightningd within {seconds:g} seconds"}))
+
 
 class Notifier(Protocol):
     """The door for custom notifications (`ctx.notifier`): `notify(topic, payload)`."""
@@ -94,9 +107,10 @@ class PluginNotifier:
 class Prefetching:
     """The door to lightningd with answers fetched ahead of need, for calls that only
     compute (`checkmessage`: the same question always gets the same answer). The worker
-    asks them for a burst of peer messages at once on a few threads (`prefetch`), so their
-    round trips overlap; the handler's own call then takes the answer instead of waiting.
-    Every other call, and any question not fetched ahead, goes through as it is."""
+    gathers the questions of a burst of peer messages (`gather`) and asks them all at
+    once, on one connection; the handler's own call then takes the answer instead of
+    waiting for it. Every other call, and any question not fetched ahead, goes through
+    as it is."""
 
     PURE = frozenset({"checkmessage"})
 
@@ -105,6 +119,7 @@ class Prefetching:
         self.keep = keep            # answers held at most (the oldest are forgotten)
         self._ready: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     @staticmethod
     def _key(method: str, params: dict | None):
@@ -119,12 +134,71 @@ class Prefetching:
         return self.inner.call(method, params)
 
     def prefetch(self, method: str, params: dict) -> None:
-        """Ask now and keep the answer for the call that will follow. An error is not kept:
-        that call asks again and handles it."""
+        """Ask now and keep the answer for the call that will follow; inside `gather`,
+        ask when it ends. An error is not kept: that call asks again and handles it."""
         if method not in self.PURE:
             raise ValueError(f"{method} is not a call whose answer can be fetched ahead")
-        answer = self.inner.call(method, params)
+        gathered = getattr(self._local, "gathered", None)
+        if gathered is not None:
+            gathered.append((method, params))
+        else:
+            self._keep([(method, params)], [self.inner.call(method, params)])
+
+    @contextmanager
+    def gather(self, asker=None):
+        """The questions `prefetch` is given on this thread inside the block are asked
+        together when it ends: on one connection when the door offers `call_many`, on
+        the `asker` executor when given (else here). Yields an `Asked`, whose `wait`
+        returns once the answers are kept, or raises what asking raised (RpcError,
+        OSError): no answer is then kept."""
+        asked = Asked()
+        self._local.gathered = gathered = []
+        try:
+            yield asked
+        finally:
+            self._local.gathered = None
+        if gathered:
+            asked.future = asker.submit(self._ask_all, gathered) if asker is not None \
+                else _done(self._ask_all, gathered)
+
+    def _ask_all(self, gathered) -> None:
+        for method in {m for m, _ in gathered}:
+            asked = [(m, p) for m, p in gathered if m == method]
+            if hasattr(self.inner, "call_many"):
+                answers = self.inner.call_many(method, [p for _, p in asked])
+            else:
+                answers = [self._ask(m, p) for m, p in asked]
+            self._keep(asked, answers)
+
+    def _ask(self, method: str, params: dict):
+        try:
+            return self.inner.call(method, params)
+        except RpcError as e:       # answered: the call that follows gets it again
+            return e
+
+    def _keep(self, asked, answers) -> None:
         with self._lock:
-            self._ready[self._key(method, params)] = answer
+            for (method, params), answer in zip(asked, answers):
+                if isinstance(answer, dict):
+                    self._ready[self._key(method, params)] = answer
             while len(self._ready) > self.keep:
                 self._ready.popitem(last=False)
+
+
+class Asked:
+    """The asking of a gathered burst of questions (`Prefetching.gather`)."""
+    future: Future | None = None
+
+    def wait(self) -> None:
+        if self.future is not None:
+            self.future.result()
+
+
+def _done(fn, *args) -> Future:
+    """`fn(*args)` run here, as a finished Future (its result or its exception)."""
+    fut: Future = Future()
+    try:
+        fut.set_result(fn(*args))
+    except Exception as e:      # kept for `wait`, which raises it where it is awaited
+        fut.set_exception(e)
+    return fut

@@ -3,6 +3,11 @@ triggers race. Hooks, RPC commands and the scheduler's ticks all become queue it
 After each item the worker drains the outbox (messages are sent only after the state
 change that caused them has committed).
 
+Peer input queued in a row is applied as a batch, in one transaction. Its `prepare`
+steps run first, on the worker, and gather what the batch will ask lightningd (the
+signature checks of GOSSIP); an asking thread sends those questions together while the
+worker applies the batch before it, so lightningd is never idle waiting for us.
+
 The worker can be held up by a slow call to lightningd or a companion (each has a
 timeout, see `effects`), so the queue is bounded (`workqueue`), ticks coalesce (at most
 one waits), and read-only commands run on a reader thread of their own: SQLite gives
@@ -13,7 +18,8 @@ import functools
 import threading
 from collections import Counter
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from typing import Callable
+from contextlib import nullcontext
+from typing import Callable, ContextManager
 
 import structlog
 from pyln.client import RpcError, RpcException
@@ -33,13 +39,16 @@ MAX_QUEUE = 2000
 # Peer items the worker applies in one transaction (one commit synced to disk): enough to
 # amortize the sync under a burst, few enough that each waits little for the commit.
 MAX_BATCH = 64
-# Threads that fetch a batch's signature checks ahead, so their round trips overlap.
-PREPARE_THREADS = 4
+
+
+def _no_gather(_asker) -> ContextManager:
+    return nullcontext()
 
 
 class Engine:
     def __init__(self, db, clock, config: Callable[[], object], lightning,
-                 max_queue: int = MAX_QUEUE):
+                 max_queue: int = MAX_QUEUE,
+                 gather: Callable[[ThreadPoolExecutor], ContextManager] = _no_gather):
         self.db = db
         self.clock = clock
         self.config = config
@@ -49,8 +58,10 @@ class Engine:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hive-reader")
-        self._preparers = ThreadPoolExecutor(max_workers=PREPARE_THREADS,
-                                             thread_name_prefix="hive-prepare")
+        # The block a batch's `prepare` steps run in: what they ask lightningd ahead is
+        # asked when it ends, all at once, on the asking thread (Prefetching.gather).
+        self.gather = gather
+        self._asker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hive-ask")
         self._tick_lock = threading.Lock()
         self._tick_queued = False
         self.on_tick: list[Callable[[], None]] = []    # more work for each tick
@@ -69,13 +80,6 @@ class Engine:
             fut.set_exception(RuntimeError("cl-hive is shutting down"))
             return fut
         item = Item(fn, fut, droppable, prepare)
-        if prepare is not None:
-            # Started now, not when the worker takes the item: its round trips to
-            # lightningd overlap the worker's work on the items ahead of it.
-            try:
-                item.prepared = self._preparers.submit(prepare)
-            except RuntimeError:            # shutting down: the item does its own work
-                item.prepared = None
         try:
             dropped = self._queue.put(item)
         except RuntimeError as e:
@@ -84,8 +88,6 @@ class Engine:
         if dropped is not None:
             self.dropped += 1
             dropped.future.cancel()
-            if dropped.prepared is not None:
-                dropped.prepared.cancel()
             if self._drop_log.allow("queue_full"):
                 log.warning("engine.queue_full", waiting=len(self._queue),
                             dropped_total=self.dropped)
@@ -141,7 +143,7 @@ class Engine:
         for item in self._queue.close():
             item.future.set_exception(RuntimeError("cl-hive is shutting down"))
         self._reader.shutdown(wait=False, cancel_futures=True)
-        self._preparers.shutdown(wait=False, cancel_futures=True)
+        self._asker.shutdown(wait=False, cancel_futures=True)
         per_thread = timeout / max(1, len(self._threads))
         for t in self._threads:
             t.join(per_thread)
@@ -210,15 +212,26 @@ class Engine:
         return sent
 
     def _work(self) -> None:
+        ahead = None            # the next batch of peer input, its questions already out
         while True:
-            batch = self._queue.get_batch(MAX_BATCH)
-            if batch is None:
-                return
-            batch = [i for i in batch if i.future.set_running_or_notify_cancel()]
+            if ahead is None:
+                batch = self._queue.get_batch(MAX_BATCH)
+                if batch is None:
+                    return
+                batch = _started(batch)
+                asked = self._prepare(batch)
+            else:
+                (batch, asked), ahead = ahead, None
             if len(batch) == 1 and not batch[0].droppable:
-                self._prepare(batch)
+                self._await(asked)
                 self._settle(batch[0], *_run(batch[0]))
             elif batch:
+                # The peer input queued behind this batch is prepared now: lightningd
+                # answers its questions while this batch waits for its own and is applied.
+                following = _started(self._queue.more(MAX_BATCH))
+                if following:
+                    ahead = (following, self._prepare(following))
+                self._await(asked)
                 self._run_batch(batch)
             if self._stopping.is_set():
                 continue
@@ -233,15 +246,6 @@ class Engine:
         is rolled back alone. Nothing acts on what an item changed before the commit:
         messages wait in the outbox (sent after it), and log lines and observers run as
         after-commit callbacks; if the commit fails, none of the batch happened."""
-        self._prepare(batch)
-        # What arrived while the batch was prepared joins it: one commit for more items.
-        while len(batch) < MAX_BATCH:
-            more = [i for i in self._queue.more(MAX_BATCH - len(batch))
-                    if i.future.set_running_or_notify_cancel()]
-            if not more:
-                break
-            self._prepare(more)
-            batch += more
         done = []
         try:
             with self.db.transaction():
@@ -255,21 +259,42 @@ class Engine:
         for item, result, error in done:
             self._settle(item, result, error)
 
-    def _prepare(self, batch: list[Item]) -> None:
-        """Wait for the items' `prepare` steps, started when they were queued (their
-        lightningd round trips overlap each other and the worker's earlier work). A step
-        that fails only loses its head start: the item does the work itself."""
-        for item in batch:
-            if item.prepared is None:
-                continue
-            try:
-                item.prepared.result()
-            except (RpcError, OSError) as e:
-                log.debug("engine.prepare_failed", error=str(e))
-            except CancelledError:
-                pass
-            except Exception as e:
-                log.warning("engine.prepare_failed", error=repr(e), exc_info=True)
+    def _prepare(self, batch: list[Item]):
+        """The items' `prepare` steps, one after another, inside `gather`: the questions
+        they ask lightningd ahead (a signature check per GOSSIP) go out together when it
+        ends, on the asking thread, so a burst costs one round trip, not one per message.
+        Returns what `_await` waits for. A step that fails, or asking that fails, only
+        loses the head start: the item does the work itself."""
+        steps = [item.prepare for item in batch if item.prepare is not None]
+        if not steps:
+            return None
+        try:
+            with self.gather(self._asker) as asked:
+                for step in steps:
+                    try:
+                        step()
+                    except (RpcError, OSError) as e:
+                        log.debug("engine.prepare_failed", error=str(e))
+                    except Exception as e:
+                        log.warning("engine.prepare_failed", error=repr(e), exc_info=True)
+            return asked
+        except (RpcError, OSError, RuntimeError) as e:     # RuntimeError: shutting down
+            log.debug("engine.prepare_failed", error=str(e))
+        except Exception as e:
+            log.warning("engine.prepare_failed", error=repr(e), exc_info=True)
+        return None
+
+    @staticmethod
+    def _await(asked) -> None:
+        """Until the answers to a batch's questions are kept (or asking failed)."""
+        if asked is None:
+            return
+        try:
+            asked.wait()
+        except (RpcError, OSError, CancelledError) as e:
+            log.debug("engine.prepare_failed", error=str(e))
+        except Exception as e:
+            log.warning("engine.prepare_failed", error=repr(e), exc_info=True)
 
     @staticmethod
     def _settle(item: Item, result, error) -> None:
@@ -281,6 +306,11 @@ class Engine:
     def _schedule(self) -> None:
         while not self._stopping.wait(self.config().tick_seconds):
             self.schedule_tick()
+
+
+def _started(items: list[Item]) -> list[Item]:
+    """The items taken off the queue that were not cancelled meanwhile (now running)."""
+    return [i for i in items if i.future.set_running_or_notify_cancel()]
 
 
 def _run(item: Item, savepoint=None) -> tuple[object, BaseException | None]:

@@ -16,11 +16,9 @@ class Item:
     fn: Callable[[], object]
     future: Future
     droppable: bool          # a peer message or notification, not an operator command
-    # Read-only work done ahead (on a helper thread, from the moment the item is queued,
-    # alongside the other items' and the worker's work): fetching answers its `fn` will
-    # ask for. `prepared` is that work under way.
+    # Read-only work done ahead of `fn`, for the whole batch before any of it is applied:
+    # gathering the questions its `fn` will ask lightningd, so they are asked together.
     prepare: Callable[[], object] | None = None
-    prepared: Future | None = None
 
 
 class WorkQueue:

@@ -25,6 +25,7 @@ MAX_LIVE_AGE = 3600          # a GOSSIP older than this is stale (a FULL_SYNC ma
 MAX_VERSION_JUMP = 100_000   # a version this far past the one we hold is refused
 MAX_REMEMBERED = 1024        # (kind, peer) pairs of hashes remembered as answered (LRU)
 SYNC_FANOUT = 3              # members sent our STATE_HASH each sync interval
+_CANONICAL = object()        # an entry's key for its encoded state: no JSON key can match
 
 
 def refuse(peer_id, msg, reason, **extra):
@@ -220,7 +221,7 @@ def accept_entry(ctx, entry: dict, *, live: bool, members: set[str], hive_id: st
     reason = _before_signature(ctx, state, sig, live=live, members=members)
     if reason:
         return reason
-    text = signing.canonical_json(state)       # encoded once: checked, then stored
+    text = _canonical(entry)                   # encoded once: checked, then stored
     if not signing.verify(ctx.lightning, peer, hive_id, "STATE", state, sig, canonical=text):
         return "not signed by the member it describes"
     # Our own state signed by us but newer than ours (we lost our database): taking it
@@ -232,12 +233,25 @@ def accept_entry(ctx, entry: dict, *, live: bool, members: set[str], hive_id: st
 
 
 def prefetch_gossip(ctx, peer_id: str, entry: dict, auth) -> None:
-    """Ahead of `on_gossip`, on a helper thread, reading only: ask lightningd the
-    signature check that `on_gossip` will make, if its cheaper checks pass (now)."""
-    if _before_signature(ctx, entry["state"], entry["sig"], live=True,
-                         members=auth.members) is None:
-        signing.prefetch(ctx.lightning, entry["state"]["peer_id"], auth.meta["hive_id"],
-                         "STATE", entry["state"], entry["sig"])
+    """Ahead of `on_gossip`, as the worker prepares the message's batch (before the
+    batch is applied), reading only: ask lightningd the signature check that `on_gossip`
+    will make, if its cheaper checks pass (now; `on_gossip` makes them again)."""
+    state = entry["state"]
+    if _before_signature(ctx, state, entry["sig"], live=True, members=auth.members) is None:
+        signing.prefetch(ctx.lightning, state["peer_id"], auth.meta["hive_id"], "STATE",
+                         state, entry["sig"], canonical=_canonical(entry))
+
+
+def _canonical(entry: dict) -> str:
+    """The entry's state as canonical JSON, encoded once for the check asked ahead, the
+    check and the write: kept in the entry (a parsed message, ours alone) with the very
+    state object it encodes."""
+    kept = entry.get(_CANONICAL)
+    if kept is not None and kept[0] is entry["state"]:
+        return kept[1]
+    text = signing.canonical_json(entry["state"])
+    entry[_CANONICAL] = (entry["state"], text)
+    return text
 
 
 def on_gossip(ctx, peer_id: str, entry: dict, auth) -> None:

@@ -82,8 +82,14 @@ _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
 def json_depth(text: str) -> int:
     """Deepest nesting of [ and { outside strings, without building anything. The regular
-    expressions do the scanning in C: this runs on every message before it is parsed."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    expressions do the scanning in C: this runs on every message before it is parsed.
+    Without a backslash no quote is escaped, so every other piece between quotes is
+    inside a string (an unterminated one runs to the end): splitting is cheaper."""
+    if "\\" in text:
+        outside = _STRING.sub("", text)
+    else:
+        outside = "".join(text.split('"')[::2])
+    brackets = _NOT_BRACKET.sub("", outside)
     return max(accumulate((1 if c in "[{" else -1 for c in brackets), initial=0))
 
 

@@ -13,6 +13,7 @@ from handlers.frame.config import BY_NAME
 from handlers.wire.framing import WireError
 
 _HEX = re.compile(r"[0-9a-f]*")
+_NODE_ID = re.compile(r"0[23][0-9a-f]{64}")
 _ZBASE = re.compile(r"[ybndrfg8ejkmcpqxot1uwisza345h769]{104}")
 TIERS = ("neophyte", "member", "admin")
 INVITE_TIERS = ("neophyte", "member")
@@ -30,8 +31,7 @@ def hex_str(length: int) -> Check:
 
 
 def node_id(v):
-    if not isinstance(v, str) or len(v) != 66 or v[:2] not in ("02", "03") \
-            or not _HEX.fullmatch(v):
+    if not isinstance(v, str) or not _NODE_ID.fullmatch(v):
         raise ValueError("expected a node id (66 hex characters starting 02 or 03)")
     return v
 

@@ -50,12 +50,13 @@ def verify(lightning, pubkey: str, hive_id: str, kind: str, fields: dict, zbase:
     return res.get("verified") is True and res.get("pubkey") == pubkey
 
 
-
-def prefetch(lightning, pubkey: str, hive_id: str, kind: str, fields: dict, zbase: str) -> None:
+def prefetch(lightning, pubkey: str, hive_id: str, kind: str, fields: dict, zbase: str,
+             canonical: str | None = None) -> None:
     """Ask lightningd now the question `verify` will ask with these arguments, where the
     door to lightningd keeps answers for later (effects.Prefetching); else nothing."""
     if hasattr(lightning, "prefetch"):
-        lightning.prefetch("checkmessage", _check(pubkey, hive_id, kind, fields, zbase))
+        lightning.prefetch("checkmessage", _check(pubkey, hive_id, kind, fields, zbase,
+                                                  canonical))
 
 
 def _check(pubkey, hive_id, kind, fields, zbase, canonical=None) -> dict:

@@ -126,24 +126,135 @@ def _gossip(key, hive_id, version, clock, **kw):
                                                timestamp=int(clock.now()), peers=2, **kw))
 
 
-def test_a_bursts_signature_checks_are_asked_ahead_once_each(pair, clock):
+class _Pipelined:
+    """lightningd's answers (real secp256k1, KeyOnlyLightning), and the door's many-calls
+    path, which records each burst it is asked."""
+
+    def __init__(self, inner):
+        self.inner, self.bursts = inner, []
+
+    def call(self, method, params=None):
+        return self.inner.call(method, params)
+
+    def call_many(self, method, params_list):
+        self.bursts.append((method, len(params_list)))
+        return [self.inner.call(method, p) for p in params_list]
+
+
+def _through_the_engine(a, clock, door, messages):
+    """Apply `messages` ((peer, payload) pairs) as one batch, through an engine whose
+    `gather` is that of a Prefetching over `door`."""
+    a.ctx.lightning = checks = Prefetching(door, keep=128)
+    engine = Engine(a.db, clock, a.ctx.config, lightning=None, gather=checks.gather)
+    release, held = threading.Event(), threading.Event()
+    engine.submit(lambda: (held.set(), release.wait(10)))
+    engine.start()
+    try:
+        assert held.wait(5)
+        incoming = [router.Incoming(a.ctx, peer, msg) for peer, msg in messages]
+        futures = [engine.submit(i.handle, droppable=True, prepare=i.prefetch)
+                   for i in incoming]
+        release.set()
+        for f in futures:
+            f.result(timeout=5)
+    finally:
+        engine.stop()
+
+
+def test_a_bursts_signature_checks_are_asked_together_once_each(pair, clock):
     a, b = pair
     hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
     keys = admit(a, (a,), 5)
-    burst = [(k.node_id, _gossip(k, hive_id, 1, clock)) for k in keys]
+    door = _Pipelined(a.lightning)
     a.lightning.calls.clear()
-    incoming = [router.Incoming(a.ctx, peer, msg) for peer, msg in burst]
-    threads = [threading.Thread(target=i.prefetch) for i in incoming]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert a.lightning.calls.count("checkmessage") == 5         # asked ahead, side by side
-    for i in incoming:
-        i.handle()
+    _through_the_engine(a, clock, door, [(k.node_id, _gossip(k, hive_id, 1, clock))
+                                         for k in keys])
+    assert door.bursts == [("checkmessage", 5)]                 # one burst for the batch
     assert a.lightning.calls.count("checkmessage") == 5         # and not asked again
     assert {e["state"]["peer_id"] for e in hivemap.all_entries(a.db.conn())} \
         == {k.node_id for k in keys}
+
+
+def test_the_next_batchs_questions_are_asked_while_this_batch_is_applied(
+        pair, clock, monkeypatch):
+    from handlers.frame import engine as engine_module
+    monkeypatch.setattr(engine_module, "MAX_BATCH", 3)
+    a, b = pair
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    keys = admit(a, (a,), 4)
+    second_asked = threading.Event()
+
+    class Door(_Pipelined):
+        def call_many(self, method, params_list):
+            answers = super().call_many(method, params_list)
+            if len(self.bursts) == 2:
+                second_asked.set()
+            return answers
+    door = Door(a.lightning)
+    a.ctx.lightning = checks = Prefetching(door, keep=128)
+    engine = Engine(a.db, clock, a.ctx.config, lightning=None, gather=checks.gather)
+    release, held, waited = threading.Event(), threading.Event(), []
+    engine.submit(lambda: (held.set(), release.wait(10)))
+    engine.start()
+    try:
+        assert held.wait(5)
+        # The first batch: an item that waits for the second batch's questions, and two
+        # GOSSIP; the second batch: two more. Were they asked only once the first batch
+        # is applied, the wait would run out.
+        futures = [engine.submit(lambda: waited.append(second_asked.wait(5)), droppable=True)]
+        for k in keys:
+            i = router.Incoming(a.ctx, k.node_id, _gossip(k, hive_id, 1, clock))
+            futures.append(engine.submit(i.handle, droppable=True, prepare=i.prefetch))
+        release.set()
+        for f in futures:
+            f.result(timeout=10)
+    finally:
+        engine.stop()
+    assert waited == [True]
+    assert door.bursts == [("checkmessage", 2), ("checkmessage", 2)]
+    assert len(hivemap.all_entries(a.db.conn())) == 4
+
+
+def test_a_door_without_many_calls_is_asked_each_question_once(pair, clock):
+    a, b = pair
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    keys = admit(a, (a,), 3)
+    asked_on = []
+
+    class OneByOne:         # lightningd's answers, without the many-calls path
+        def call(self, method, params=None):
+            asked_on.append((method, threading.current_thread().name))
+            return a.lightning.call(method, params)
+    _through_the_engine(a, clock, OneByOne(), [(k.node_id, _gossip(k, hive_id, 1, clock))
+                                               for k in keys])
+    checks = [thread for method, thread in asked_on if method == "checkmessage"]
+    assert len(checks) == 3                                     # once each,
+    assert all(t.startswith("hive-ask") for t in checks)        # all asked ahead
+    assert len(hivemap.all_entries(a.db.conn())) == 3
+
+
+class _BurstsFail(_Pipelined):
+    def __init__(self, inner, error):
+        super().__init__(inner)
+        self.error = error
+
+    def call_many(self, method, params_list):
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [OSError("connection refused"), ValueError("a fault")])
+def test_a_burst_whose_asking_failed_is_applied_each_asking_itself(pair, clock, error):
+    a, b = pair
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    keys = admit(a, (a,), 3)
+    a.lightning.calls.clear()
+    with capture_logs() as logs:
+        _through_the_engine(a, clock, _BurstsFail(a.lightning, error),
+                            [(k.node_id, _gossip(k, hive_id, 1, clock)) for k in keys])
+    assert a.lightning.calls.count("checkmessage") == 3         # each handler asked
+    assert len(hivemap.all_entries(a.db.conn())) == 3
+    assert [e["log_level"] for e in logs if e["event"] == "engine.prepare_failed"] \
+        == ["debug" if isinstance(error, OSError) else "warning"]
 
 
 def test_nothing_is_asked_ahead_for_a_stranger_or_an_entry_not_newer(pair, clock, tmp_path):
@@ -181,6 +292,23 @@ def test_json_depth_skips_strings_with_escaped_quotes_and_counts_the_rest():
     assert framing.json_depth('{"unterminated [[[[') == 1
     assert framing.json_depth("]]]") == 0
     assert framing.json_depth("[" * 40) == 40
+    # Without a backslash the quotes split strings from the rest; the same depths.
+    assert framing.json_depth('{"a":"[[[{{{","b":[[1]]}') == 3
+    assert framing.json_depth('{"a":1,"b":"]]]}}}"}') == 1
+
+
+def test_json_depth_is_the_same_with_or_without_escapes_to_look_for():
+    import random
+    rng = random.Random(7)
+    for _ in range(2000):
+        text = "".join(rng.choice('[]{}"ab,:') for _ in range(rng.randrange(40)))
+        # The regular expression's answer, the one that handles escapes, is the reference.
+        brackets = framing._NOT_BRACKET.sub("", framing._STRING.sub("", text))
+        depth, expected = 0, 0
+        for c in brackets:
+            depth += 1 if c in "[{" else -1
+            expected = max(expected, depth)
+        assert framing.json_depth(text) == expected, text
 
 
 class _Sends:

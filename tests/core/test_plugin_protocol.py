@@ -199,6 +199,17 @@ def test_custommsg_hook_always_answers_continue(plugin, payload):
     assert plugin.request("hive-status", {})["result"]["version"]
 
 
+def test_a_fault_in_the_custommsg_hook_still_answers_continue_and_is_logged(plugin):
+    # The hook is answered directly, not through pyln's dispatch: its fallback must hold.
+    plugin.start()
+    reply = plugin.request("custommsg", {"peer_id": "02" + "11" * 32})     # no payload
+    assert reply["result"] == {"result": "continue"}
+    assert plugin.request("hive-status", {})["result"]["version"]
+    failed = [e for e in plugin.logs if e["message"].startswith("hook.failed ")]
+    assert [e["level"] for e in failed] == ["error"] and "KeyError" in failed[0]["message"]
+    plugin.logs[:] = [e for e in plugin.logs if e not in failed]    # the one fault expected
+
+
 # Each ends the process cleanly by itself, well inside the seconds lightningd waits before
 # it kills a plugin; how fast is a figure, not asserted (a busy machine stretches it).
 def test_shutdown_notification_ends_the_process(plugin):
