@@ -16,8 +16,8 @@ from handlers import health as health_view
 from handlers import router
 from handlers import status as status_view
 from handlers.bridge import fees
-from handlers.bridge.companions import JOIN_LANE, Bridge
-from handlers.bridge.pool import TIMED_OUT, CallPool
+from handlers.bridge.companions import Bridge
+from handlers.bridge.pool import CallPool
 from handlers.contribution import flow as contribution
 from handlers.contribution import view as contribution_view
 from handlers.contribution.ledger import Ledger
@@ -39,7 +39,7 @@ from handlers.governance import notify as governance_notify
 from handlers.hivemap import gossip
 from handlers.intents import execution
 from handlers.intents import locks as intents
-from handlers.membership import handshake
+from handlers.join_command import JoinCommand, failed
 from handlers.membership import members as membership
 from handlers.planner import cycle as planner
 from handlers.wire import framing as wire
@@ -73,8 +73,7 @@ class Hive:
         self.engine: Engine | None = None
         self.ctx: Context | None = None
         self.message_limiter = RateLimiter(self.clock, MESSAGE_RATE, MESSAGE_BURST)
-        self._join_waiters: dict[str, tuple[Future, float, int]] = {}
-        self._connecting = False        # a hive-join's connect is on the bridge's pool
+        self.joining: JoinCommand | None = None     # hive-join's waiting answers
         self.ledger = Ledger(self.clock)
         # Peers lightningd says are connected, from its connect/disconnect notifications
         # (seeded by one listpeers at start): hive-status reads it without calling lightningd.
@@ -118,12 +117,13 @@ class Hive:
                            bridge=Bridge(CallPool(lightning, self.engine.submit)),
                            notifier=notifier)
         self._learn_node_id()
-        self.engine.dispatcher.observers.append(self._on_outcome)
+        self.joining = JoinCommand(self.ctx, self.command)
+        self.engine.dispatcher.observers.append(self.joining.on_outcome)
         fees.install(self.ctx.bridge)
         self.engine.dispatcher.observers.append(lambda o: fees.on_member_outcome(self.ctx, o))
         self.engine.dispatcher.observers.append(lambda o: gossip.on_member_outcome(self.ctx, o))
         governance_notify.install(self.ctx, governance.view)
-        self.engine.on_tick.append(self._expire_join_waiters)
+        self.engine.on_tick.append(self.joining.expire)
         # partials, not lambdas: a failing step is logged under its function's name
         self.engine.on_tick.append(functools.partial(gossip.on_tick, self.ctx))
         self.engine.on_tick.append(functools.partial(council_sync.on_tick, self.ctx))
@@ -247,7 +247,7 @@ class Hive:
         """Run a read-only command on the reader thread: it answers even while the worker
         waits on a slow call."""
         if not self.running:
-            return _failed(RpcException("cl-hive is not running", errors.NOT_RUNNING))
+            return failed(RpcException("cl-hive is not running", errors.NOT_RUNNING))
         return self.engine.read(fn)
 
     def status(self) -> Future:
@@ -357,81 +357,5 @@ class Hive:
         return self.read(lambda: status_view.diagram(machine))
 
     def join(self, ticket, address, timeout) -> Future:
-        """Answers when the joiner's session ends: joined, or an error naming why not
-        (docs/ERRORS.md); after `timeout` seconds, a timeout error with the state then."""
-        if timeout is None:
-            timeout = 2 * self.config.handshake_timeout_seconds + 2 * self.config.tick_seconds
-        if type(timeout) is not int or not 1 <= timeout <= 3600:
-            return _failed(errors.bad_param("timeout", "expected an integer from 1 to 3600"))
-        answer: Future = Future()
-
-        def opened(session: str) -> None:
-            self._join_waiters[session] = (answer, self.clock.now() + timeout, timeout)
-
-        def begin():
-            plan = handshake.check_join(self.ctx, ticket, address)
-            if self._connecting:
-                raise RpcException("a hive-join is already in progress; wait for it to end",
-                                   errors.HANDSHAKE_BUSY)
-            target = handshake.connect_target(self.ctx, plan)
-            if target is None:
-                return opened(handshake.open_join(self.ctx, plan))
-            # connect may take a minute: on the bridge's pool, so the worker carries on.
-            self._connecting = True
-            self.ctx.bridge.lightningd(self.ctx, "connect", {"id": target},
-                                       lambda outcome: connected(plan, outcome), lane=JOIN_LANE)
-
-        def connected(plan, outcome) -> None:
-            """On the worker, once: connect answered, failed or timed out."""
-            self._connecting = False
-            if not outcome.ok:
-                why = outcome.error
-                if outcome.status == TIMED_OUT:
-                    why = (f"no answer within {self.config.bridge_timeout_seconds} s "
-                           "(hive-bridge-timeout-seconds)")
-                log.info("join.unreachable", admin=plan["admin"], status=outcome.status,
-                         error=why)
-                return answer.set_exception(handshake.unreachable(plan, why))
-            try:
-                opened(handshake.open_join(self.ctx, plan))
-            except RpcException as e:   # e.g. joined meanwhile: the operator's answer
-                log.info("join.refused", error=e.message, code=e.code)
-                answer.set_exception(e)
-            except Exception as e:      # a fault: answered, and logged where it ran
-                answer.set_exception(e)
-                raise
-
-        def started(f: Future):
-            if f.exception() is not None:
-                answer.set_exception(f.exception())
-        self.command(begin).add_done_callback(started)
-        return answer
-
-    # -- completion of hive-join ----------------------------------------------------------
-    def _on_outcome(self, outcome) -> None:
-        if outcome.kind != handshake.JOINER or outcome.instance_id not in self._join_waiters:
-            return
-        if handshake.join_result(self.ctx, outcome.instance_id)["done"]:
-            answer, _, _ = self._join_waiters.pop(outcome.instance_id)
-            _settle(answer, lambda: handshake.join_answer(self.ctx, outcome.instance_id))
-
-    def _expire_join_waiters(self) -> None:
-        now = self.clock.now()
-        for session, (answer, deadline, timeout) in list(self._join_waiters.items()):
-            if now >= deadline:
-                del self._join_waiters[session]
-                _settle(answer, lambda: handshake.join_answer(self.ctx, session, timeout))
-
-
-def _settle(answer: Future, fn) -> None:
-    """hive-join's answer: `fn`'s result, or the operator error it raised."""
-    try:
-        answer.set_result(fn())
-    except RpcException as e:
-        answer.set_exception(e)
-
-
-def _failed(error: Exception) -> Future:
-    fut: Future = Future()
-    fut.set_exception(error)
-    return fut
+        """Answers when the joiner's session ends, or after `timeout` (join_command)."""
+        return self.joining.start(ticket, address, timeout)

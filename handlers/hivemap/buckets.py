@@ -35,7 +35,7 @@ def buckets_for(count: int) -> int:
 
 def _rows_by_prefix(rows) -> list[tuple[str, int, int, str]]:
     """`(prefix, version, timestamp, peer_id)` of each digest row, sorted as listed."""
-    return sorted((pid[2:2 + PREFIX], v, ts, pid) for pid, ts, v in rows)
+    return sorted((prefix(pid), v, ts, pid) for pid, ts, v in rows)
 
 
 def listing(rows, of: int, buckets=None) -> list[list]:
@@ -43,7 +43,7 @@ def listing(rows, of: int, buckets=None) -> list[list]:
     as storage.hivemap.digest_rows reads them) in `buckets` (all if None), by prefix."""
     wanted = None if buckets is None else set(buckets)
     return [[p, v, ts] for p, v, ts, _ in _rows_by_prefix(rows)
-            if wanted is None or int(p[:8], 16) * of >> 32 in wanted]
+            if wanted is None or bucket_of(p, of) in wanted]
 
 
 def bucket_hashes(rows, of: int, salt: str) -> str:
@@ -54,8 +54,8 @@ def bucket_hashes(rows, of: int, salt: str) -> str:
     sorted apart, not the whole view.)"""
     groups: list[list] = [[] for _ in range(of)]
     for pid, ts, v in rows:
-        p = pid[2:2 + PREFIX]
-        groups[int(p[:8], 16) * of >> 32].append((p, v, ts))
+        p = prefix(pid)
+        groups[bucket_of(p, of)].append((p, v, ts))
     sha = hashlib.sha256
     out = []
     for g in groups:

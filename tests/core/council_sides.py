@@ -22,6 +22,17 @@ def promote(target: Side, voters: list[Side], everyone: list[Side]) -> str:
     return pid
 
 
+def ban(target: Side, proposer: Side, voters: list[Side], everyone: list[Side],
+        reason: str = "spam") -> str:
+    """`proposer` opens a ban of `target` (its own yes vote), each of `voters` votes yes."""
+    pid = proposals.open_ban_proposal(proposer.ctx, target.node_id, reason)["proposal_id"]
+    pump(*everyone)
+    for v in voters:
+        proposals.vote(v.ctx, pid, "yes")
+        pump(*everyone)
+    return pid
+
+
 def tiers(*sides: Side) -> list[dict]:
     return [s.members() for s in sides]
 

@@ -5,7 +5,7 @@ import pytest
 from pyln.client import RpcException
 from structlog.testing import capture_logs
 
-from council_sides import hive, promote, tiers
+from council_sides import ban, hive, promote, tiers
 from handlers.council import apply, leave, proposals, score, view
 from handlers.frame import errors
 from handlers.hivemap import gossip
@@ -110,10 +110,7 @@ def test_a_banned_members_uncommitted_intent_frees_its_target_everywhere(council
         with pytest.raises(RpcException) as e:
             intents.announce(s.ctx, "channel_open", target, 100_000)
         assert e.value.code == errors.TARGET_HELD
-    ban = proposals.open_ban_proposal(a.ctx, c.node_id, "opens behind our backs")
-    pump(*council)
-    proposals.vote(b.ctx, ban["proposal_id"], "yes")
-    pump(*council)
+    ban(c, a, [b], council, "opens behind our backs")
     for s in (a, b, d):
         assert s.members()[c.node_id] == "banned"
         [row] = [i for i in intents.listing(s.ctx)["intents"]
@@ -125,10 +122,7 @@ def test_a_banned_members_uncommitted_intent_frees_its_target_everywhere(council
 
 def test_an_unban_ends_in_left_and_lifts_the_ban_list(council):
     a, b, c, d = council
-    ban = proposals.open_ban_proposal(a.ctx, d.node_id, "spam")
-    pump(*council)
-    proposals.vote(b.ctx, ban["proposal_id"], "yes")
-    pump(*council)
+    ban(d, a, [b], council)
     unban = proposals.unban(b.ctx, d.node_id, "it apologised")
     pump(*council)
     proposals.vote(c.ctx, unban["proposal_id"], "yes")
