@@ -131,9 +131,13 @@ class SimFleet:
         self._seed()
         self.network.partition()                 # no cut: sets who each node sees
         self.config = self.nodes[0].config
-        tick = self.config.tick_seconds
+        tick, sync = self.config.tick_seconds, self.config.sync_interval
         for node in self.nodes:                  # ticks at their own phase, as nodes would
             self._every(tick, self.rng.random() * tick, node.tick)
+            # and periodic syncs spread over the sync interval, as in a fleet that has run
+            # a while (else every node's first sync would fall in its first tick, and with
+            # ticks shorter than the interval all syncs in the same part of it)
+            node.ctx.timers["last_sync"] = self.clock.now() - self.rng.random() * sync
 
     def _link(self, degree: int | None) -> None:
         ids = [n.node_id for n in self.nodes]

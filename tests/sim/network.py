@@ -117,7 +117,11 @@ class Network:
         self._refresh()
 
     def heal(self) -> None:
-        back = [(a, b) for a in self.links for b in self.links[a] if not self.up(a, b)]
+        # Each node's connections come back in an order of their own (connectd's retry
+        # timers), not all in one: in the same order everywhere, every member's first
+        # reconnection would be to the same member.
+        back = sorted((a, b) for a in self.links for b in self.links[a] if not self.up(a, b))
+        self.rng.shuffle(back)
         self.group = {}
         self._refresh()
         for a, b in back:                # lightningd's `connect` notification, each side
