@@ -34,6 +34,25 @@ def digest_rows(conn: sqlite3.Connection) -> list[tuple[str, int, int]]:
     return changes.cached(conn, "hivemap", "digest_rows", compute)
 
 
+def settled_rows(conn: sqlite3.Connection, before: int) -> list[tuple[str, int, int]]:
+    """`(peer_id, timestamp, version)` per member of the newest state made by `before`: the
+    state held if it was, else the one it replaced if that was (else none), by peer_id.
+    What a STATE_HASH covers (docs/PROTOCOL.md §5)."""
+    def compute():
+        cur = conn.cursor()
+        cur.row_factory = None
+        return cur.execute("SELECT peer_id, CAST(timestamp AS INTEGER), version, "
+                           "CAST(prev_timestamp AS INTEGER), prev_version "
+                           "FROM hive_state ORDER BY peer_id").fetchall()
+    out = []
+    for pid, ts, v, prev_ts, prev_v in changes.cached(conn, "hivemap", "history_rows", compute):
+        if ts <= before:
+            out.append((pid, ts, v))
+        elif prev_ts is not None and prev_ts <= before:
+            out.append((pid, prev_ts, prev_v))
+    return out
+
+
 def versions(conn: sqlite3.Connection, peer_ids) -> dict[str, int]:
     """The version held of each of `peer_ids` held (one indexed look-up each)."""
     ids = list(peer_ids)
@@ -56,7 +75,8 @@ def put_if_newer(conn: sqlite3.Connection, state: dict, sig: str, now: float,
     cur = conn.execute(
         """INSERT INTO hive_state (peer_id, version, timestamp, state_json, signature, updated_at)
            VALUES (?, ?, ?, ?, ?, ?)
-           ON CONFLICT (peer_id) DO UPDATE SET version = excluded.version,
+           ON CONFLICT (peer_id) DO UPDATE SET prev_version = hive_state.version,
+               prev_timestamp = hive_state.timestamp, version = excluded.version,
                timestamp = excluded.timestamp, state_json = excluded.state_json,
                signature = excluded.signature, updated_at = excluded.updated_at
            WHERE (excluded.version, excluded.timestamp, excluded.signature)

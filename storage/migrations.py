@@ -298,6 +298,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # look-up of each row (and its state) in the table.
         "CREATE INDEX hive_state_digest ON hive_state (peer_id, version, timestamp)",
     ]),
+    (14, "the HiveMap keeps the version each state replaced", [
+        # A STATE_HASH covers, per member, the newest state made by a time some seconds
+        # back (docs/PROTOCOL.md §5): the state held if old enough, else the one it
+        # replaced, so a heartbeat still on its way does not make two views differ.
+        "ALTER TABLE hive_state ADD COLUMN prev_version INTEGER",
+        "ALTER TABLE hive_state ADD COLUMN prev_timestamp REAL",
+        "DROP INDEX hive_state_digest",
+        "CREATE INDEX hive_state_digest ON hive_state "
+        "(peer_id, version, timestamp, prev_version, prev_timestamp)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -9,10 +9,10 @@ import structlog
 
 from handlers.frame import logs
 from handlers.frame.refusals import refusal_log
-from handlers.hivemap.rules import (Recent, fleet_hash, fleet_hash_of_rows, should_broadcast,
-                                    summarize)
+from handlers.hivemap.rules import (SETTLE_SECONDS, Recent, fleet_hash, fleet_hash_of_rows,
+                                    should_broadcast, summarize)
 from handlers.membership import members as ms
-from handlers.wire import messages, signing
+from handlers.wire import signing
 from handlers.wire.framing import MsgType, encode
 from storage import hive as hive_store
 from storage import changes, hivemap, outbox
@@ -39,21 +39,33 @@ def queue_to(ctx, peers, *msgs) -> None:
                 outbox.add(conn, peer_id=peer, msg_hex=msg_hex, now=ctx.clock.now())
 
 
-def our_hash(ctx) -> tuple[str, int]:
-    """Our fleet hash and how many states it covers, from the digests alone (no state is
-    parsed), and computed again only when a state changed: every member asks for it at
-    every sync interval."""
+def compared_rows(ctx, before: int | None) -> list[tuple[str, int, int]]:
+    """The digest rows a STATE_HASH with `settled` = `before` covers (every state held if
+    None); shared with a cache: not to be changed."""
     conn = ctx.db.conn()
+    return hivemap.digest_rows(conn) if before is None else hivemap.settled_rows(conn, before)
 
+
+def our_hash(ctx, before: int | None = None) -> tuple[str, int]:
+    """Our fleet hash and how many states it covers (of the newest states made by `before`,
+    if given), from the digests alone: no state is parsed. Every state's hash is computed
+    again only when a state changed."""
     def compute():
-        rows = hivemap.digest_rows(conn)
+        rows = compared_rows(ctx, before)
         return fleet_hash_of_rows(rows), len(rows)
-    return changes.cached(conn, "hivemap", "fleet_hash", compute)
+    if before is not None:
+        return compute()
+    return changes.cached(ctx.db.conn(), "hivemap", "fleet_hash", compute)
 
 
 def our_hash_message(ctx) -> str:
-    ours, count = our_hash(ctx)
-    return encode(MsgType.STATE_HASH, {"hash": ours, "count": count})
+    """Our STATE_HASH: the hash of each member's newest state made SETTLE_SECONDS ago or
+    earlier, with that time, so the receiver hashes the same of its own view. A heartbeat
+    made since is most likely still on its way as GOSSIP: in a large fleet one always is,
+    and a hash over every state held would make most exchanges differ for nothing."""
+    before = ctx.now() - SETTLE_SECONDS
+    ours, count = our_hash(ctx, before)
+    return encode(MsgType.STATE_HASH, {"hash": ours, "count": count, "settled": before})
 
 
 def first_time(ctx, kind: str, peer_id: str, pair: tuple) -> bool:
@@ -270,19 +282,29 @@ def on_gossip(ctx, peer_id: str, entry: dict, auth) -> None:
 
 
 def on_member_connected(ctx, peer_id: str) -> None:
-    """Anti-entropy on (re)connection: tell one member our fleet hash. Connections come in
-    bursts (a restart, a healed partition), and one exchange brings both sides level with
-    each other: syncing with every member that came back would carry the same differing
-    states once per member. So the first member to connect within a sync interval gets our
-    hash; the others are compared at the periodic STATE_HASH (within one sync interval)."""
+    """Anti-entropy on (re)connection. Our own state, if we made it less than SETTLE_SECONDS
+    ago: we broadcast it to the members connected then, which this one may not have been,
+    and a hash exchange leaves it out until it settles (after a healed partition, every
+    heartbeat of the cut's last seconds would otherwise wait for the periodic syncs to
+    cross). And our fleet hash, to the first member to connect within a sync interval:
+    connections come in bursts (a restart, a healed partition), and one exchange brings
+    both sides level with each other, so syncing with every member that came back would
+    carry the same differing states once per member; the others are compared at the
+    periodic STATE_HASH (within one sync interval)."""
     conn = ctx.db.conn()
     # The cached member set, not a copy: a healed cut brings one notification per member
     # that came back (hundreds at once in a large fleet).
     if peer_id not in ms.active_id_set(conn) or hive_store.get_meta(conn) is None:
         return
-    if not ctx.every("reconnect_hash", ctx.config().sync_interval):
-        return log.debug("sync.reconnect_deferred", peer_id=peer_id)
-    queue_to(ctx, [peer_id], our_hash_message(ctx))
+    held = hivemap.held(conn, ctx.node_id)
+    young = held is not None and held[1] > ctx.now() - SETTLE_SECONDS
+    msgs = [encode(MsgType.GOSSIP, hivemap.get(conn, ctx.node_id))] if young else []
+    if ctx.every("reconnect_hash", ctx.config().sync_interval):
+        msgs.append(our_hash_message(ctx))
+    else:
+        log.debug("sync.reconnect_deferred", peer_id=peer_id)
+    if msgs:
+        queue_to(ctx, [peer_id], *msgs)
 
 
 # -- hive-topology ------------------------------------------------------------------------

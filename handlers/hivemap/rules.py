@@ -30,6 +30,9 @@ def fleet_hash(states) -> str:
                                      for s in states))
 
 
+SETTLE_SECONDS = 10     # a state younger than this is still travelling as GOSSIP
+
+
 def fleet_hash_of_rows(rows) -> str:
     """`fleet_hash` of `(peer_id, timestamp, version)` rows already sorted by peer_id (as
     storage.hivemap.digest_rows reads them: no dict per member)."""

@@ -19,15 +19,14 @@ import hashlib
 import structlog
 
 from handlers.hivemap import buckets as bk
-from handlers.hivemap.gossip import first_time, our_hash, queue_to, refuse, accept_entry
-from handlers.hivemap.rules import chunk
+from handlers.hivemap.gossip import (accept_entry, compared_rows, first_time, our_hash,
+                                     queue_to, refuse)
+from handlers.hivemap.rules import SETTLE_SECONDS, chunk
 from handlers.wire import messages
 from handlers.wire.framing import MsgType, encode
 from storage import hivemap
 
 log = structlog.get_logger("hive.sync")
-
-SETTLE_SECONDS = 10     # a state younger than this is still travelling as GOSSIP
 
 
 def _full_sync_budget(ctx, peer_id: str, wanted: int) -> int:
@@ -61,7 +60,8 @@ def _listings(rows, of: int, buckets) -> list[str]:
 def on_state_hash(ctx, peer_id: str, theirs: dict, auth) -> None:
     if not ctx.sync_limiter.allow(peer_id):
         return refuse(peer_id, "STATE_HASH", "rate limited")
-    ours, count = our_hash(ctx)
+    before = theirs["settled"]          # the states its hash covers; ours, the same
+    ours, count = our_hash(ctx, before)
     if theirs["hash"] == ours:
         log.debug("sync.in_sync", peer_id=peer_id)
         return
@@ -72,14 +72,14 @@ def on_state_hash(ctx, peer_id: str, theirs: dict, auth) -> None:
     # the others are compared at their next periodic STATE_HASH.
     if not ctx.every("hash_exchange", SETTLE_SECONDS):
         return log.debug("sync.exchange_under_way", peer_id=peer_id)
-    rows = hivemap.digest_rows(ctx.db.conn())
     of = bk.buckets_for(max(count, theirs["count"]))
     if of == 1:             # a small view: its listing costs less than a summary round
-        msgs = _listings(rows, 1, [0])
+        msgs = _listings(hivemap.digest_rows(ctx.db.conn()), 1, [0])
     else:
         salt = ours[:16]
-        msgs = [encode(MsgType.DIGEST, {"of": of, "salt": salt,
-                                        "hashes": bk.bucket_hashes(rows, of, salt)})]
+        hashes = bk.bucket_hashes(compared_rows(ctx, before), of, salt)
+        msgs = [encode(MsgType.DIGEST, {"of": of, "salt": salt, "settled": before,
+                                        "hashes": hashes})]
     queue_to(ctx, [peer_id], *msgs)
     log.info("sync.diverged", peer_id=peer_id, ours=ours, theirs=theirs["hash"],
              entries=count, buckets=of)
@@ -110,8 +110,10 @@ def on_digest(ctx, peer_id: str, msg: dict, auth) -> None:
 def _on_summary(ctx, peer_id: str, msg: dict) -> None:
     ours, _ = our_hash(ctx)
     rows = hivemap.digest_rows(ctx.db.conn())
-    differ = bk.differing_buckets(bk.bucket_hashes(rows, msg["of"], msg["salt"]),
-                                  msg["hashes"])
+    # The buckets' hashes over the same states as the sender's (its `settled`, if given).
+    differ = bk.differing_buckets(
+        bk.bucket_hashes(compared_rows(ctx, msg["settled"]), msg["of"], msg["salt"]),
+        msg["hashes"])
     if not differ:
         log.debug("sync.in_sync", peer_id=peer_id)
         return

@@ -156,7 +156,8 @@ STATE = {"peer_id": node_id, "version": integer(1, MAX_VERSION), "timestamp": TI
          "peers": list_of(record({"peer_id": node_id, "capacity_sat": SATS}), 200)}
 SIGNED_STATE = {"state": record(STATE), "sig": zbase}
 GOSSIP = SIGNED_STATE
-STATE_HASH = {"hash": hex_str(64), "count": integer(0, 100_000)}
+# `settled`: the hash covers the states made by then (absent: every state held).
+STATE_HASH = {"hash": hex_str(64), "count": integer(0, 100_000), "settled": optional(TIMESTAMP)}
 FULL_SYNC = {"entries": list_of(record(SIGNED_STATE), 1000), "chunk": integer(0, 9999),
              "chunks": integer(1, 9999)}
 # DIGEST (docs/PROTOCOL.md §5): a summary (`hashes`: one 8-hex hash per bucket) or a
@@ -183,6 +184,7 @@ def digest_row(v):
 
 
 DIGEST = {"of": integer(1, MAX_BUCKETS), "salt": optional(hex_str(16)),
+          "settled": optional(TIMESTAMP),
           "hashes": optional(hex_blocks(8, MAX_BUCKETS)),
           "buckets": optional(list_of(integer(0, MAX_BUCKETS - 1), MAX_BUCKETS)),
           "digests": optional(list_of(digest_row, MAX_DIGESTS))}

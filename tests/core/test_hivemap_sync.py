@@ -230,3 +230,59 @@ def test_a_burst_of_reconnections_costs_one_exchange_per_node(tmp_path, clock):
     assert views_equal(a, others[0])
     sync_round(clock, sides)
     assert all(views_equal(a, o) for o in others)
+
+
+def test_a_state_made_while_members_were_away_reaches_each_as_it_comes_back(tmp_path, clock):
+    """`a` broadcast a new state while cut off; the members come back within the settling
+    time, when a hash exchange still leaves that state out. Each gets it from `a` as it
+    connects (not only the first, which gets the hash), and is level without waiting for
+    a periodic STATE_HASH. Once the state has settled, a reconnection carries no GOSSIP."""
+    sides = [Side(n, tmp_path, clock) for n in ("a", "b", "c", "d")]
+    form_hive(*sides)
+    a, *others = sides
+    sync_round(clock, sides)
+    a.lightning.connected = set()
+    for o in others:
+        o.lightning.connected.discard(a.node_id)
+    a.lightning.channels.append({"peer_id": "02" + "77" * 32, "state": "CHANNELD_NORMAL",
+                                 "total_msat": 10 ** 9, "fee_base_msat": 1000,
+                                 "fee_proportional_millionths": 100})
+    clock.advance(a.config.sync_interval)
+    gossip.on_tick(a.ctx)                        # a's new state reaches no one
+    clock.advance(sync.SETTLE_SECONDS - 1)
+    a.lightning.connected = {o.node_id for o in others}
+    sent = []
+    for o in others:
+        o.lightning.connected.add(a.node_id)
+        gossip.on_member_connected(a.ctx, o.node_id)
+    pump(*sides, rounds=50, observe=lambda s, r, m: sent.append((s, r, decode(m)[0])))
+    name = dict(zip(sides, "abcd"))
+    assert sorted(name[r] for s, r, t in sent if s is a and t == MsgType.GOSSIP) == [
+        "b", "c", "d"]
+    assert all(views_equal(a, o) for o in others)
+    # settled: a member that comes back gets at most our hash
+    clock.advance(a.config.sync_interval)
+    sent.clear()
+    gossip.on_member_connected(a.ctx, others[0].node_id)
+    pump(*sides, rounds=50, observe=lambda s, r, m: sent.append((s, r, decode(m)[0])))
+    assert [t for s, r, t in sent if s is a] == [MsgType.STATE_HASH]
+
+
+def test_a_state_hash_without_a_settling_time_covers_every_state_held(big_view, clock):
+    """An older member's STATE_HASH has no `settled`: its hash covers every state it holds,
+    and is compared with ours over every state we hold."""
+    a, e, keys, hive_id = big_view
+    clock.advance(sync.SETTLE_SECONDS)
+    full, count = gossip.our_hash(a.ctx)
+    newer = signed_state(keys[3], hive_id, version=2, timestamp=int(clock.now()), peers=3)
+    store(a, [newer])
+    settled_now = gossip.our_hash(a.ctx, int(clock.now()) - sync.SETTLE_SECONDS)
+    assert settled_now == (full, count)          # the newer state is still settling
+    assert gossip.our_hash(a.ctx)[0] != full     # but every state held has changed
+    with capture_logs() as logs:
+        a.receive(e, encode(MsgType.STATE_HASH, {"hash": full, "count": count}))
+    assert [x["event"] for x in logs if x["event"].startswith("sync.")] == ["sync.diverged"]
+    with capture_logs() as logs:
+        a.receive(e, encode(MsgType.STATE_HASH, {
+            "hash": full, "count": count, "settled": int(clock.now()) - sync.SETTLE_SECONDS}))
+    assert [x["event"] for x in logs if x["event"].startswith("sync.")] == ["sync.in_sync"]

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from storage import machine_rows, outbox, transition_log
+from storage import hivemap, machine_rows, outbox, transition_log
 from storage.db import Database, DatabaseDamaged, SchemaTooNew
 from tests.core.db_damage import filled_database, scribble_header, scribble_mid_file
 from storage.migrations import LATEST, MIGRATIONS
@@ -304,4 +304,33 @@ def test_migration_6_keys_intent_locks_by_initiator_and_id(tmp_path):
         "awaiting_approval"
     row = conn.execute("SELECT intent_id, announced_at, expires_at FROM intent_locks").fetchone()
     assert tuple(row) == (iid, 5.0, 5.0 + 86400)
+    db.close()
+
+
+def test_migration_14_keeps_held_states_and_each_later_one_remembers_the_one_it_replaced(
+        tmp_path):
+    """States held before the migration have no previous one; a newer state stored after it
+    keeps the replaced one's (timestamp, version), which a STATE_HASH covers while the newer
+    is still settling (storage.hivemap.settled_rows)."""
+    db = Database(str(tmp_path / "h.db"))
+    db.migrate(target=13)
+    peer, other = "02" + "aa" * 32, "03" + "bb" * 32
+    with db.transaction() as conn:       # the schema of version 13
+        for pid, ts in ((peer, 100), (other, 300)):
+            conn.execute("INSERT INTO hive_state (peer_id, version, timestamp, state_json, "
+                         "signature, updated_at) VALUES (?, 1, ?, '{}', 's', ?)", (pid, ts, ts))
+    db.migrate()
+    conn = db.conn()
+    assert hivemap.settled_rows(conn, 200) == [(peer, 100, 1)]
+    with db.transaction() as c:
+        assert hivemap.put_if_newer(c, {"peer_id": peer, "version": 2, "timestamp": 250},
+                                    "t", 250)
+        # not newer: the previous one stays the one replaced
+        assert not hivemap.put_if_newer(c, {"peer_id": peer, "version": 1, "timestamp": 240},
+                                        "u", 260)
+    assert hivemap.settled_rows(conn, 249) == [(peer, 100, 1)]      # the newer is settling
+    assert hivemap.settled_rows(conn, 250) == [(peer, 250, 2)]
+    assert hivemap.settled_rows(conn, 300) == [(peer, 250, 2), (other, 300, 1)]
+    assert hivemap.settled_rows(conn, 99) == []
+    assert hivemap.digest_rows(conn) == [(peer, 250, 2), (other, 300, 1)]
     db.close()
