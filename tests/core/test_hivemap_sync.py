@@ -286,3 +286,42 @@ def test_a_state_hash_without_a_settling_time_covers_every_state_held(big_view, 
         a.receive(e, encode(MsgType.STATE_HASH, {
             "hash": full, "count": count, "settled": int(clock.now()) - sync.SETTLE_SECONDS}))
     assert [x["event"] for x in logs if x["event"].startswith("sync.")] == ["sync.in_sync"]
+
+
+@pytest.mark.parametrize("first", ["ours", "theirs", "together"])
+def test_a_member_asks_one_member_at_a_time_for_what_it_lacks(tmp_path, clock, first):
+    """`a` lacks 30 states that `b` and `c` hold. `a` sends its hash to `b` and `c` sends
+    its own to `a` (as after a healed cut): each exchange would bring `a` all 30. `a` asks
+    only the first member it exchanges with, whichever exchange starts first (or both at
+    once); the other exchange only pushes what `a` holds and the other lacks."""
+    a, b, c = (Side(n, tmp_path, clock) for n in ("a", "b", "c"))
+    form_hive(a, b, c)
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    keys = admit(a, (a, b, c), 30)
+    entries = [signed_state(k, hive_id, version=1, timestamp=int(clock.now()), peers=3)
+               for k in keys]
+    store(b, entries)
+    store(c, entries)
+    clock.advance(sync.SETTLE_SECONDS)
+    got = []
+
+    def observe(s, r, m):
+        kind, body = decode(m)
+        if r is a and kind == MsgType.FULL_SYNC:
+            got.extend((s, e["state"]["peer_id"]) for e in body["entries"])
+    def step():                 # one message from every side to every other
+        for s in (a, b, c):
+            for r in (a, b, c):
+                if s is not r:
+                    for m in s.outgoing(r):
+                        observe(s, r, m)
+                        r.receive(s, m)
+    starts = [(a, b), (c, a)] if first == "ours" else [(c, a), (a, b)]
+    for s, r in starts:
+        gossip.queue_to(s.ctx, [r.node_id], gossip.our_hash_message(s.ctx))
+        if first != "together":
+            step()
+    pump(a, b, c, rounds=50, observe=observe)
+    assert sorted(p for _, p in got) == sorted(k.node_id for k in keys)
+    assert len({s for s, _ in got}) == 1
+    assert views_equal(a, b) and views_equal(a, c)

@@ -23,7 +23,7 @@ from handlers.frame.engine import Engine
 from handlers.frame.ratelimit import RateLimiter
 from handlers.hive import MESSAGE_BURST, MESSAGE_RATE
 from handlers.hivemap import gossip
-from handlers.hivemap.rules import fleet_hash_of_rows, summarize
+from handlers.hivemap.rules import SETTLE_SECONDS, summarize
 from handlers.membership import members as membership
 from handlers.wire import signing
 from handlers.wire.framing import peek
@@ -96,8 +96,9 @@ class SimNode(Side):
     def held(self, peer_id: str):
         return hivemap.held(self.db.conn(), peer_id)
 
-    def fleet_hash(self) -> str:
-        return fleet_hash_of_rows(hivemap.digest_rows(self.db.conn()))
+    def fleet_hash(self, settled: int | None = None) -> str:
+        """Of every state held, or (`settled`) what a STATE_HASH of then covers."""
+        return gossip.our_hash(self.ctx, settled)[0]
 
 
 def channels(rng: random.Random, count: int) -> list[dict]:
@@ -209,8 +210,12 @@ class SimFleet:
                 out[n] = still
         return out
 
-    def level(self) -> bool:
-        return len({n.fleet_hash() for n in self.nodes}) == 1
+    def level(self, settled: bool = False) -> bool:
+        """Every node's fleet hash the same: of every state held, or (`settled`) of the
+        states a STATE_HASH sent now would cover (in a large fleet, a heartbeat is always
+        still on its way to some node, so the former is seldom true at any instant)."""
+        at = self.nodes[0].ctx.now() - SETTLE_SECONDS if settled else None
+        return len({n.fleet_hash(at) for n in self.nodes}) == 1
 
     def close(self) -> None:
         for n in self.nodes:

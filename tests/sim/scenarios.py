@@ -44,7 +44,7 @@ def steady(fleet, window: float | None = None) -> dict:
     n, scale = len(fleet.nodes), heartbeat / window
     return {"messages_per_member": sum(v for k, v in sent.items() if k != "bytes") * scale / n,
             "bytes_per_member": sent["bytes"] * scale / n, "by_type": dict(sent),
-            "window": window, "level": fleet.level(), "wall_seconds": time.perf_counter() - t0}
+            "window": window, "level": fleet.level(settled=True), "wall_seconds": time.perf_counter() - t0}
 
 
 def change(fleet, node) -> None:
@@ -106,7 +106,7 @@ def _report(fleet, before, result, differing_bytes, t0, changed=None) -> dict:
     return {**{k: v for k, v in result.items() if k != "targets"},
             "by_type": dict(sent), "repair_messages": repair,
             "repair_bytes": repair_bytes, "differing_bytes": differing_bytes,
-            "level": fleet.level(), "wall_seconds": time.perf_counter() - t0}
+            "level": fleet.level(settled=True), "wall_seconds": time.perf_counter() - t0}
 
 
 def one_change(fleet, limit: int = 10) -> dict:
