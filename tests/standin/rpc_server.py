@@ -37,8 +37,8 @@ class RpcServer:
         self._sock.bind(self.path)
         self._sock.listen(64)
         t = threading.Thread(target=self._accept_loop, name=self.name + "-accept", daemon=True)
-        t.start()
         self._threads = [t]
+        t.start()
 
     def stop_listening(self):
         """New connections are refused from here on (lightningd shutdown). The socket file
@@ -54,6 +54,11 @@ class RpcServer:
 
     def stop(self, timeout=5.0):
         self.stop_listening()
+        # A connection accepted just before the socket closed is registered by the accept
+        # thread after that: wait for it to end before taking the list, or that
+        # connection's thread outlives the stop (seen as a teardown fault under load).
+        if self._threads:
+            self._threads[0].join(timeout)
         with self._lock:
             conns = list(self._conns)
         for c in conns:
@@ -75,8 +80,9 @@ class RpcServer:
                 self._conns.add(conn)
             t = threading.Thread(target=self._serve, args=(conn,), name=self.name + "-conn", daemon=True)
             t.start()
-            with self._lock:
-                self._threads = [x for x in self._threads if x.is_alive()] + [t]
+            with self._lock:    # the accept thread stays first (stop joins it first)
+                self._threads = self._threads[:1] + [
+                    x for x in self._threads[1:] if x.is_alive()] + [t]
 
     def _serve(self, conn):
         stream = JSONStream()
