@@ -121,23 +121,24 @@ def _on_summary(ctx, peer_id: str, msg: dict) -> None:
     if not first_time(ctx, "summary_answered", peer_id, pair):
         return refuse(peer_id, "DIGEST", "already answered these hashes")
     queue_to(ctx, [peer_id], *_listings(rows, msg["of"], differ))
-    _pulling(ctx, peer_id)        # the listing also asks for what we lack
+    _asking(ctx, msg["of"], differ, only_new=False)   # the listing also asks for them
     log.info("sync.summary", peer_id=peer_id, buckets=msg["of"], differing=len(differ))
 
 
-def _pulling(ctx, peer_id: str, ask: bool = True) -> bool:
-    """Whether to ask `peer_id` for what we lack (and, if `ask`, that we do), one member at
-    a time: a listing of ours that asked another one less than SETTLE_SECONDS ago brings
-    it already. After a healed cut each node exchanges with the member it sent its hash
-    and with one that sent it theirs: asking both would bring every missing entry twice.
-    What is still missing is compared at the next exchange."""
+def _asking(ctx, of: int, buckets, only_new: bool = True) -> list[int]:
+    """Which of `buckets` (of `of`) to ask for what we lack in them, and that we do: those
+    not asked of any member less than SETTLE_SECONDS ago (`only_new`; else all). After a
+    healed cut each node exchanges with the member it sent its hash to and with one that
+    sent it theirs: asking both for the same buckets would bring every missing entry
+    twice. What is still missing is compared at the next exchange."""
     now = ctx.clock.now()
-    last = ctx.timers.get("pulling")
-    if last is not None and last[0] != peer_id and now - last[1] < SETTLE_SECONDS:
-        return False
-    if ask:
-        ctx.timers["pulling"] = (peer_id, now)
-    return True
+    asked = ctx.timers.setdefault("asked", {})
+    for key in [k for k, t in asked.items() if now - t >= SETTLE_SECONDS]:
+        del asked[key]
+    out = [b for b in buckets if not only_new or (of, b) not in asked]
+    for b in out:
+        asked[(of, b)] = now
+    return out
 
 
 def _on_listing(ctx, peer_id: str, msg: dict, members) -> None:
@@ -157,11 +158,11 @@ def _on_listing(ctx, peer_id: str, msg: dict, members) -> None:
         pushed = chunk(entries, _full_sync_chunk,
                        max_chunks=_full_sync_budget(ctx, peer_id, needed))
     # They hold states we lack: our listing of those buckets makes them send them.
-    asked = bool(we_lack) and _pulling(ctx, peer_id)
-    reply = _listings(rows, of, we_lack) if asked else []
+    asked = _asking(ctx, of, we_lack) if we_lack else []
+    reply = _listings(rows, of, asked) if asked else []
     queue_to(ctx, [peer_id], *pushed, *reply)
     log.info("sync.digest", peer_id=peer_id, they_lack=len(they_lack),
-             we_lack_buckets=len(we_lack), asked=asked, chunks=len(pushed),
+             we_lack_buckets=len(we_lack), asked=len(asked), chunks=len(pushed),
              deferred_chunks=needed - len(pushed))
 
 

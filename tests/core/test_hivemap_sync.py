@@ -7,7 +7,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from handlers.hivemap import gossip, sync
-from handlers.hivemap.buckets import prefix
+from handlers.hivemap.buckets import bucket_of, buckets_for, prefix
 from handlers.hivemap.rules import chunk
 from handlers.wire import signing
 from handlers.hive import FULL_SYNC_BURST
@@ -292,8 +292,9 @@ def test_a_state_hash_without_a_settling_time_covers_every_state_held(big_view, 
 def test_a_member_asks_one_member_at_a_time_for_what_it_lacks(tmp_path, clock, first):
     """`a` lacks 30 states that `b` and `c` hold. `a` sends its hash to `b` and `c` sends
     its own to `a` (as after a healed cut): each exchange would bring `a` all 30. `a` asks
-    only the first member it exchanges with, whichever exchange starts first (or both at
-    once); the other exchange only pushes what `a` holds and the other lacks."""
+    only the first member it exchanges with for the buckets concerned, whichever exchange
+    starts first (or both at once); the other exchange only pushes what `a` holds and the
+    other lacks."""
     a, b, c = (Side(n, tmp_path, clock) for n in ("a", "b", "c"))
     form_hive(a, b, c)
     hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
@@ -325,3 +326,29 @@ def test_a_member_asks_one_member_at_a_time_for_what_it_lacks(tmp_path, clock, f
     assert sorted(p for _, p in got) == sorted(k.node_id for k in keys)
     assert len({s for s, _ in got}) == 1
     assert views_equal(a, b) and views_equal(a, c)
+
+
+def test_a_second_exchange_still_asks_for_buckets_the_first_did_not(tmp_path, clock):
+    """`a` lacks one newer state that only `b` holds and another that only `c` holds, in
+    other buckets (as after lost GOSSIP): both exchanges, at once, bring `a` what each
+    holds."""
+    a, b, c = (Side(n, tmp_path, clock) for n in ("a", "b", "c"))
+    form_hive(a, b, c)
+    hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
+    keys = admit(a, (a, b, c), 30)
+    now = int(clock.now())
+    entries = [signed_state(k, hive_id, version=1, timestamp=now, peers=3) for k in keys]
+    for side in (a, b, c):
+        store(side, entries)
+    of = buckets_for(33)
+    x = keys[0]
+    y = next(k for k in keys if bucket_of(prefix(k.node_id), of) !=
+             bucket_of(prefix(x.node_id), of))
+    store(b, [signed_state(x, hive_id, version=2, timestamp=now + 1, peers=3)])
+    store(c, [signed_state(y, hive_id, version=2, timestamp=now + 1, peers=3)])
+    clock.advance(sync.SETTLE_SECONDS + 1)
+    gossip.queue_to(a.ctx, [b.node_id], gossip.our_hash_message(a.ctx))
+    gossip.queue_to(c.ctx, [a.node_id], gossip.our_hash_message(c.ctx))
+    pump(a, b, c, rounds=50)
+    assert hivemap.held(a.db.conn(), x.node_id)[0] == 2
+    assert hivemap.held(a.db.conn(), y.node_id)[0] == 2
