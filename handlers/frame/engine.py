@@ -32,6 +32,7 @@ from storage import outbox
 log = structlog.get_logger("hive.engine")
 
 MAX_SEND_ATTEMPTS = 8
+OUTBOX_PAGE = 100                # outbox rows read at once while draining
 OUTBOX_KEEP_SECONDS = 86400      # sent or abandoned messages are kept a day, for inspection
 # Items waiting for the worker before peer messages are dropped: what the per-peer rate
 # limits let a full hive send in several seconds.
@@ -176,40 +177,47 @@ class Engine:
                       failures=self.tick_failures[name], exc_info=True)
 
     def drain_outbox(self) -> int:
-        """Send what is due; a failed send is retried with backoff, then abandoned. Never
-        inside a transaction (a batch of peer messages): what it would send is not
-        committed yet, and the worker sends it after the commit."""
+        """Send what is due, OUTBOX_PAGE rows at a time, until nothing is due or peer input
+        waits (served first: the worker drains again after each batch). A broadcast to
+        1,000 members is sent at once, not a page now and the rest after the next tick. A
+        failed send is retried with backoff, then abandoned. Never inside a transaction (a
+        batch of peer messages): what it would send is not committed yet, and the worker
+        sends it after the commit."""
         if self.db.conn().in_transaction:
             return 0
         sent = 0
         now = self.clock.now()
-        for row in outbox.due(self.db.conn(), now):
-            # A shutdown may close the database during a long drain (many rows to offline
-            # members): stop before the next row, and after a send whose outcome can no
-            # longer be recorded (the row stays due: it is sent again after the restart).
-            if self._stopping.is_set():
-                break
-            try:
-                self.lightning.call("sendcustommsg", {"node_id": row["peer_id"],
-                                                      "msg": row["msg_hex"]})
-            except (RpcError, OSError) as e:
+        while True:
+            rows = outbox.due(self.db.conn(), now, OUTBOX_PAGE)
+            for row in rows:
+                # A shutdown may close the database during a long drain (many rows to
+                # offline members): stop before the next row, and after a send whose
+                # outcome can no longer be recorded (the row stays due: it is sent again
+                # after the restart).
                 if self._stopping.is_set():
-                    break
-                attempts = row["attempts"] + 1
-                give_up = attempts >= MAX_SEND_ATTEMPTS
-                retry_at = None if give_up else now + min(300, 5 * 2 ** row["attempts"])
-                with self.db.transaction() as conn:
-                    outbox.mark_failed(conn, row["seq"], str(e), now, retry_at)
-                log.warning("outbox.send_failed", peer_id=row["peer_id"], seq=row["seq"],
-                            attempts=attempts, abandoned=give_up, error=str(e))
-                continue
-            if self._stopping.is_set():
-                break
-            # One statement outside any transaction commits on its own (autocommit): no
-            # BEGIN and COMMIT around it, for every message a broadcast sends.
-            outbox.mark_sent(self.db.conn(), row["seq"], now)
-            sent += 1
-        return sent
+                    return sent
+                try:
+                    self.lightning.call("sendcustommsg", {"node_id": row["peer_id"],
+                                                          "msg": row["msg_hex"]})
+                except (RpcError, OSError) as e:
+                    if self._stopping.is_set():
+                        return sent
+                    attempts = row["attempts"] + 1
+                    give_up = attempts >= MAX_SEND_ATTEMPTS
+                    retry_at = None if give_up else now + min(300, 5 * 2 ** row["attempts"])
+                    with self.db.transaction() as conn:
+                        outbox.mark_failed(conn, row["seq"], str(e), now, retry_at)
+                    log.warning("outbox.send_failed", peer_id=row["peer_id"], seq=row["seq"],
+                                attempts=attempts, abandoned=give_up, error=str(e))
+                    continue
+                if self._stopping.is_set():
+                    return sent
+                # One statement outside any transaction commits on its own (autocommit): no
+                # BEGIN and COMMIT around it, for every message a broadcast sends.
+                outbox.mark_sent(self.db.conn(), row["seq"], now)
+                sent += 1
+            if len(rows) < OUTBOX_PAGE or len(self._queue):
+                return sent
 
     def _work(self) -> None:
         ahead = None            # the next batch of peer input, its questions already out

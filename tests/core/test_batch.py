@@ -376,3 +376,32 @@ def test_a_shutdown_during_a_long_drain_stops_it_before_the_next_row(db, clock, 
     rows = outbox.due(db.conn(), clock.now() + 10_000)
     assert len(rows) == 20
     assert sorted(r["attempts"] for r in rows) == [0] * 19 + [1]   # only the first recorded
+
+
+def test_a_drain_sends_every_due_row_unless_peer_input_waits(db, clock, config):
+    """A broadcast to 250 members goes out in one drain (pages of OUTBOX_PAGE rows), not
+    a page now and the rest at the next tick; with peer input waiting, the drain stops
+    after a page and the worker serves that input first."""
+    from handlers.frame.engine import OUTBOX_PAGE
+    from storage import outbox
+    lightning = _Sends()
+    engine = Engine(db, clock, lambda: config, lightning=lightning)
+
+    def queue(n):
+        with db.transaction() as conn:
+            for i in range(n):
+                outbox.add(conn, peer_id="02%064x" % i, msg_hex="8001", now=clock.now())
+    queue(250)
+    assert engine.drain_outbox() == 250 and len(lightning.sent) == 250
+    queue(250)
+    engine.submit(lambda: None, droppable=True)      # waits: the worker is not started
+    assert engine.drain_outbox() == OUTBOX_PAGE
+    assert outbox.pending_count(db.conn()) == 250 - OUTBOX_PAGE
+    engine.start()
+    try:
+        # the worker drains after each item; the one after that drain tells it is done
+        engine.submit(lambda: None).result(timeout=5)
+        engine.submit(lambda: None).result(timeout=5)
+    finally:
+        engine.stop()
+    assert outbox.pending_count(db.conn()) == 0
