@@ -54,7 +54,7 @@ def _cross_links(nodes):
     return [(x, y) for x in (a, b) for y in (c, d)]
 
 
-def _split_change_heal(fleet, nodes, split, heal):
+def _split_change_heal(fleet, nodes, split, heal, converge_timeout=45):
     """Split the fleet into {a, b} and {c, d}, change a channel on each side, heal; each
     side's news stays on its side until the heal, then every view converges."""
     a, b, c, d = nodes
@@ -72,7 +72,7 @@ def _split_change_heal(fleet, nodes, split, heal):
     assert versions(a)[c.id] == before[c.id]          # the other side's news did not cross
     assert versions(c)[a.id] == before[a.id]
     heal()
-    wait_converged(fleet, nodes, entries=4, timeout=45)
+    wait_converged(fleet, nodes, entries=4, timeout=converge_timeout)
     final = versions(d)
     assert final[a.id] > before[a.id] and final[c.id] > before[c.id]
     assert capacities(b, a, b, c, d) == [1_000_000, 1_000_000, 2_000_000, 2_000_000]
@@ -106,7 +106,11 @@ def test_views_converge_with_lost_duplicated_and_reordered_messages(fleet):
     # over TCP on lightningd delivers each message once, in order).
     nodes = form_fleet(fleet, 4)
     fleet.network.set_chaos(seed=7, drop=0.2, duplicate=0.2, reorder=True)
-    _split_change_heal(fleet, nodes, *_partition(fleet, nodes))
+    # A node answers one exchange per 10 s and takes one STATE_HASH per 5 s from a peer,
+    # and a fifth of every exchange's messages are lost: it may take several exchanges.
+    # Seen converging 10 to 33 s after the heal on a loaded 2-core machine, and at times
+    # past 45 s: a slow tail, not views that never agree.
+    _split_change_heal(fleet, nodes, *_partition(fleet, nodes), converge_timeout=90)
 
 
 def test_the_hivemap_survives_a_plugin_restart(fleet):
