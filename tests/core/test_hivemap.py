@@ -349,6 +349,21 @@ def test_states_of_members_that_left_are_pruned(fleet):
     assert hivemap.get(a.db.conn(), a.node_id) is not None
 
 
+def test_states_are_pruned_once_per_change_of_the_membership(fleet):
+    """The DELETE of non-members' states runs when the membership changed, not at every
+    tick (a state only ever comes from a member: nothing new to drop until then)."""
+    a, b, c = fleet
+    gossip.on_tick(a.ctx)
+    stray = {"peer_id": node(71), "version": 1, "timestamp": a.ctx.now()}
+    with a.db.transaction() as conn:         # set-up only: no handler stores a non-member's
+        hivemap.put_if_newer(conn, stray, "sig", a.ctx.clock.now())
+    gossip.on_tick(a.ctx)
+    assert hivemap.held(a.db.conn(), node(71)) is not None       # no change: no DELETE
+    a.dispatcher.fire("member_tier", c.node_id, "leave")
+    gossip.on_tick(a.ctx)
+    assert hivemap.held(a.db.conn(), node(71)) is None
+
+
 def test_a_member_on_the_ban_list_no_longer_counts(fleet):
     a, b, c = fleet
     hive_id = hive_store.get_meta(a.db.conn())["hive_id"]
