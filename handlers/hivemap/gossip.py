@@ -48,8 +48,9 @@ def compared_rows(ctx, before: int | None) -> list[tuple[str, int, int]]:
 
 def our_hash(ctx, before: int | None = None) -> tuple[str, int]:
     """Our fleet hash and how many states it covers (of the newest states made by `before`,
-    if given), from the digests alone: no state is parsed. Every state's hash is computed
-    again only when a state changed."""
+    if given), from the digests alone: no state is parsed. The hash of every state held is
+    computed again only when a state changed; a settled one moves with `before`, so it is
+    computed each time (a pass over rows already cached)."""
     def compute():
         rows = compared_rows(ctx, before)
         return fleet_hash_of_rows(rows), len(rows)

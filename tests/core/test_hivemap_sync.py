@@ -190,11 +190,9 @@ def fleet_of_keys(tmp_path, clock):
     b.close()
 
 
-def test_a_burst_of_reconnections_costs_one_exchange_per_node(tmp_path, clock):
-    """`a` changed while cut off; three members come back at once. `a` sends its hash to
-    the first only (one exchange levels both ways); each of the others sends its own to
-    `a`, which takes one exchange at a time; every view is level after the next periodic
-    STATE_HASH."""
+def _cut_off_with_a_new_state(tmp_path, clock) -> list:
+    """Four members level with each other; then `a` is cut off from the others and
+    broadcasts a new state, which reaches no one. Returns [a, b, c, d]."""
     sides = [Side(n, tmp_path, clock) for n in ("a", "b", "c", "d")]
     form_hive(*sides)
     a, *others = sides
@@ -208,6 +206,16 @@ def test_a_burst_of_reconnections_costs_one_exchange_per_node(tmp_path, clock):
                                  "fee_proportional_millionths": 100})
     clock.advance(a.config.sync_interval)
     gossip.on_tick(a.ctx)                        # a's new state reaches no one
+    return sides
+
+
+def test_a_burst_of_reconnections_costs_one_exchange_per_node(tmp_path, clock):
+    """`a` changed while cut off; three members come back at once. `a` sends its hash to
+    the first only (one exchange levels both ways); each of the others sends its own to
+    `a`, which takes one exchange at a time; every view is level after the next periodic
+    STATE_HASH."""
+    sides = _cut_off_with_a_new_state(tmp_path, clock)
+    a, *others = sides
     assert not any(views_equal(a, o) for o in others)
     clock.advance(sync.SETTLE_SECONDS)           # a stays cut off a while
     a.lightning.connected = {o.node_id for o in others}
@@ -237,18 +245,8 @@ def test_a_state_made_while_members_were_away_reaches_each_as_it_comes_back(tmp_
     time, when a hash exchange still leaves that state out. Each gets it from `a` as it
     connects (not only the first, which gets the hash), and is level without waiting for
     a periodic STATE_HASH. Once the state has settled, a reconnection carries no GOSSIP."""
-    sides = [Side(n, tmp_path, clock) for n in ("a", "b", "c", "d")]
-    form_hive(*sides)
+    sides = _cut_off_with_a_new_state(tmp_path, clock)
     a, *others = sides
-    sync_round(clock, sides)
-    a.lightning.connected = set()
-    for o in others:
-        o.lightning.connected.discard(a.node_id)
-    a.lightning.channels.append({"peer_id": "02" + "77" * 32, "state": "CHANNELD_NORMAL",
-                                 "total_msat": 10 ** 9, "fee_base_msat": 1000,
-                                 "fee_proportional_millionths": 100})
-    clock.advance(a.config.sync_interval)
-    gossip.on_tick(a.ctx)                        # a's new state reaches no one
     clock.advance(sync.SETTLE_SECONDS - 1)
     a.lightning.connected = {o.node_id for o in others}
     sent = []
